@@ -1,0 +1,162 @@
+"""Ops with a reduction or a lookup: embedding, linear, matmul, RoPE and the causal mask."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from sparseflow.ir.dims import eval_dim, same_dim
+from sparseflow.ir.dtypes import DType
+from sparseflow.ir.errors import InputError
+from sparseflow.ir.ops import AttrDict, Cost, TypeMismatch, dense_bytes, register, storage_bytes
+from sparseflow.ir.ops_math import pointwise_cost
+from sparseflow.ir.types import TensorType
+
+Bindings = dict[str, int]
+
+
+@register("embedding", "embedding", (2, 2))
+class Embedding:
+    """Look up rows of table [V, H] by integer ids (plus attr `offset`, default 0): the output
+    is ids.shape + [H]."""
+
+    @staticmethod
+    def infer(ins: Sequence[TensorType], a: AttrDict) -> TensorType:
+        ids, table = ins
+        if ids.dtype.is_float or table.rank != 2:
+            raise TypeMismatch("embedding takes integer ids and a [vocab, hidden] table")
+        return TensorType((*ids.shape, table.shape[1]), DType.F32)
+
+    @staticmethod
+    def cost(ins: Sequence[TensorType], out: TensorType, a: AttrDict, b: Bindings) -> Cost:
+        ids, table = ins
+        row_bytes = storage_bytes(table, b) // max(1, table.numel(b)) * table.shape[1]
+        return Cost(0, (dense_bytes(ids, b), row_bytes * ids.numel(b)), dense_bytes(out, b))
+
+    @staticmethod
+    def reference(xs: list[np.ndarray], a: AttrDict) -> np.ndarray:
+        ids, table = xs
+        index = ids.astype(np.int64) + int(a.get("offset", 0))
+        if index.size and (index.min() < 0 or index.max() >= table.shape[0]):
+            raise InputError(f"token id out of range for a table of {table.shape[0]} rows")
+        return table[index].astype(np.float32)
+
+
+@register("linear", "linear", (2, 3))
+class Linear:
+    """y = x @ w^T (+ bias): x [..., K], w [N, K] (possibly sparse / quantized), bias [N]."""
+
+    @staticmethod
+    def infer(ins: Sequence[TensorType], a: AttrDict) -> TensorType:
+        x, w = ins[0], ins[1]
+        if w.rank != 2 or not same_dim(x.shape[-1], w.shape[1]):
+            raise TypeMismatch(f"x {list(x.shape)} does not match weight {list(w.shape)}")
+        if len(ins) == 3 and (ins[2].rank != 1 or not same_dim(ins[2].shape[0], w.shape[0])):
+            raise TypeMismatch(f"bias {list(ins[2].shape)} does not match [{w.shape[0]}]")
+        return TensorType((*x.shape[:-1], w.shape[0]), DType.F32)
+
+    @staticmethod
+    def cost(ins: Sequence[TensorType], out: TensorType, a: AttrDict, b: Bindings) -> Cost:
+        x, w = ins[0], ins[1]
+        density = w.sparse.density if w.sparse else 1.0
+        flops = round(2 * out.numel(b) * eval_dim(x.shape[-1], b) * density)
+        reads = (dense_bytes(x, b), storage_bytes(w, b), *(storage_bytes(t, b) for t in ins[2:]))
+        return Cost(flops, reads, dense_bytes(out, b))
+
+    @staticmethod
+    def reference(xs: list[np.ndarray], a: AttrDict) -> np.ndarray:
+        y = np.matmul(xs[0].astype(np.float32), xs[1].astype(np.float32).T)
+        if len(xs) == 3:
+            y = y + xs[2]
+        return y.astype(np.float32)
+
+
+@register("matmul", "attention", (2, 2))
+class Matmul:
+    """Batched a @ b (a [..., M, K], b [..., K, N]), or a @ b^T with attr `transpose_b`."""
+
+    @staticmethod
+    def infer(ins: Sequence[TensorType], a: AttrDict) -> TensorType:
+        x, y = ins
+        y_shape = list(y.shape)
+        if a.get("transpose_b", False):
+            y_shape[-2], y_shape[-1] = y_shape[-1], y_shape[-2]
+        batch_ok = x.rank == y.rank and all(
+            same_dim(p, q) for p, q in zip(x.shape[:-2], y_shape[:-2], strict=True)
+        )
+        if x.rank < 2 or not batch_ok or not same_dim(x.shape[-1], y_shape[-2]):
+            raise TypeMismatch(f"matmul of {list(x.shape)} and {y_shape}")
+        return TensorType((*x.shape[:-1], y_shape[-1]), DType.F32)
+
+    @staticmethod
+    def cost(ins: Sequence[TensorType], out: TensorType, a: AttrDict, b: Bindings) -> Cost:
+        flops = 2 * out.numel(b) * eval_dim(ins[0].shape[-1], b)
+        return Cost(flops, tuple(dense_bytes(t, b) for t in ins), dense_bytes(out, b))
+
+    @staticmethod
+    def reference(xs: list[np.ndarray], a: AttrDict) -> np.ndarray:
+        x, y = (v.astype(np.float32) for v in xs)
+        if a.get("transpose_b", False):
+            y = np.swapaxes(y, -1, -2)
+        return np.matmul(x, y).astype(np.float32)
+
+
+def rope_tables(positions: np.ndarray, rotary_dim: int, theta: float) -> tuple[np.ndarray, ...]:
+    """Return (cos, sin) [T, rotary_dim] of the rotate-half RoPE (LLaMA / GPT-NeoX layout)."""
+    inv_freq = 1.0 / theta ** (np.arange(0, rotary_dim, 2, dtype=np.float32) / rotary_dim)
+    angles = positions.astype(np.float32)[:, None] * inv_freq[None, :]
+    angles = np.concatenate([angles, angles], axis=-1)
+    return np.cos(angles), np.sin(angles)
+
+
+@register("rope", "elementwise", (2, 2))
+class Rope:
+    """Rotary position embedding of x [B, H, T, D] at positions [T]: the first `rotary_dim`
+    features (default D) become x*cos + rotate_half(x)*sin; attr `theta` is the base."""
+
+    cost = staticmethod(pointwise_cost(3))
+
+    @staticmethod
+    def infer(ins: Sequence[TensorType], a: AttrDict) -> TensorType:
+        x, pos = ins
+        rotary = a.get("rotary_dim")
+        if x.rank != 4 or pos.rank != 1 or not same_dim(pos.shape[0], x.shape[2]):
+            raise TypeMismatch(f"rope takes x [B, H, T, D] and positions [T], got {x}, {pos}")
+        if rotary is not None and (int(rotary) % 2 or int(rotary) > int(x.shape[3])):
+            raise TypeMismatch(f"rotary_dim {rotary} must be even and <= head_dim")
+        return x.with_(dtype=DType.F32, sparse=None, quant=None)
+
+    @staticmethod
+    def reference(xs: list[np.ndarray], a: AttrDict) -> np.ndarray:
+        x, pos = xs[0].astype(np.float32), xs[1]
+        rotary = int(a.get("rotary_dim") or x.shape[-1])
+        cos, sin = rope_tables(pos, rotary, float(a["theta"]))
+        rot, rest = x[..., :rotary], x[..., rotary:]
+        half = rotary // 2
+        rotated = np.concatenate([-rot[..., half:], rot[..., :half]], axis=-1)
+        out = rot * cos + rotated * sin
+        return np.concatenate([out, rest], axis=-1).astype(np.float32)
+
+
+@register("causal_mask", "attention", (2, 2))
+class CausalMask:
+    """Mask attention scores [B, H, T, S]: key j is hidden from query t when j > pos[t]
+    (the key's absolute position is its index in the cache). Masked scores become the most
+    negative float32, as the Hugging Face models do."""
+
+    cost = staticmethod(pointwise_cost(1))
+
+    @staticmethod
+    def infer(ins: Sequence[TensorType], a: AttrDict) -> TensorType:
+        scores, pos = ins
+        if scores.rank != 4 or pos.rank != 1 or not same_dim(pos.shape[0], scores.shape[2]):
+            raise TypeMismatch("causal_mask takes scores [B, H, T, S] and positions [T]")
+        return scores
+
+    @staticmethod
+    def reference(xs: list[np.ndarray], a: AttrDict) -> np.ndarray:
+        scores, pos = xs
+        keys = np.arange(scores.shape[-1])
+        hidden = keys[None, :] > pos.astype(np.int64)[:, None]
+        return np.where(hidden, np.finfo(np.float32).min, scores).astype(np.float32)

@@ -1,0 +1,235 @@
+"""Element-wise ops, activations, normalisations, softmax and activation quantization."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+from sparseflow.ir.dims import Dim, same_dim
+from sparseflow.ir.dtypes import DType
+from sparseflow.ir.ops import AttrDict, Cost, TypeMismatch, dense_bytes, register, storage_bytes
+from sparseflow.ir.ops_tensor import axis_index
+from sparseflow.ir.types import QuantParams, QuantScheme, TensorType
+
+Bindings = dict[str, int]
+
+
+def pointwise_cost(flops_per_element: int):  # noqa: ANN201 - returns a CostFn
+    """Return a cost function: `flops_per_element` per output element, inputs read once."""
+
+    def cost(ins: Sequence[TensorType], out: TensorType, a: AttrDict, b: Bindings) -> Cost:
+        flops = flops_per_element * out.numel(b)
+        return Cost(flops, tuple(storage_bytes(t, b) for t in ins), dense_bytes(out, b))
+
+    return cost
+
+
+def broadcast_shape(x: Sequence[Dim], y: Sequence[Dim]) -> tuple[Dim, ...]:
+    """Return the numpy broadcast of two shapes, or raise TypeMismatch."""
+    rank = max(len(x), len(y))
+    x = (1,) * (rank - len(x)) + tuple(x)
+    y = (1,) * (rank - len(y)) + tuple(y)
+    out: list[Dim] = []
+    for a, b in zip(x, y, strict=True):
+        if same_dim(a, b) or b == 1:
+            out.append(a)
+        elif a == 1:
+            out.append(b)
+        else:
+            raise TypeMismatch(f"shapes {list(x)} and {list(y)} do not broadcast")
+    return tuple(out)
+
+
+def _float_out(ins: Sequence[TensorType], shape: tuple[Dim, ...]) -> TensorType:
+    return TensorType(shape, ins[0].dtype if ins[0].dtype.is_float else DType.F32)
+
+
+def _unary(ins: Sequence[TensorType], a: AttrDict) -> TensorType:
+    return _float_out(ins, ins[0].shape)
+
+
+def _binary(ins: Sequence[TensorType], a: AttrDict) -> TensorType:
+    return _float_out(ins, broadcast_shape(ins[0].shape, ins[1].shape))
+
+
+@register("add", "elementwise", (2, 2))
+class Add:
+    """x + y with numpy broadcasting."""
+
+    infer = staticmethod(_binary)
+    cost = staticmethod(pointwise_cost(1))
+
+    @staticmethod
+    def reference(xs: list[np.ndarray], a: AttrDict) -> np.ndarray:
+        return (xs[0] + xs[1]).astype(np.float32)
+
+
+@register("mul", "elementwise", (2, 2))
+class Mul:
+    """x * y with numpy broadcasting."""
+
+    infer = staticmethod(_binary)
+    cost = staticmethod(pointwise_cost(1))
+
+    @staticmethod
+    def reference(xs: list[np.ndarray], a: AttrDict) -> np.ndarray:
+        return (xs[0] * xs[1]).astype(np.float32)
+
+
+@register("scale", "elementwise", (1, 1))
+class Scale:
+    """x * attr `factor` (a constant)."""
+
+    infer = staticmethod(_unary)
+    cost = staticmethod(pointwise_cost(1))
+
+    @staticmethod
+    def reference(xs: list[np.ndarray], a: AttrDict) -> np.ndarray:
+        return (xs[0] * np.float32(a["factor"])).astype(np.float32)
+
+
+@register("relu", "elementwise", (1, 1))
+class Relu:
+    """max(x, 0)."""
+
+    infer = staticmethod(_unary)
+    cost = staticmethod(pointwise_cost(1))
+
+    @staticmethod
+    def reference(xs: list[np.ndarray], a: AttrDict) -> np.ndarray:
+        return np.maximum(xs[0], 0).astype(np.float32)
+
+
+@register("silu", "elementwise", (1, 1))
+class Silu:
+    """x * sigmoid(x)."""
+
+    infer = staticmethod(_unary)
+    cost = staticmethod(pointwise_cost(4))
+
+    @staticmethod
+    def reference(xs: list[np.ndarray], a: AttrDict) -> np.ndarray:
+        x = xs[0].astype(np.float32)
+        return (x / (1.0 + np.exp(-x))).astype(np.float32)
+
+
+def erf(x: np.ndarray) -> np.ndarray:
+    """Return erf(x) to within 1.5e-7 (Abramowitz and Stegun 7.1.26)."""
+    p, a1, a2, a3, a4, a5 = (
+        0.3275911,
+        0.254829592,
+        -0.284496736,
+        1.421413741,
+        -1.453152027,
+        (1.061405429),
+    )
+    sign = np.sign(x)
+    z = np.abs(x).astype(np.float64)
+    t = 1.0 / (1.0 + p * z)
+    poly = ((((a5 * t + a4) * t + a3) * t + a2) * t + a1) * t
+    return sign * (1.0 - poly * np.exp(-z * z))
+
+
+@register("gelu", "elementwise", (1, 1))
+class Gelu:
+    """GELU; attr `approximate` is "none" (erf, BERT) or "tanh" (GPT-2's gelu_new)."""
+
+    cost = staticmethod(pointwise_cost(8))
+
+    @staticmethod
+    def infer(ins: Sequence[TensorType], a: AttrDict) -> TensorType:
+        if a.get("approximate", "none") not in ("none", "tanh"):
+            raise TypeMismatch(f"approximate must be 'none' or 'tanh', not {a['approximate']!r}")
+        return _unary(ins, a)
+
+    @staticmethod
+    def reference(xs: list[np.ndarray], a: AttrDict) -> np.ndarray:
+        x = xs[0].astype(np.float64)
+        if a.get("approximate", "none") == "tanh":
+            inner = math.sqrt(2.0 / math.pi) * (x + 0.044715 * x**3)
+            return (0.5 * x * (1.0 + np.tanh(inner))).astype(np.float32)
+        return (0.5 * x * (1.0 + erf(x / math.sqrt(2.0)))).astype(np.float32)
+
+
+@register("softmax", "attention", (1, 1))
+class Softmax:
+    """Numerically stable softmax along attr `axis` (default -1)."""
+
+    cost = staticmethod(pointwise_cost(5))
+
+    @staticmethod
+    def infer(ins: Sequence[TensorType], a: AttrDict) -> TensorType:
+        axis_index(int(a.get("axis", -1)), ins[0].rank)
+        return _unary(ins, a)
+
+    @staticmethod
+    def reference(xs: list[np.ndarray], a: AttrDict) -> np.ndarray:
+        x = xs[0].astype(np.float32)
+        axis = int(a.get("axis", -1))
+        e = np.exp(x - x.max(axis=axis, keepdims=True))
+        return (e / e.sum(axis=axis, keepdims=True)).astype(np.float32)
+
+
+def _norm_infer(ins: Sequence[TensorType], a: AttrDict) -> TensorType:
+    hidden = ins[0].shape[-1]
+    for param in ins[1:]:
+        if param.rank != 1 or not same_dim(param.shape[0], hidden):
+            raise TypeMismatch(f"norm parameter {list(param.shape)} does not match [{hidden}]")
+    if float(a["eps"]) <= 0:
+        raise TypeMismatch("eps must be positive")
+    return _unary(ins, a)
+
+
+@register("layernorm", "norm", (3, 3))
+class LayerNorm:
+    """(x - mean) / sqrt(var + eps) * w + b over the last axis."""
+
+    infer = staticmethod(_norm_infer)
+    cost = staticmethod(pointwise_cost(6))
+
+    @staticmethod
+    def reference(xs: list[np.ndarray], a: AttrDict) -> np.ndarray:
+        x, w, b = (v.astype(np.float32) for v in xs)
+        mean = x.mean(axis=-1, keepdims=True)
+        var = ((x - mean) ** 2).mean(axis=-1, keepdims=True)
+        return ((x - mean) / np.sqrt(var + np.float32(a["eps"])) * w + b).astype(np.float32)
+
+
+@register("rmsnorm", "norm", (2, 2))
+class RmsNorm:
+    """x / sqrt(mean(x^2) + eps) * w over the last axis (LLaMA)."""
+
+    infer = staticmethod(_norm_infer)
+    cost = staticmethod(pointwise_cost(4))
+
+    @staticmethod
+    def reference(xs: list[np.ndarray], a: AttrDict) -> np.ndarray:
+        x, w = (v.astype(np.float32) for v in xs)
+        rms = np.sqrt((x * x).mean(axis=-1, keepdims=True) + np.float32(a["eps"]))
+        return (x / rms * w).astype(np.float32)
+
+
+@register("quantize", "elementwise", (1, 1))
+class Quantize:
+    """Quantize activations symmetrically to attr `bits` (default 8), one absmax scale per
+    token (row over the last axis): s = max|x| / (2^(b-1) - 1), q = round(x / s). The value
+    held is q * s, the real number the integer tensor represents."""
+
+    cost = staticmethod(pointwise_cost(3))
+
+    @staticmethod
+    def infer(ins: Sequence[TensorType], a: AttrDict) -> TensorType:
+        bits = int(a.get("bits", 8))
+        if bits not in (4, 8):
+            raise TypeMismatch(f"activation quantization to {bits} bits (4 or 8 supported)")
+        quant = QuantParams(QuantScheme.INT, bits, "token")
+        return TensorType(ins[0].shape, DType.I8 if bits == 8 else DType.I4, quant=quant)
+
+    @staticmethod
+    def reference(xs: list[np.ndarray], a: AttrDict) -> np.ndarray:
+        qmax = 2 ** (int(a.get("bits", 8)) - 1) - 1
+        x = xs[0].astype(np.float32)
+        scale = np.maximum(np.abs(x).max(axis=-1, keepdims=True), np.float32(1e-5)) / qmax
+        return (np.clip(np.round(x / scale), -qmax, qmax) * scale).astype(np.float32)
