@@ -264,6 +264,10 @@ def check_matrix_op(op: MatrixFields, engine: EngineParams) -> None:
     engine.chain.check_mode(op.n)
     if op.act not in ("none", "relu"):
         raise InputError(f"matrix act={op.act}: the matrix engine fuses only relu")
+    if getattr(op, "per_block_n", False):
+        raise InputError("matrix per_block_n: the engine runs one N per instruction")
+    if getattr(op, "wbits", engine.chain.wbits) > engine.chain.wbits:
+        raise InputError(f"matrix wbits={op.wbits}: engine built for {engine.chain.wbits}")
     spans = {
         "act_base": (op.act_base + op.tok_pairs * op.k_steps, engine.act_depth),
         "w_base": (op.w_base + op.row_tiles * op.k_steps, engine.weight_depth),

@@ -1,0 +1,378 @@
+"""Define the accelerator's instruction set: formats, binary encoding and listing.
+
+Programs are sequences of 32-bit little-endian words; an instruction is 1 to 7 words, its
+length fixed by its opcode (as in the FlightLLM artifact's ISA). Word 0 of every instruction:
+
+    [31:28] opcode   [27:24] wait mask   [23:20] release mask   [19:0] instruction fields
+
+Synchronisation (token semaphores, FlightLLM artifact): a dispatcher reads the program in
+order and appends each instruction to its unit's in-order queue (LOAD -> load, STORE ->
+store, MM/MV -> matrix, SFU -> sfu; SYS is executed by the dispatcher itself). A counter
+`sem[src][dst]` exists for each ordered pair of queues. Before an instruction of queue q
+starts, for each bit j of its wait mask it waits until `sem[j][q] > 0` and decrements it;
+when it completes, for each bit j of its release mask it increments `sem[q][j]`. A mask bit
+naming the instruction's own queue is rejected. SYS BARRIER stops dispatch until every queue
+is empty; SYS END ends the program.
+
+Units: HBM addresses and strides count 32-byte words (the 256-bit AXI port of an HBM
+pseudo-channel, AMD PG276); buffer addresses count words of the target buffer. Matrix shape
+fields are the engine's tile counts (see `engine_model.plan_linear`).
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, fields
+from enum import IntEnum
+from typing import ClassVar
+
+from sparseflow.ir.errors import InputError
+
+
+class Opcode(IntEnum):
+    LOAD = 1
+    STORE = 2
+    MM = 3
+    MV = 4
+    SFU = 5
+    SYS = 6
+
+
+class Queue(IntEnum):
+    """Bit positions of the units in wait/release masks."""
+
+    LOAD = 0
+    STORE = 1
+    MATRIX = 2
+    SFU = 3
+
+
+class Buffer(IntEnum):
+    ACT = 0
+    WEIGHT = 1
+    BIAS = 2
+    OUT = 3
+    NTABLE = 4
+    SFU = 5
+
+
+class SfuOp(IntEnum):
+    SOFTMAX = 0
+    LAYERNORM = 1
+    RMSNORM = 2
+    SILU = 3
+    GELU = 4
+    ADD = 5
+    MUL = 6
+    ROPE = 7
+
+
+class SysOp(IntEnum):
+    BARRIER = 0
+    END = 1
+
+
+QUEUE_LETTERS = "LSMF"  # load, store, matrix, sfu (F: special-function unit)
+HBM_CHANNELS = 32  # U280 HBM2 pseudo-channels (AMD DS963)
+
+
+@dataclass(frozen=True)
+class Field:
+    """Place one instruction field at bits [lsb + width - 1 : lsb] of word `word`."""
+
+    name: str
+    word: int
+    lsb: int
+    width: int
+    values: tuple | None = None  # allowed values, encoded as their position
+    lo: int = 0
+    hi: int | None = None
+
+    def encode(self, insn: str, value: object) -> int:
+        if self.values is not None:
+            if value not in self.values:
+                raise InputError(f"{insn}.{self.name}={value!r}: must be one of {self.values}")
+            return self.values.index(value)
+        hi = (1 << self.width) - 1 if self.hi is None else self.hi
+        if isinstance(value, bool) or not isinstance(value, int) or not self.lo <= value <= hi:
+            raise InputError(f"{insn}.{self.name}={value!r}: must be an integer in {self.lo}..{hi}")
+        return value
+
+    def decode(self, insn: str, code: int) -> object:
+        if self.values is None:
+            self.encode(insn, code)  # range check
+            return code
+        if code >= len(self.values):
+            raise InputError(f"{insn}.{self.name}: code {code} is not defined")
+        return self.values[code]
+
+
+BOOL = (False, True)
+HEADER = (Field("wait", 0, 24, 4), Field("release", 0, 20, 4))
+U16 = 16
+
+
+def _u16(name: str, word: int, lsb: int, lo: int = 0, hi: int | None = None) -> Field:
+    return Field(name, word, lsb, U16, lo=lo, hi=hi)
+
+
+def _matrix_fields(max_tok_pairs: int) -> tuple[Field, ...]:
+    return (
+        Field("n", 0, 18, 2, (2, 4, 8, 16)),
+        Field("wbits", 0, 17, 1, (8, 4)),
+        Field("bias", 0, 16, 1, BOOL),
+        Field("accumulate", 0, 15, 1, BOOL),
+        Field("act", 0, 13, 2, ("none", "relu", "silu", "gelu")),
+        Field("per_block_n", 0, 12, 1, BOOL),
+        _u16("k_steps", 1, 16, lo=1),
+        _u16("row_tiles", 1, 0, lo=1),
+        _u16("tok_pairs", 2, 16, lo=1, hi=max_tok_pairs),
+        _u16("act_base", 2, 0),
+        _u16("w_base", 3, 16),
+        _u16("out_base", 3, 0),
+        _u16("bias_base", 4, 16),
+        _u16("ntable_addr", 4, 0),
+    )
+
+
+def _transfer_fields() -> tuple[Field, ...]:
+    return (
+        Field("buffer", 0, 17, 3, tuple(Buffer)),
+        Field("channel", 0, 12, 5, hi=HBM_CHANNELS - 1),
+        Field("hbm_addr", 1, 0, 32),
+        _u16("buf_addr", 2, 16),
+        _u16("length", 2, 0, lo=1),
+    )
+
+
+class Instruction:
+    """Base of all instructions: encode/decode through the class's FIELDS table."""
+
+    OPCODE: ClassVar[Opcode]
+    QUEUE: ClassVar[Queue | None]
+    FIELDS: ClassVar[tuple[Field, ...]]
+    wait: int
+    release: int
+
+    def __post_init__(self) -> None:
+        self.encode()  # validates every field
+        for name in ("wait", "release"):
+            if self.QUEUE is not None and getattr(self, name) >> self.QUEUE & 1:
+                raise InputError(f"{self.mnemonic}.{name}: names the instruction's own queue")
+
+    @property
+    def mnemonic(self) -> str:
+        return self.OPCODE.name
+
+    @classmethod
+    def n_words(cls) -> int:
+        return 1 + max(f.word for f in cls.FIELDS)
+
+    def encode(self) -> list[int]:
+        """Return this instruction's 32-bit words."""
+        words = [0] * self.n_words()
+        words[0] = int(self.OPCODE) << 28
+        for f in HEADER + self.FIELDS:
+            words[f.word] |= f.encode(self.mnemonic, getattr(self, f.name)) << f.lsb
+        return words
+
+    @classmethod
+    def decode(cls, words: list[int]) -> Instruction:
+        """Return the instruction held in `words` (reserved bits must be zero)."""
+        values, used = {}, [0] * cls.n_words()
+        used[0] = 0xF << 28
+        for f in HEADER + cls.FIELDS:
+            mask = ((1 << f.width) - 1) << f.lsb
+            used[f.word] |= mask
+            values[f.name] = f.decode(cls.OPCODE.name, (words[f.word] & mask) >> f.lsb)
+        for i, (word, mask) in enumerate(zip(words, used, strict=True)):
+            if word & ~mask & 0xFFFFFFFF:
+                raise InputError(f"{cls.OPCODE.name} word {i}: reserved bits set ({word:#010x})")
+        return cls(**values)
+
+    def listing(self) -> str:
+        """Return one readable line: mnemonic, fields, then the token masks."""
+        parts = [f"{self.mnemonic:<5}"]
+        for f in self.FIELDS:
+            value = getattr(self, f.name)
+            text = value.name.lower() if isinstance(value, IntEnum) else value
+            if f.name == "n":
+                text = f"{value}:16"
+            parts.append(f"{f.name}={text}")
+        parts.append(f"wait={mask_letters(self.wait)} release={mask_letters(self.release)}")
+        return " ".join(str(p) for p in parts)
+
+
+def mask_letters(mask: int) -> str:
+    """Return a token mask as queue letters (L load, S store, M matrix, F sfu) or '-'."""
+    return "".join(c for i, c in enumerate(QUEUE_LETTERS) if mask >> i & 1) or "-"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Load(Instruction):
+    """Copy HBM -> buffer: outer_count x inner_count transfers of `length` words each."""
+
+    OPCODE = Opcode.LOAD
+    QUEUE = Queue.LOAD
+    FIELDS = _transfer_fields() + (
+        _u16("outer_count", 3, 16, lo=1),
+        _u16("inner_count", 3, 0, lo=1),
+        Field("hbm_stride_inner", 4, 0, 32),
+        Field("hbm_stride_outer", 5, 0, 32),
+        _u16("buf_stride_inner", 6, 16),
+        _u16("buf_stride_outer", 6, 0),
+    )
+    buffer: Buffer = Buffer.ACT
+    channel: int = 0
+    hbm_addr: int = 0
+    buf_addr: int = 0
+    length: int = 1
+    outer_count: int = 1
+    inner_count: int = 1
+    hbm_stride_inner: int = 0
+    hbm_stride_outer: int = 0
+    buf_stride_inner: int = 0
+    buf_stride_outer: int = 0
+    wait: int = 0
+    release: int = 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class Store(Instruction):
+    """Copy buffer -> HBM: `count` transfers of `length` words each."""
+
+    OPCODE = Opcode.STORE
+    QUEUE = Queue.STORE
+    FIELDS = _transfer_fields() + (
+        _u16("count", 3, 16, lo=1),
+        _u16("buf_stride", 3, 0),
+        Field("hbm_stride", 4, 0, 32),
+    )
+    buffer: Buffer = Buffer.OUT
+    channel: int = 0
+    hbm_addr: int = 0
+    buf_addr: int = 0
+    length: int = 1
+    count: int = 1
+    buf_stride: int = 0
+    hbm_stride: int = 0
+    wait: int = 0
+    release: int = 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class MM(Instruction):
+    """Matrix-matrix (prefill): out[tokens, rows] = act @ weight.T (+ bias), tiled."""
+
+    OPCODE = Opcode.MM
+    QUEUE = Queue.MATRIX
+    FIELDS = _matrix_fields(max_tok_pairs=0xFFFF)
+    n: int = 16
+    wbits: int = 8
+    bias: bool = False
+    accumulate: bool = False
+    act: str = "none"
+    per_block_n: bool = False
+    k_steps: int = 1
+    row_tiles: int = 1
+    tok_pairs: int = 1
+    act_base: int = 0
+    w_base: int = 0
+    out_base: int = 0
+    bias_base: int = 0
+    ntable_addr: int = 0
+    wait: int = 0
+    release: int = 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class MV(MM):
+    """Matrix-vector (decode): MM restricted to one pair of vectors (tok_pairs = 1)."""
+
+    OPCODE = Opcode.MV
+    FIELDS = _matrix_fields(max_tok_pairs=1)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Sfu(Instruction):
+    """Run a special function over `rows` rows of `length` FP16 elements."""
+
+    OPCODE = Opcode.SFU
+    QUEUE = Queue.SFU
+    FIELDS = (
+        Field("op", 0, 16, 4, tuple(SfuOp)),
+        _u16("in_addr", 1, 16),
+        _u16("out_addr", 1, 0),
+        _u16("in2_addr", 2, 16),
+        _u16("length", 2, 0, lo=1),
+        _u16("rows", 3, 16, lo=1),
+        _u16("aux_addr", 3, 0),
+    )
+    op: SfuOp = SfuOp.SOFTMAX
+    in_addr: int = 0
+    out_addr: int = 0
+    in2_addr: int = 0
+    length: int = 1
+    rows: int = 1
+    aux_addr: int = 0
+    wait: int = 0
+    release: int = 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class Sys(Instruction):
+    """Synchronise the dispatcher (BARRIER) or end the program (END)."""
+
+    OPCODE = Opcode.SYS
+    QUEUE = None
+    FIELDS = (Field("op", 0, 16, 4, tuple(SysOp)),)
+    op: SysOp = SysOp.END
+    wait: int = 0
+    release: int = 0
+
+
+INSTRUCTIONS: dict[Opcode, type[Instruction]] = {
+    cls.OPCODE: cls for cls in (Load, Store, MM, MV, Sfu, Sys)
+}
+MatrixInstr = MM  # MV is a subclass
+
+
+def encode(program: list[Instruction]) -> bytes:
+    """Return the program as little-endian 32-bit words."""
+    words = [w for insn in program for w in insn.encode()]
+    return struct.pack(f"<{len(words)}I", *words)
+
+
+def decode(data: bytes) -> list[Instruction]:
+    """Return the instructions encoded in `data`; raise InputError naming the bad word."""
+    if len(data) % 4:
+        raise InputError(f"program: {len(data)} bytes is not a whole number of 32-bit words")
+    words = list(struct.unpack(f"<{len(data) // 4}I", data))
+    program, pos = [], 0
+    while pos < len(words):
+        opcode = words[pos] >> 28
+        if opcode not in INSTRUCTIONS:
+            raise InputError(f"program word {pos}: unknown opcode {opcode}")
+        cls = INSTRUCTIONS[Opcode(opcode)]
+        if pos + cls.n_words() > len(words):
+            raise InputError(f"program word {pos}: {cls.OPCODE.name} truncated")
+        try:
+            program.append(cls.decode(words[pos : pos + cls.n_words()]))
+        except InputError as err:
+            raise InputError(f"program word {pos}: {err}") from None
+        pos += cls.n_words()
+    return program
+
+
+def listing(program: list[Instruction]) -> str:
+    """Return one line per instruction, prefixed by its word offset."""
+    lines, pos = [], 0
+    for insn in program:
+        lines.append(f"{pos:06d}  {insn.listing()}")
+        pos += insn.n_words()
+    return "".join(line + "\n" for line in lines)
+
+
+def field_names(cls: type[Instruction]) -> list[str]:
+    """Return the dataclass field names of an instruction class."""
+    return [f.name for f in fields(cls)]
