@@ -1,0 +1,175 @@
+"""Every registered op has type inference, cost and a reference that agree with each other,
+and the references match independent formulations on random data."""
+
+import math
+
+import numpy as np
+import pytest
+
+from sparseflow.ir.dims import eval_dim
+from sparseflow.ir.dtypes import DType
+from sparseflow.ir.errors import GraphError, InputError
+from sparseflow.ir.ops import all_ops, get_op, storage_bytes
+from sparseflow.ir.types import (
+    QuantParams,
+    QuantScheme,
+    SparseFormat,
+    SparsePattern,
+    TensorType,
+)
+
+F32, I64 = DType.F32, DType.I64
+
+
+def t(*shape, dtype=F32):
+    return TensorType(tuple(shape), dtype)
+
+
+# One sample call per non-source op: (input types, attrs). Adding an op without a sample fails
+# test_every_op_has_a_sample, so no op escapes the three-way check below.
+SAMPLES = {
+    "add": ([t(2, 3, 4), t(4)], {}),
+    "mul": ([t(2, 3, 4), t(2, 3, 4)], {}),
+    "scale": ([t(3, 5)], {"factor": 0.5}),
+    "relu": ([t(3, 5)], {}),
+    "silu": ([t(3, 5)], {}),
+    "gelu": ([t(3, 5)], {"approximate": "tanh"}),
+    "softmax": ([t(2, 3, 7)], {"axis": -1}),
+    "layernorm": ([t(2, 3, 8), t(8), t(8)], {"eps": 1e-5}),
+    "rmsnorm": ([t(2, 3, 8), t(8)], {"eps": 1e-6}),
+    "quantize": ([t(3, 16)], {"bits": 8}),
+    "embedding": ([t(2, 3, dtype=I64), t(11, 8)], {"offset": 0}),
+    "linear": ([t(2, 3, 8), t(5, 8), t(5)], {}),
+    "matmul": ([t(2, 3, 4, 8), t(2, 3, 6, 8)], {"transpose_b": True}),
+    "rope": ([t(1, 2, 5, 8), t(5, dtype=I64)], {"theta": 10000.0}),
+    "causal_mask": ([t(1, 2, 5, 5), t(5, dtype=I64)], {}),
+    "reshape": ([t(2, 3, 8)], {"shape": [2, 3, 2, 4]}),
+    "transpose": ([t(2, 3, 4)], {"perm": [2, 0, 1]}),
+    "slice": ([t(2, 9, 4)], {"axis": 1, "start": 2, "stop": 7}),
+    "concat": ([t(2, 3, 4), t(2, 5, 4)], {"axis": 1}),
+    "kv_append": ([t(1, 2, 6, 4), t(1, 2, 1, 4)], {}),
+    "repeat_kv": ([t(1, 2, 6, 4)], {"n_rep": 3}),
+}
+
+
+def random_input(tensor_type, rng):
+    shape = tuple(eval_dim(d) for d in tensor_type.shape)
+    if tensor_type.dtype is I64:
+        return np.sort(rng.integers(0, min(shape[-1], 10), size=shape))
+    return rng.standard_normal(shape).astype(np.float32)
+
+
+def test_every_op_has_a_sample():
+    names = {op.name for op in all_ops() if not op.is_source}
+    assert names == set(SAMPLES)
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLES))
+def test_infer_cost_reference_agree(name):
+    op = get_op(name)
+    ins, attrs = SAMPLES[name]
+    out = op.infer_type(ins, tuple(attrs.items()), "n")
+    cost = op.cost(ins, out, attrs, {})
+    assert cost.flops >= 0 and cost.bytes_written >= 0 and len(cost.bytes_read) == len(ins)
+    rng = np.random.default_rng(0)
+    result = op.reference([random_input(x, rng) for x in ins], attrs)
+    assert result.shape == tuple(eval_dim(d) for d in out.shape)
+    assert np.isfinite(result).any()
+
+
+def test_unknown_op_lists_known_ones():
+    with pytest.raises(InputError, match="known: .*linear"):
+        get_op("conv7d")
+
+
+def test_type_errors_name_the_node():
+    with pytest.raises(GraphError, match="%bad .*linear"):
+        get_op("linear").infer_type([t(2, 8), t(5, 7)], (), "bad")
+    with pytest.raises(GraphError, match="%r .*cannot reshape"):
+        get_op("reshape").infer_type([t(2, 8)], (("shape", (3, 5)),), "r")
+
+
+def run(name, *xs, **attrs):
+    return get_op(name).reference(list(xs), attrs)
+
+
+def test_softmax_layernorm_rmsnorm_match_formulas():
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((4, 9)).astype(np.float32) * 5
+    p = run("softmax", x, axis=-1)
+    np.testing.assert_allclose(p.sum(-1), 1, rtol=1e-6)
+    np.testing.assert_allclose(p, np.exp(x) / np.exp(x).sum(-1, keepdims=True), rtol=1e-5)
+    w, b = rng.standard_normal(9).astype(np.float32), rng.standard_normal(9).astype(np.float32)
+    ln = run("layernorm", x, w, b, eps=1e-5)
+    expect = (x - x.mean(-1, keepdims=True)) / np.sqrt(x.var(-1, keepdims=True) + 1e-5) * w + b
+    np.testing.assert_allclose(ln, expect, rtol=1e-4, atol=1e-5)
+    rms = run("rmsnorm", x, w, eps=1e-6)
+    np.testing.assert_allclose(rms, x / np.sqrt((x**2).mean(-1, keepdims=True) + 1e-6) * w, 1e-5)
+
+
+def test_gelu_matches_math_erf():
+    x = np.linspace(-6, 6, 101).astype(np.float32)
+    exact = np.array([0.5 * v * (1 + math.erf(v / math.sqrt(2))) for v in x.astype(float)])
+    np.testing.assert_allclose(run("gelu", x, approximate="none"), exact, atol=2e-6)
+    tanh = run("gelu", x, approximate="tanh")
+    np.testing.assert_allclose(tanh, exact, atol=2e-3)
+
+
+def test_rope_equals_complex_rotation():
+    """Rotate-half RoPE is a rotation of pairs (i, i + D/2) by angle pos * theta^(-2i/D)."""
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((1, 3, 6, 8)).astype(np.float32)
+    pos = np.array([0, 1, 2, 7, 8, 30])
+    out = run("rope", x, pos, theta=10000.0)
+    half = 4
+    z = x[..., :half] + 1j * x[..., half:]
+    freq = 10000.0 ** (-np.arange(half) * 2 / 8)
+    rotated = z * np.exp(1j * pos[:, None] * freq[None, :])
+    np.testing.assert_allclose(out[..., :half], rotated.real, atol=1e-5)
+    np.testing.assert_allclose(out[..., half:], rotated.imag, atol=1e-5)
+
+
+def test_causal_mask_hides_future_keys_only():
+    scores = np.random.default_rng(3).standard_normal((1, 1, 3, 5)).astype(np.float32)
+    pos = np.array([2, 3, 4])
+    masked = run("causal_mask", scores, pos)
+    for q, p in enumerate(pos):
+        np.testing.assert_array_equal(masked[0, 0, q, : p + 1], scores[0, 0, q, : p + 1])
+        assert (masked[0, 0, q, p + 1 :] == np.finfo(np.float32).min).all()
+
+
+def test_repeat_kv_shares_heads_in_groups():
+    x = np.random.default_rng(4).standard_normal((1, 2, 3, 4)).astype(np.float32)
+    y = run("repeat_kv", x, n_rep=3)
+    for head in range(6):
+        np.testing.assert_array_equal(y[0, head], x[0, head // 3])
+
+
+def test_quantize_is_within_half_a_step_per_token():
+    x = np.random.default_rng(5).standard_normal((6, 32)).astype(np.float32) * 3
+    q = run("quantize", x, bits=8)
+    step = np.abs(x).max(-1, keepdims=True) / 127
+    assert (np.abs(q - x) <= step / 2 + 1e-6).all()
+    assert len(np.unique(np.round(q[0] / step[0]))) > 10
+
+
+def test_embedding_rejects_ids_out_of_range():
+    with pytest.raises(InputError, match="out of range"):
+        run("embedding", np.array([[0, 11]]), np.zeros((11, 2), np.float32))
+
+
+def test_linear_cost_counts_sparse_flops_and_packed_bytes():
+    x = t(1, 128, 4096)
+    dense = t(4096, 4096)
+    nm = dense.with_(
+        sparse=SparseFormat(SparsePattern.NM, 0.5, n=8, m=16),
+        quant=QuantParams(QuantScheme.INT, 4, "group", 128, symmetric=False),
+    )
+    op = get_op("linear")
+    out = op.infer_type([x, nm], (), "l")
+    assert op.cost([x, dense], out, {}, {}).flops == 2 * 128 * 4096 * 4096
+    assert op.cost([x, nm], out, {}, {}).flops == 128 * 4096 * 4096
+    # values 4 bits + index 4 bits per kept weight, f32 scale + u8 zero per 128 weights
+    elements = 4096 * 4096
+    expect = elements * 0.5 * 8 / 8 + elements / 128 * 5
+    assert storage_bytes(nm) == math.ceil(expect)
