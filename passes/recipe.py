@@ -1,0 +1,133 @@
+"""Recipes: YAML files listing passes in order, with options and layer-name patterns.
+
+    name: w4a16
+    description: group-wise INT4 weights, 16-bit activations
+    passes:
+      - pass: quantize_int4
+        layers: ["*"]            # fnmatch patterns over weight names (default: all)
+        exclude: ["lm_head"]     # optional
+        options: {group_size: 128}
+
+Built-in recipes live in passes/recipes/*.yaml. The CLI shorthands `--sparsity` and `--quant`
+build a recipe in memory (see `shorthand_recipe`). Every error names the recipe file, the pass
+and the option or pattern at fault.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from sparseflow.ir.errors import InputError
+from sparseflow.ir.graph import Graph
+from sparseflow.passes.manager import (
+    PassContext,
+    get_pass,
+    make_options,
+    run_pass,
+    select_layers,
+)
+
+RECIPE_DIR = Path(__file__).parent / "recipes"
+_STEP_KEYS = {"pass", "layers", "exclude", "options"}
+
+
+@dataclass(frozen=True)
+class RecipeStep:
+    """One pass of a recipe with its layer patterns and validated options."""
+
+    pass_name: str
+    layers: tuple[str, ...]
+    exclude: tuple[str, ...]
+    options: object
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """An ordered list of passes, read from `source`."""
+
+    name: str
+    description: str
+    steps: tuple[RecipeStep, ...]
+    source: str
+
+    def apply(self, graph: Graph, ctx: PassContext | None = None) -> Graph:
+        """Run every step in order and return the compressed graph."""
+        ctx = ctx or PassContext()
+        for index, step in enumerate(self.steps):
+            pass_def = get_pass(step.pass_name)
+            where = f"recipe {self.source}, step {index + 1}"
+            layers = select_layers(graph, pass_def, step.layers, step.exclude, where)
+            graph = run_pass(graph, pass_def, layers, ctx, step.options)
+        return graph
+
+
+def list_recipes() -> list[str]:
+    """Return the names of the built-in recipes."""
+    return sorted(p.stem for p in RECIPE_DIR.glob("*.yaml"))
+
+
+def load_recipe(name_or_path: str) -> Recipe:
+    """Return the built-in recipe of that name, or the recipe in that YAML file."""
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = RECIPE_DIR / f"{name_or_path}.yaml"
+        if not path.exists():
+            known = ", ".join(list_recipes())
+            raise InputError(f"unknown recipe {name_or_path!r} (known: {known}, or a .yaml path)")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as err:
+        raise InputError(f"recipe {path}: cannot read ({err.strerror})") from None
+    except yaml.YAMLError as err:
+        raise InputError(f"recipe {path}: malformed YAML ({_yaml_problem(err)})") from None
+    return recipe_from_dict(data, str(path))
+
+
+def _yaml_problem(err: yaml.YAMLError) -> str:
+    mark = getattr(err, "problem_mark", None)
+    problem = getattr(err, "problem", None) or "syntax error"
+    return f"{problem} at line {mark.line + 1}" if mark else problem
+
+
+def recipe_from_dict(data: object, source: str) -> Recipe:
+    """Validate a recipe's parsed YAML; errors name `source`, the step and the field."""
+    if not isinstance(data, dict) or not isinstance(data.get("passes"), list):
+        raise InputError(f"recipe {source}: expected a mapping with a 'passes' list")
+    unknown = sorted(set(data) - {"name", "description", "passes"})
+    if unknown:
+        raise InputError(f"recipe {source}: unknown field {unknown[0]!r}")
+    steps = tuple(_step(raw, f"recipe {source}, step {i + 1}") for i, raw in enumerate(data["passes"]))
+    name = str(data.get("name", Path(source).stem))
+    return Recipe(name, str(data.get("description", "")), steps, source)
+
+
+def _step(raw: object, where: str) -> RecipeStep:
+    if not isinstance(raw, dict) or not isinstance(raw.get("pass"), str):
+        raise InputError(f"{where}: expected a mapping with a 'pass' name")
+    unknown = sorted(set(raw) - _STEP_KEYS)
+    if unknown:
+        raise InputError(f"{where}: unknown field {unknown[0]!r} (known: {sorted(_STEP_KEYS)})")
+    try:
+        pass_def = get_pass(raw["pass"])
+    except InputError as err:
+        raise InputError(f"{where}: {err}") from None
+    options = raw.get("options") or {}
+    if not isinstance(options, dict):
+        raise InputError(f"{where}: pass {pass_def.name!r}: 'options' must be a mapping")
+    return RecipeStep(
+        pass_def.name,
+        _patterns(raw.get("layers", ["*"]), where, "layers"),
+        _patterns(raw.get("exclude", []), where, "exclude"),
+        make_options(pass_def, options, where),
+    )
+
+
+def _patterns(value: object, where: str, field: str) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise InputError(f"{where}: {field!r} must be a list of name patterns")
+    return tuple(value)
