@@ -17,9 +17,17 @@ FLOAT32 = (np.dtype(np.float32),)
 
 
 def check_array(
-    name: str, value: object, dtypes: Sequence[np.dtype], ndim: int | Sequence[int]
+    name: str,
+    value: object,
+    dtypes: Sequence[np.dtype],
+    ndim: int | Sequence[int],
+    *,
+    allow_neg_inf: bool = False,
 ) -> np.ndarray:
-    """Return value as a C-contiguous array after checking its type, dtype, rank and size."""
+    """Return value as a C-contiguous array after checking its type, dtype, rank and size.
+
+    Float arrays must be finite; with allow_neg_inf, -inf (a masked logit) is accepted too.
+    """
     if not isinstance(value, np.ndarray):
         raise InputError(f"{name}: expected a numpy array, got {type(value).__name__}")
     ranks = (ndim,) if isinstance(ndim, int) else tuple(ndim)
@@ -31,7 +39,8 @@ def check_array(
         raise InputError(f"{name}: expected dtype {wanted}, got {value.dtype}")
     if value.size == 0:
         raise InputError(f"{name}: empty array of shape {value.shape}")
-    if value.dtype.kind == "f" and not np.isfinite(value).all():
+    finite = np.isfinite(value) | (np.isneginf(value) if allow_neg_inf else False)
+    if value.dtype.kind == "f" and not finite.all():
         raise InputError(f"{name}: contains NaN or infinity")
     return np.ascontiguousarray(value)
 
