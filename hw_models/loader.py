@@ -1,0 +1,226 @@
+"""Load, validate, list, export and vary hardware models.
+
+Public API:
+    load_hw(name_or_path) -> HardwareModel      a preset name (file stem here) or a YAML path
+    list_hw() -> list[str]                      the preset names
+    hw_from_dict(data, file_label) -> HardwareModel
+    hw_to_dict(hw) -> dict                      plain data; hw_from_dict(hw_to_dict(hw)) == hw
+    with_overrides(hw, {"dotted.field": value}) -> HardwareModel   re-validated copy
+
+Any bad input raises `InputError` with the file and the dotted field named: malformed YAML,
+duplicate keys, unknown/missing fields, wrong types, out-of-range values and inconsistent
+combinations (more DSPs in chains than the device has, static power above TDP, ...).
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from sparseflow.hw_models.build import BuildContext, build_section, to_plain
+from sparseflow.hw_models.schema import (
+    MODEL_CLASS_BY_KIND,
+    RECIPES_BY_KIND,
+    CpuModel,
+    FpgaModel,
+    GpuModel,
+    HardwareModel,
+    Kind,
+)
+from sparseflow.ir.errors import InputError
+
+HW_DIR = Path(__file__).resolve().parent
+NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+OVERRIDE_NOTE = "design-space override of the preset value"
+
+
+class StrictLoader(yaml.SafeLoader):
+    """Parse YAML safely, refusing duplicate keys and reading `1e9` as a float (YAML 1.2)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        """Build a mapping, raising on a key that appears twice."""
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+StrictLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def list_hw() -> list[str]:
+    """Return the names of the preset hardware models shipped with sparseflow."""
+    return sorted(p.stem for p in HW_DIR.glob("*.yaml"))
+
+
+def load_hw(name_or_path: str | Path) -> HardwareModel:
+    """Load a preset by name or a hardware-model YAML file by path; validate it fully."""
+    path = resolve_path(name_or_path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read hardware model: {exc.strerror}") from None
+    return hw_from_text(text, str(path))
+
+
+def resolve_path(name_or_path: str | Path) -> Path:
+    """Return the YAML file a preset name or a path refers to, or raise naming the presets."""
+    text = str(name_or_path)
+    if text in list_hw():
+        return HW_DIR / f"{text}.yaml"
+    looks_like_path = isinstance(name_or_path, Path) or "/" in text or text.endswith(".yaml")
+    if looks_like_path:
+        if not Path(text).is_file():
+            raise InputError(f"{text}: no such hardware-model file")
+        return Path(text)
+    known = ", ".join(list_hw())
+    raise InputError(f"unknown hardware model '{text}' (known: {known}; or a path to a .yaml)")
+
+
+def hw_from_text(text: str, file_label: str) -> HardwareModel:
+    """Parse YAML text of one hardware model and validate it."""
+    try:
+        data = yaml.load(text, Loader=StrictLoader)  # noqa: S506 (StrictLoader is a SafeLoader)
+    except yaml.YAMLError as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else "parse error"
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        raise InputError(f"{file_label}: malformed YAML{where}: {first_line}") from None
+    return hw_from_dict(data, file_label)
+
+
+def hw_from_dict(data: Any, file_label: str = "<dict>") -> HardwareModel:
+    """Build and validate a hardware model from plain data (as `hw_to_dict` returns)."""
+    ctx = BuildContext(file_label)
+    if not isinstance(data, Mapping):
+        raise ctx.error("", f"expected a mapping of fields, got {type(data).__name__}")
+    kind_value = data.get("kind")
+    if kind_value not in [k.value for k in Kind]:
+        raise ctx.error("kind", f"expected one of {[k.value for k in Kind]}, got {kind_value!r}")
+    cls = MODEL_CLASS_BY_KIND[Kind(kind_value)]
+    kwargs = build_section(cls, data, "", ctx)
+    hw = cls(
+        **kwargs,
+        source_file=file_label,
+        sources=ctx.notes["source"],
+        assumptions=ctx.notes["assumption"],
+    )
+    validate(hw, ctx)
+    return hw
+
+
+def hw_to_dict(hw: HardwareModel) -> dict[str, Any]:
+    """Return the model as plain, JSON- and YAML-ready data including its provenance notes."""
+    return to_plain(hw, "", {"source": hw.sources, "assumption": hw.assumptions})
+
+
+def with_overrides(hw: HardwareModel, overrides: Mapping[str, Any]) -> HardwareModel:
+    """Return a copy of `hw` with dotted fields replaced, validated like a file.
+
+    An overridden field loses its source note and is marked as a design-space override.
+    """
+    data = copy.deepcopy(hw_to_dict(hw))
+    label = f"{hw.source_file or hw.name} (overrides)"
+    for dotted, value in overrides.items():
+        set_dotted(data, dotted, value, label)
+    return hw_from_dict(data, label)
+
+
+def set_dotted(data: dict[str, Any], dotted: str, value: Any, label: str) -> None:
+    """Set `data[a][b][c] = value` for `dotted` = "a.b.c"; the field must already exist."""
+    *sections, leaf = dotted.split(".")
+    node: Any = data
+    for part in sections:
+        node = node.get(part) if isinstance(node, dict) else None
+    if not isinstance(node, dict) or leaf not in node or leaf in ("source", "assumption"):
+        raise InputError(f"{label}: field '{dotted}': no such field to override")
+    node[leaf] = value
+    node.get("source", {}).pop(leaf, None)
+    node.setdefault("assumption", {})[leaf] = OVERRIDE_NOTE
+
+
+def validate(hw: HardwareModel, ctx: BuildContext) -> None:
+    """Check the rules that span several fields; raise naming the field at fault."""
+    if not NAME_PATTERN.match(hw.name):
+        raise ctx.error("name", f"use lower-case letters, digits, '.', '_' or '-', not {hw.name!r}")
+    recipes = RECIPES_BY_KIND[hw.kind]
+    if hw.default_recipe not in recipes:
+        raise ctx.error("default_recipe", f"expected one of {list(recipes)} for {hw.kind.value}")
+    if isinstance(hw, FpgaModel):
+        validate_fpga(hw, ctx)
+    elif isinstance(hw, GpuModel):
+        validate_gpu(hw, ctx)
+    elif isinstance(hw, CpuModel):
+        validate_cpu(hw, ctx)
+
+
+def validate_fpga(hw: FpgaModel, ctx: BuildContext) -> None:
+    """Check that the cores fit the device and the modes fit the cores."""
+    core = hw.core
+    if hw.cores * core.dsps > hw.dsp_count:
+        raise ctx.error(
+            "core.dsp_chains",
+            f"{hw.cores} cores x {core.dsps} DSPs exceed dsp_count {hw.dsp_count}",
+        )
+    if core.dsps_per_chain % core.dsp_group_size:
+        raise ctx.error("core.dsp_group_size", "must divide core.dsps_per_chain")
+    ns = core.nm_supported_n
+    if list(ns) != sorted(set(ns)) or any(core.nm_block_m % n for n in ns):
+        raise ctx.error(
+            "core.nm_supported_n", f"need ascending distinct divisors of {core.nm_block_m}"
+        )
+    for mode in ("mv_parallelism", "mm_parallelism"):
+        macs = getattr(core, mode).macs_per_cycle
+        if macs > core.int8_macs_per_cycle:
+            raise ctx.error(
+                f"core.{mode}",
+                f"{macs} MACs/cycle exceed the core's {core.int8_macs_per_cycle}",
+            )
+    if core.sfu.precision not in ("fp16", "fp32"):
+        raise ctx.error("core.sfu.precision", "expected 'fp16' or 'fp32'")
+    if hw.hbm.cross_channel_efficiency > hw.hbm.same_channel_efficiency:
+        raise ctx.error("hbm.cross_channel_efficiency", "must not exceed same_channel_efficiency")
+    if hw.power.static_power_w >= hw.power.board_power_budget_w:
+        raise ctx.error("power.static_power_w", "must be below power.board_power_budget_w")
+
+
+def validate_gpu(hw: GpuModel, ctx: BuildContext) -> None:
+    """Check that optional int4 fields come together and power figures are ordered."""
+    if (hw.peaks.int4_tensor_ops_per_s is None) != (hw.energy.pj_per_int4_op is None):
+        raise ctx.error(
+            "energy.pj_per_int4_op", "set exactly when peaks.int4_tensor_ops_per_s is set"
+        )
+    validate_power(hw.power.static_power_w, hw.power.tdp_w, ctx)
+
+
+def validate_cpu(hw: CpuModel, ctx: BuildContext) -> None:
+    """Check that the stated fp32 peak does not exceed what cores x SIMD x FMA allow."""
+    c = hw.compute
+    ceiling = c.cores * c.clock_hz * c.fma_units_per_core * (c.simd_width_bits // 32) * 2
+    if c.peak_fp32_flops_per_s > ceiling * (1 + 1e-9):
+        raise ctx.error(
+            "compute.peak_fp32_flops_per_s",
+            f"{c.peak_fp32_flops_per_s:.4g} exceeds cores x clock x FMA x lanes x 2 = "
+            f"{ceiling:.4g}",
+        )
+    validate_power(hw.power.static_power_w, hw.power.tdp_w, ctx)
+
+
+def validate_power(static_power_w: float, tdp_w: float, ctx: BuildContext) -> None:
+    """Check that static power lies below the thermal design power."""
+    if static_power_w >= tdp_w:
+        raise ctx.error("power.static_power_w", "must be below power.tdp_w")

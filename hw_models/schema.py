@@ -1,0 +1,318 @@
+"""Typed, immutable hardware models: one frozen dataclass per device kind.
+
+The YAML files in this folder are the only place device numbers live; `loader.py` turns them
+into these records. Every numeric field carries a `check` in its metadata (positive, fraction,
+...) that the loader enforces; rules spanning several fields live in `validate_*` functions in
+`loader.py`. Sections of a YAML file map onto the nested dataclasses here one to one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+POSITIVE = {"check": "positive"}
+NON_NEGATIVE = {"check": "non_negative"}
+FRACTION = {"check": "fraction"}
+
+
+class Kind(StrEnum):
+    """Device kinds; the kind selects the backend and the simulator."""
+
+    FPGA = "fpga"
+    GPU = "gpu"
+    CPU = "cpu"
+
+
+RECIPES_BY_KIND: dict[Kind, tuple[str, ...]] = {
+    Kind.FPGA: ("flightllm", "dense"),
+    Kind.GPU: ("int8", "2:4", "w4a16", "dense"),
+    Kind.CPU: ("dense",),
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class HardwareModel:
+    """Describe a device: the fields every kind shares.
+
+    `sources` and `assumptions` map dotted field paths to their provenance notes; they do
+    not take part in equality, so two models with the same numbers compare equal.
+    """
+
+    name: str
+    kind: Kind
+    default_recipe: str
+    description: str
+    source_file: str = field(default="", compare=False)
+    sources: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+    assumptions: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+
+# ---------------------------------------------------------------------------------- FPGA
+
+
+@dataclass(frozen=True, kw_only=True)
+class Parallelism:
+    """Describe an MPE mode's tiling parallelism pM x pK x pN (MACs per cycle = product)."""
+
+    m: int = field(metadata=POSITIVE)
+    k: int = field(metadata=POSITIVE)
+    n: int = field(metadata=POSITIVE)
+
+    @property
+    def macs_per_cycle(self) -> int:
+        """Return the MACs the mode issues per clock cycle."""
+        return self.m * self.k * self.n
+
+
+@dataclass(frozen=True, kw_only=True)
+class FpgaBuffers:
+    """Describe one core's on-chip buffers, capacities in bytes."""
+
+    weight_buffer_bytes: int = field(metadata=POSITIVE)
+    activation_buffer_bytes: int = field(metadata=POSITIVE)
+    output_buffer_bytes: int = field(metadata=POSITIVE)
+    sparse_meta_buffer_bytes: int = field(metadata=POSITIVE)
+    bias_buffer_bytes: int = field(metadata=POSITIVE)
+    double_buffering: bool
+
+    @property
+    def total_bytes(self) -> int:
+        """Return the sum of all buffer capacities of the core."""
+        return (
+            self.weight_buffer_bytes
+            + self.activation_buffer_bytes
+            + self.output_buffer_bytes
+            + self.sparse_meta_buffer_bytes
+            + self.bias_buffer_bytes
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class SfuSpec:
+    """Describe the special function unit: lanes, precision and passes per op family."""
+
+    lanes: int = field(metadata=POSITIVE)
+    precision: str
+    elementwise_passes: int = field(metadata=POSITIVE)
+    softmax_passes: int = field(metadata=POSITIVE)
+    norm_passes: int = field(metadata=POSITIVE)
+
+
+@dataclass(frozen=True, kw_only=True)
+class FpgaCore:
+    """Describe one computing core (MPE of CSD-chains, buffers, SFU)."""
+
+    dsp_chains: int = field(metadata=POSITIVE)
+    dsps_per_chain: int = field(metadata=POSITIVE)
+    dsp_group_size: int = field(metadata=POSITIVE)
+    int8_macs_per_dsp_per_cycle: int = field(metadata=POSITIVE)
+    nm_block_m: int = field(metadata=POSITIVE)
+    nm_supported_n: tuple[int, ...] = field(metadata=POSITIVE)
+    mv_parallelism: Parallelism
+    mm_parallelism: Parallelism
+    buffers: FpgaBuffers
+    sfu: SfuSpec
+
+    @property
+    def dsps(self) -> int:
+        """Return the DSP slices the core's chains occupy."""
+        return self.dsp_chains * self.dsps_per_chain
+
+    @property
+    def int8_macs_per_cycle(self) -> int:
+        """Return the core's peak INT8 MACs per cycle with all chains busy."""
+        return self.dsps * self.int8_macs_per_dsp_per_cycle
+
+
+@dataclass(frozen=True, kw_only=True)
+class HbmSpec:
+    """Describe HBM: channels, capacity and bandwidth per channel, access efficiencies."""
+
+    channels: int = field(metadata=POSITIVE)
+    bytes_per_channel: int = field(metadata=POSITIVE)
+    bandwidth_per_channel_bytes_per_s: float = field(metadata=POSITIVE)
+    same_channel_efficiency: float = field(metadata=FRACTION)
+    cross_channel_efficiency: float = field(metadata=FRACTION)
+
+    @property
+    def capacity_bytes(self) -> int:
+        """Return the total HBM capacity."""
+        return self.channels * self.bytes_per_channel
+
+    @property
+    def bandwidth_bytes_per_s(self) -> float:
+        """Return the peak aggregate HBM bandwidth."""
+        return self.channels * self.bandwidth_per_channel_bytes_per_s
+
+
+@dataclass(frozen=True, kw_only=True)
+class DdrSpec:
+    """Describe the board DDR memory."""
+
+    capacity_bytes: int = field(metadata=POSITIVE)
+    bandwidth_bytes_per_s: float = field(metadata=POSITIVE)
+    access_efficiency: float = field(metadata=FRACTION)
+
+
+@dataclass(frozen=True, kw_only=True)
+class FpgaPower:
+    """Describe static power and the board's power budget."""
+
+    static_power_w: float = field(metadata=NON_NEGATIVE)
+    board_power_budget_w: float = field(metadata=POSITIVE)
+
+
+@dataclass(frozen=True, kw_only=True)
+class FpgaEnergy:
+    """Give dynamic energy per event in picojoules."""
+
+    pj_per_int8_mac: float = field(metadata=POSITIVE)
+    pj_per_int4_mac: float = field(metadata=POSITIVE)
+    pj_per_fp16_sfu_op: float = field(metadata=POSITIVE)
+    pj_per_onchip_byte: float = field(metadata=POSITIVE)
+    pj_per_hbm_byte: float = field(metadata=POSITIVE)
+    pj_per_ddr_byte: float = field(metadata=POSITIVE)
+
+
+@dataclass(frozen=True, kw_only=True)
+class FpgaModel(HardwareModel):
+    """Describe a FlightLLM-style FPGA accelerator: cores of DSP chains, HBM, DDR, energy."""
+
+    clock_hz: float = field(metadata=POSITIVE)
+    dsp_count: int = field(metadata=POSITIVE)
+    cores: int = field(metadata=POSITIVE)
+    core: FpgaCore
+    hbm: HbmSpec
+    ddr: DdrSpec
+    power: FpgaPower
+    energy: FpgaEnergy
+
+    @property
+    def peak_int8_macs_per_s(self) -> float:
+        """Return the device's peak INT8 MAC rate over all cores."""
+        return self.cores * self.core.int8_macs_per_cycle * self.clock_hz
+
+
+# ----------------------------------------------------------------------------------- GPU
+
+
+@dataclass(frozen=True, kw_only=True)
+class GpuPeaks:
+    """Give dense peak throughput per dtype in operations per second (a MAC counts 2)."""
+
+    fp32_flops_per_s: float = field(metadata=POSITIVE)
+    fp16_tensor_flops_per_s: float = field(metadata=POSITIVE)
+    int8_tensor_ops_per_s: float = field(metadata=POSITIVE)
+    int4_tensor_ops_per_s: float | None = field(metadata=POSITIVE)
+    sparse_2to4_speedup: float | None = field(metadata=POSITIVE)
+
+
+@dataclass(frozen=True, kw_only=True)
+class GpuMemory:
+    """Describe device memory and the L2 cache."""
+
+    capacity_bytes: int = field(metadata=POSITIVE)
+    hbm_bandwidth_bytes_per_s: float = field(metadata=POSITIVE)
+    l2_bytes: int = field(metadata=POSITIVE)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProcessorEfficiency:
+    """Give achievable fractions of peak and fixed per-kernel overheads (modelling choices)."""
+
+    gemm_compute_efficiency: float = field(metadata=FRACTION)
+    vector_compute_efficiency: float = field(metadata=FRACTION)
+    sparse_compute_efficiency: float = field(metadata=FRACTION)
+    memory_bandwidth_efficiency: float = field(metadata=FRACTION)
+    kernel_launch_overhead_s: float = field(metadata=NON_NEGATIVE)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProcessorPower:
+    """Describe thermal design power and static (idle) power."""
+
+    tdp_w: float = field(metadata=POSITIVE)
+    static_power_w: float = field(metadata=NON_NEGATIVE)
+
+
+@dataclass(frozen=True, kw_only=True)
+class GpuEnergy:
+    """Give dynamic energy per operation and per DRAM byte in picojoules."""
+
+    pj_per_fp32_flop: float = field(metadata=POSITIVE)
+    pj_per_fp16_flop: float = field(metadata=POSITIVE)
+    pj_per_int8_op: float = field(metadata=POSITIVE)
+    pj_per_int4_op: float | None = field(metadata=POSITIVE)
+    pj_per_hbm_byte: float = field(metadata=POSITIVE)
+
+
+@dataclass(frozen=True, kw_only=True)
+class GpuModel(HardwareModel):
+    """Describe a GPU for the analytical roofline model."""
+
+    sm_count: int = field(metadata=POSITIVE)
+    peaks: GpuPeaks
+    memory: GpuMemory
+    efficiency: ProcessorEfficiency
+    power: ProcessorPower
+    energy: GpuEnergy
+
+
+# ----------------------------------------------------------------------------------- CPU
+
+
+@dataclass(frozen=True, kw_only=True)
+class CpuCompute:
+    """Describe cores, clock, SIMD and the resulting peaks (ops per second, a MAC counts 2)."""
+
+    cores: int = field(metadata=POSITIVE)
+    clock_hz: float = field(metadata=POSITIVE)
+    simd_width_bits: int = field(metadata=POSITIVE)
+    fma_units_per_core: int = field(metadata=POSITIVE)
+    peak_fp32_flops_per_s: float = field(metadata=POSITIVE)
+    peak_int8_ops_per_s: float = field(metadata=POSITIVE)
+
+
+@dataclass(frozen=True, kw_only=True)
+class CpuMemory:
+    """Describe DRAM and the last-level cache."""
+
+    capacity_bytes: int = field(metadata=POSITIVE)
+    dram_bandwidth_bytes_per_s: float = field(metadata=POSITIVE)
+    llc_bytes: int = field(metadata=POSITIVE)
+
+
+@dataclass(frozen=True, kw_only=True)
+class CpuEnergy:
+    """Give dynamic energy per operation and per DRAM byte in picojoules."""
+
+    pj_per_fp32_flop: float = field(metadata=POSITIVE)
+    pj_per_int8_op: float = field(metadata=POSITIVE)
+    pj_per_dram_byte: float = field(metadata=POSITIVE)
+
+
+@dataclass(frozen=True, kw_only=True)
+class CpuModel(HardwareModel):
+    """Describe a CPU for the analytical roofline model."""
+
+    compute: CpuCompute
+    memory: CpuMemory
+    efficiency: ProcessorEfficiency
+    power: ProcessorPower
+    energy: CpuEnergy
+
+
+MODEL_CLASS_BY_KIND: dict[Kind, type[HardwareModel]] = {
+    Kind.FPGA: FpgaModel,
+    Kind.GPU: GpuModel,
+    Kind.CPU: CpuModel,
+}
+
+META_FIELDS = ("source_file", "sources", "assumptions")
+
+
+def field_check(metadata: Any) -> str | None:
+    """Return the value check a dataclass field declares in its metadata, if any."""
+    return metadata.get("check") if metadata else None
