@@ -1,0 +1,25 @@
+"""Generate, lint and verify the accelerator's SystemVerilog (see generator and runner)."""
+
+from sparseflow.backends.fpga.rtl.generator import (
+    TOPS,
+    RtlParams,
+    generate_rtl,
+    make_params,
+    parse_nm,
+    sources_for,
+    write_rtl,
+)
+from sparseflow.backends.fpga.rtl.runner import ensure_verilator_on_path, lint, run_rtl_tests
+
+__all__ = [
+    "TOPS",
+    "RtlParams",
+    "ensure_verilator_on_path",
+    "generate_rtl",
+    "lint",
+    "make_params",
+    "parse_nm",
+    "run_rtl_tests",
+    "sources_for",
+    "write_rtl",
+]
