@@ -6,7 +6,8 @@ Requires: a verified Graph. Ensures: a verified Graph; when a pass leaves a brok
 A pass is a pure function `(graph, layers, context, options) -> graph`. It declares its options
 as a frozen dataclass whose `__post_init__` raises `ValueError` with the option name on a bad
 value; the recipe loader turns that into an error naming the recipe file, pass and option.
-`layers` is the tuple of weight names the recipe's patterns selected for this pass.
+`layers` is the tuple of weight names the recipe's patterns selected for this pass (empty
+for graph-wide passes, which register no weight roles).
 """
 
 from __future__ import annotations
@@ -103,11 +104,12 @@ def select_layers(
 ) -> tuple[str, ...]:
     """Return the weights (of the pass's roles) matching any pattern and no exclusion.
 
-    A pattern that matches no layer is an error: it is almost always a typo.
+    A pattern that matches no layer is an error: it is almost always a typo. A graph-wide
+    pass (no roles) selects nothing.
     """
-    candidates = [
-        n.name for n in graph.nodes_of("weight") if n.attr("role") in pass_def.roles
-    ]
+    if not pass_def.roles:
+        return ()
+    candidates = [n.name for n in graph.nodes_of("weight") if n.attr("role") in pass_def.roles]
     chosen: list[str] = []
     for pattern in patterns:
         hits = [c for c in candidates if fnmatch.fnmatchcase(c, pattern)]

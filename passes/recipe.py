@@ -64,19 +64,30 @@ class Recipe:
         return graph
 
 
+def _builtin_paths() -> dict[str, Path]:
+    """Map each built-in recipe's `name:` (e.g. `2:4`) to its file."""
+    paths = {}
+    for path in sorted(RECIPE_DIR.glob("*.yaml")):
+        data = yaml.safe_load(path.read_text())
+        paths[str(data.get("name", path.stem))] = path
+    return paths
+
+
 def list_recipes() -> list[str]:
     """Return the names of the built-in recipes."""
-    return sorted(p.stem for p in RECIPE_DIR.glob("*.yaml"))
+    return list(_builtin_paths())
 
 
 def load_recipe(name_or_path: str) -> Recipe:
     """Return the built-in recipe of that name, or the recipe in that YAML file."""
-    path = Path(name_or_path)
-    if not path.suffix:
-        path = RECIPE_DIR / f"{name_or_path}.yaml"
-        if not path.exists():
-            known = ", ".join(list_recipes())
-            raise InputError(f"unknown recipe {name_or_path!r} (known: {known}, or a .yaml path)")
+    builtin = _builtin_paths()
+    if name_or_path in builtin:
+        path = builtin[name_or_path]
+    elif name_or_path.endswith((".yaml", ".yml")):
+        path = Path(name_or_path)
+    else:
+        known = ", ".join(builtin)
+        raise InputError(f"unknown recipe {name_or_path!r} (known: {known}, or a .yaml path)")
     try:
         data = yaml.safe_load(path.read_text())
     except OSError as err:
@@ -99,7 +110,9 @@ def recipe_from_dict(data: object, source: str) -> Recipe:
     unknown = sorted(set(data) - {"name", "description", "passes"})
     if unknown:
         raise InputError(f"recipe {source}: unknown field {unknown[0]!r}")
-    steps = tuple(_step(raw, f"recipe {source}, step {i + 1}") for i, raw in enumerate(data["passes"]))
+    steps = tuple(
+        _step(raw, f"recipe {source}, step {i + 1}") for i, raw in enumerate(data["passes"])
+    )
     name = str(data.get("name", Path(source).stem))
     return Recipe(name, str(data.get("description", "")), steps, source)
 

@@ -1,0 +1,62 @@
+"""Helpers for passes that rewrite weights: change a weight node's type and its stored value.
+
+A compressed weight lives in the graph's weight table as a `PackedWeight`; the weight node's
+type is the PackedWeight's type (shape, stored dtype, sparse format, quantization). On a
+shape-only graph (no values) only the type changes, so storage is still accounted exactly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+
+import numpy as np
+
+from sparseflow.ir.dtypes import DType
+from sparseflow.ir.formats import PackedWeight
+from sparseflow.ir.graph import Graph
+from sparseflow.ir.types import TensorType
+from sparseflow.ir.weights import WeightValue
+
+ValueFn = Callable[[str, WeightValue], PackedWeight]
+TypeFn = Callable[[str, TensorType], TensorType]
+
+
+def rewrite_weights(
+    graph: Graph, layers: tuple[str, ...], new_value: ValueFn, new_type: TypeFn
+) -> Graph:
+    """Return a graph whose selected weights are rewritten.
+
+    With values, `new_value(name, value)` gives the packed weight (and with it the type);
+    without, `new_type(name, type)` gives the type alone.
+    """
+    chosen = set(layers)
+    updates: dict[str, PackedWeight] = {}
+    nodes = []
+    for node in graph.nodes:
+        if node.name in chosen:
+            if node.name in graph.weights:
+                packed = new_value(node.name, graph.weights[node.name])
+                updates[node.name] = packed
+                node = replace(node, type=packed.type)
+            else:
+                node = replace(node, type=new_type(node.name, node.type))
+        nodes.append(node)
+    return graph.with_nodes(nodes, graph.weights.replace(updates))
+
+
+def dense_values(value: WeightValue) -> np.ndarray:
+    """Return the float32 values a stored weight represents."""
+    if isinstance(value, PackedWeight):
+        return value.to_dense()
+    return np.asarray(value, dtype=np.float32)
+
+
+def keep_mask(value: WeightValue) -> np.ndarray:
+    """Return the boolean [N, K] mask of the weights a (possibly sparse) value keeps."""
+    if not isinstance(value, PackedWeight) or value.type.sparse is None:
+        return np.ones(np.shape(dense_values(value)), bool)
+    probe = dict(value.arrays)
+    probe["values"] = np.ones_like(probe["values"], dtype=np.float32)
+    float_type = value.type.with_(quant=None, dtype=DType.F32)
+    return PackedWeight(float_type, probe).to_dense() != 0
