@@ -1,0 +1,234 @@
+"""Tests for the analytical GPU/CPU model: hand-computed cases, sparsity rules, the floor."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sparseflow.hw_models.loader import load_hw, with_overrides
+from sparseflow.ir.errors import InputError
+from sparseflow.simulator.analytical import (
+    KernelWork,
+    estimate_kernel,
+    estimate_kernels,
+    stored_weight_bytes,
+)
+
+GPUS = ["a100", "h100", "v100s"]
+CPUS = ["host-cpu", "xeon-8380"]
+LLAMA2_7B_PARAMS = 6.74e9  # Touvron et al. 2023, "Llama 2", Table 1: 7B model
+
+
+def gemm(m: int, k: int, n: int, **kwargs: object) -> KernelWork:
+    """Return an (m x k) @ (k x n) linear kernel with fp16 operands by default."""
+    return KernelWork(
+        name=kwargs.pop("name", "gemm"),
+        op_class="linear",
+        flops=2 * m * k * n,
+        weight_bytes=k * n * 2,
+        activation_bytes_read=m * k * 2,
+        bytes_written=m * n * 2,
+        **kwargs,
+    )
+
+
+def test_llama2_7b_fp16_gemv_on_a100_is_weight_bytes_over_effective_bandwidth() -> None:
+    hw = load_hw("a100")
+    weight_bytes = LLAMA2_7B_PARAMS * 2
+    work = KernelWork("decode", "linear", flops=2 * LLAMA2_7B_PARAMS, weight_bytes=weight_bytes)
+    timing = estimate_kernel(hw, work)
+    expected = weight_bytes / (2.039e12 * 0.8) + 4e-6
+    assert timing.bound == "memory"
+    assert timing.time_s == pytest.approx(expected, rel=1e-9)
+    assert 8.0e-3 < timing.time_s < 8.5e-3
+
+
+def test_large_fp16_gemm_on_a100_is_compute_bound_at_gemm_efficiency() -> None:
+    timing = estimate_kernel(load_hw("a100"), gemm(8192, 8192, 8192))
+    assert timing.bound == "compute"
+    assert timing.compute_time_s == pytest.approx(2 * 8192**3 / (312e12 * 0.7))
+
+
+def test_int8_and_int4_use_their_peaks() -> None:
+    hw = load_hw("a100")
+    fp16 = estimate_kernel(hw, gemm(8192, 8192, 8192)).compute_time_s
+    int8 = estimate_kernel(hw, gemm(8192, 8192, 8192, dtype="int8")).compute_time_s
+    int4 = estimate_kernel(hw, gemm(8192, 8192, 8192, dtype="int4")).compute_time_s
+    assert fp16 / int8 == pytest.approx(2.0) and int8 / int4 == pytest.approx(2.0)
+    h100 = load_hw("h100")  # no INT4 tensor cores: INT4 runs at the INT8 peak
+    h_int8 = estimate_kernel(h100, gemm(8192, 8192, 8192, dtype="int8")).compute_time_s
+    assert estimate_kernel(h100, gemm(8192, 8192, 8192, dtype="int4")).compute_time_s == h_int8
+
+
+def test_w4a16_weights_cut_memory_traffic_fourfold() -> None:
+    hw = load_hw("a100")
+    fp16 = estimate_kernel(hw, gemm(1, 4096, 4096))
+    w4 = gemm(1, 4096, 4096, weight_bits=4)
+    w4 = KernelWork(**{**w4.__dict__, "weight_bytes": 4096 * 4096 / 2})
+    assert stored_weight_bytes(w4) == 4096 * 4096 / 2
+    assert estimate_kernel(hw, w4).bytes_moved < fp16.bytes_moved / 3.9
+
+
+@pytest.mark.parametrize(("name", "speedup"), [("a100", 0.5 * 2 / 0.7), ("h100", 0.45 * 2 / 0.65)])
+def test_2to4_uses_sparse_tensor_cores_where_present(name: str, speedup: float) -> None:
+    hw = load_hw(name)
+    dense = estimate_kernel(hw, gemm(8192, 8192, 8192))
+    sparse = estimate_kernel(hw, gemm(8192, 8192, 8192, sparse_pattern="2:4", density=0.5))
+    assert dense.compute_time_s / sparse.compute_time_s == pytest.approx(speedup)
+
+
+def test_2to4_gives_no_compute_gain_on_v100s_but_less_traffic() -> None:
+    hw = load_hw("v100s")
+    dense = estimate_kernel(hw, gemm(8192, 8192, 8192))
+    sparse = estimate_kernel(hw, gemm(8192, 8192, 8192, sparse_pattern="2:4", density=0.5))
+    assert sparse.compute_time_s == dense.compute_time_s
+    # fp16 values halve; 2-bit indices per kept value add 1/16 of the dense bytes.
+    weights = 8192 * 8192 * 2
+    assert stored_weight_bytes(gemm(8192, 8192, 8192, sparse_pattern="2:4", density=0.5)) == (
+        weights / 2 + weights / 16
+    )
+    assert sparse.bytes_moved == dense.bytes_moved - weights + weights * (0.5 + 1 / 16)
+
+
+def test_unstructured_sparsity_gives_no_tensor_core_gain_on_gpus() -> None:
+    for name in GPUS:
+        hw = load_hw(name)
+        dense = estimate_kernel(hw, gemm(1, 4096, 4096))
+        sparse = estimate_kernel(
+            hw, gemm(1, 4096, 4096, sparse_pattern="unstructured", density=0.2)
+        )
+        assert sparse.compute_time_s == dense.compute_time_s
+        assert sparse.memory_time_s < dense.memory_time_s
+        # 0.2 of the fp16 values plus a 1-bit-per-element bitmap (1/16 of the dense bytes).
+        weights = 4096 * 4096 * 2
+        assert sparse.bytes_moved == pytest.approx(
+            dense.bytes_moved - weights + weights * (0.2 + 1 / 16)
+        )
+
+
+def test_dense_storage_when_compression_does_not_pay() -> None:
+    work = gemm(1, 64, 64, sparse_pattern="block", density=0.9, block_size=1)
+    assert stored_weight_bytes(work) == work.weight_bytes
+
+
+def test_cpu_sparse_kernels_skip_zeros_only_when_faster() -> None:
+    hw = load_hw("host-cpu")
+    dense = estimate_kernel(hw, gemm(2048, 2048, 2048, dtype="fp32"))
+    sparse = gemm(2048, 2048, 2048, dtype="fp32", sparse_pattern="block", density=0.1)
+    # density 0.1 at 0.15 efficiency beats 0.54 dense efficiency by 0.15 / (0.1 * 0.54) = 2.8x.
+    assert dense.compute_time_s / estimate_kernel(hw, sparse).compute_time_s == pytest.approx(
+        0.15 / (0.1 * 0.54)
+    )
+    half = gemm(2048, 2048, 2048, dtype="fp32", sparse_pattern="block", density=0.5)
+    assert estimate_kernel(hw, half).compute_time_s == dense.compute_time_s
+
+
+def test_launch_overhead_bounds_tiny_kernels() -> None:
+    timing = estimate_kernel(load_hw("a100"), KernelWork("add", "elementwise", flops=64))
+    assert timing.bound == "launch" and timing.time_s == pytest.approx(4e-6, rel=1e-5)
+
+
+def test_vector_ops_run_at_the_fp32_vector_rate() -> None:
+    hw = load_hw("xeon-8380")
+    norm = KernelWork("norm", "norm", flops=1e12, activation_bytes_read=8)
+    assert estimate_kernel(hw, norm).compute_time_s == pytest.approx(1e12 / (5.888e12 * 0.3))
+
+
+def test_efficiency_overrides_change_the_estimate() -> None:
+    hw = load_hw("a100")
+    work = gemm(1, 8192, 8192)
+    slower = with_overrides(hw, {"efficiency.memory_bandwidth_efficiency": 0.4})
+    base, slow = estimate_kernel(hw, work), estimate_kernel(slower, work)
+    assert slow.memory_time_s == pytest.approx(2 * base.memory_time_s)
+
+
+def test_fpga_targets_are_refused() -> None:
+    with pytest.raises(InputError, match="u280.*event simulator"):
+        estimate_kernel(load_hw("u280"), gemm(1, 8, 8))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"op_class": "conv"}, "op_class"),
+        ({"dtype": "fp8"}, "dtype"),
+        ({"flops": -1.0}, "flops"),
+        ({"weight_bytes": float("inf")}, "weight_bytes"),
+        ({"density": 0.5}, "density"),
+        ({"sparse_pattern": "2:4", "density": 0.3}, "density"),
+        ({"sparse_pattern": "random", "density": 0.3}, "sparse_pattern"),
+        ({"sparse_pattern": "block", "density": 0.0}, "density"),
+        ({"op_class": "norm", "sparse_pattern": "block", "density": 0.5}, "sparse_pattern"),
+        ({"weight_bits": 5}, "weight_bits"),
+        ({"block_size": 0}, "block_size"),
+    ],
+)
+def test_bad_kernel_work_names_kernel_and_field(kwargs: dict, field: str) -> None:
+    base = {"name": "k0", "op_class": "linear", "flops": 1.0}
+    with pytest.raises(InputError, match=f"kernel 'k0': field '{field}'"):
+        KernelWork(**{**base, **kwargs})
+
+
+def test_estimate_kernels_keeps_order_and_serialises() -> None:
+    works = [gemm(1, 64, 64, name="a"), KernelWork("b", "norm", flops=10.0)]
+    timings = estimate_kernels(load_hw("h100"), works)
+    assert [t.name for t in timings] == ["a", "b"]
+    record = timings[0].to_dict()
+    assert record["time_s"] == timings[0].time_s and record["energy_j"] > 0
+
+
+works = st.builds(
+    KernelWork,
+    name=st.just("k"),
+    op_class=st.sampled_from(["linear", "attention", "norm", "elementwise", "embedding"]),
+    flops=st.floats(0, 1e16),
+    weight_bytes=st.floats(0, 1e11),
+    activation_bytes_read=st.floats(0, 1e10),
+    bytes_written=st.floats(0, 1e10),
+    kv_bytes_read=st.floats(0, 1e10),
+    dtype=st.sampled_from(["fp32", "fp16", "bf16", "int8", "int4"]),
+    weight_bits=st.sampled_from([None, 4, 8, 16]),
+).flatmap(
+    lambda w: st.sampled_from(sparse_variants(w)),
+)
+
+
+def sparse_variants(work: KernelWork) -> list[KernelWork]:
+    """Return the dense work and, for matrix ops, its sparse variants."""
+    if work.op_class.value not in ("linear", "attention"):
+        return [work]
+    fields = dict(work.__dict__)
+    return [
+        work,
+        KernelWork(**{**fields, "sparse_pattern": "2:4", "density": 0.5}),
+        KernelWork(**{**fields, "sparse_pattern": "unstructured", "density": 0.1}),
+        KernelWork(**{**fields, "sparse_pattern": "block", "density": 0.3, "block_size": 16}),
+    ]
+
+
+def roofline_floor_s(hw, work: KernelWork) -> float:
+    """Return max(useful work / best peak, unavoidable bytes / peak bandwidth), from scratch."""
+    useful_ops = work.flops * work.density
+    if hw.kind.value == "gpu":
+        p = hw.peaks
+        best = max(p.fp32_flops_per_s, p.fp16_tensor_flops_per_s, p.int8_tensor_ops_per_s)
+        best = max(best, p.int4_tensor_ops_per_s or 0) * (p.sparse_2to4_speedup or 1)
+        bandwidth = hw.memory.hbm_bandwidth_bytes_per_s
+    else:
+        best = max(hw.compute.peak_fp32_flops_per_s, hw.compute.peak_int8_ops_per_s)
+        bandwidth = hw.memory.dram_bandwidth_bytes_per_s
+    kept_weights = work.weight_bytes * work.density
+    unavoidable = kept_weights + work.activation_bytes_read + work.bytes_written
+    return max(useful_ops / best, (unavoidable + work.kv_bytes_read) / bandwidth)
+
+
+@settings(max_examples=400, deadline=None)
+@given(work=works, name=st.sampled_from(GPUS + CPUS))
+def test_time_never_beats_the_roofline_floor(work: KernelWork, name: str) -> None:
+    hw = load_hw(name)
+    timing = estimate_kernel(hw, work)
+    assert timing.time_s >= roofline_floor_s(hw, work)
+    assert timing.time_s >= max(timing.compute_time_s, timing.memory_time_s)
+    assert 0 <= timing.compute_utilization <= 1 and 0 <= timing.bandwidth_utilization <= 1
+    assert timing.energy_j >= hw.power.static_power_w * timing.time_s
