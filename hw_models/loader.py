@@ -15,6 +15,7 @@ combinations (more DSPs in chains than the device has, static power above TDP, .
 from __future__ import annotations
 
 import copy
+import functools
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -71,10 +72,21 @@ def load_hw(name_or_path: str | Path) -> HardwareModel:
     """Load a preset by name or a hardware-model YAML file by path; validate it fully."""
     path = resolve_path(name_or_path)
     try:
-        text = path.read_text(encoding="utf-8")
+        stat = path.stat()
+        data = parse_file(str(path), stat.st_mtime_ns, stat.st_size)
     except OSError as exc:
         raise InputError(f"{path}: cannot read hardware model: {exc.strerror}") from None
-    return hw_from_text(text, str(path))
+    return hw_from_dict(data, str(path))
+
+
+@functools.lru_cache(maxsize=64)
+def parse_file(path: str, mtime_ns: int, size: int) -> Any:
+    """Parse a YAML file once per (path, modification time, size); sweeps reload cheaply.
+
+    Callers must not mutate the result: `hw_from_dict` only reads it.
+    """
+    del mtime_ns, size  # part of the cache key only
+    return parse_text(Path(path).read_text(encoding="utf-8"), path)
 
 
 def resolve_path(name_or_path: str | Path) -> Path:
@@ -93,6 +105,11 @@ def resolve_path(name_or_path: str | Path) -> Path:
 
 def hw_from_text(text: str, file_label: str) -> HardwareModel:
     """Parse YAML text of one hardware model and validate it."""
+    return hw_from_dict(parse_text(text, file_label), file_label)
+
+
+def parse_text(text: str, file_label: str) -> Any:
+    """Parse YAML text strictly; raise InputError naming the file and line on bad syntax."""
     try:
         data = yaml.load(text, Loader=StrictLoader)  # noqa: S506 (StrictLoader is a SafeLoader)
     except yaml.YAMLError as exc:
@@ -100,7 +117,7 @@ def hw_from_text(text: str, file_label: str) -> HardwareModel:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark is not None else ""
         raise InputError(f"{file_label}: malformed YAML{where}: {first_line}") from None
-    return hw_from_dict(data, file_label)
+    return data
 
 
 def hw_from_dict(data: Any, file_label: str = "<dict>") -> HardwareModel:

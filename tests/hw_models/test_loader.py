@@ -215,3 +215,13 @@ def test_fpga_bad_fields_are_named(mutate, message: str) -> None:
 )
 def test_gpu_and_cpu_bad_fields_are_named(name: str, mutate, message: str) -> None:
     assert re.search(message, bad(mutate, name))
+
+
+def test_reloading_an_edited_file_sees_the_edit(tmp_path: Path) -> None:
+    path = tmp_path / "edit.yaml"
+    data = hw_to_dict(load_hw("v100s"))
+    path.write_text(yaml.safe_dump(data))
+    assert load_hw(path).sm_count == 80
+    data["sm_count"] = 81
+    path.write_text(yaml.safe_dump(data) + "\n# edited\n")
+    assert load_hw(path).sm_count == 81
