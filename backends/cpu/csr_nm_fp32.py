@@ -1,0 +1,124 @@
+"""Provide fp32 CSR and N:M sparse x dense products Y = X W^T on the CPU with numba.
+
+Prefill kernels run tokens along SIMD (Xt[K_pad, T]) and consume four non-zeros per pass over
+the output row, so each accumulator load/store carries four FMAs. Decode (T = 1) kernels are
+row-wise gathers with a vectorised reduction. All are parallel over output rows.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from sparseflow.backends.cpu._common import (
+    DECODE_MAX_TOKENS,
+    axpy1,
+    axpy4,
+    check_activation,
+    pad_vector,
+    transpose_padded,
+    untranspose,
+)
+from sparseflow.backends.cpu.bsr_fp32 import FASTMATH_REDUCE
+from sparseflow.backends.cpu.formats import CsrMatrix, NmMatrix
+
+
+@njit(cache=True)
+def _row_gather_axpy(acc, xt, cols, vals, start, stop):  # noqa: ANN001, ANN201 (numba-typed)
+    """Add vals[q] * xt[cols[q]] into acc for q in [start, stop), four at a time."""
+    q = start
+    while q + 4 <= stop:
+        axpy4(acc, xt[cols[q]], xt[cols[q + 1]], xt[cols[q + 2]], xt[cols[q + 3]],
+              vals[q], vals[q + 1], vals[q + 2], vals[q + 3])  # fmt: skip
+        q += 4
+    while q < stop:
+        axpy1(acc, xt[cols[q]], vals[q])
+        q += 1
+
+
+@njit(parallel=True, cache=True)
+def _csr_tokens(indptr, indices, values, xt, yt):  # noqa: ANN001, ANN201
+    """Compute yt[N, T] = W xt for W in CSR form."""
+    for n in prange(indptr.shape[0] - 1):
+        acc = np.zeros(xt.shape[1], np.float32)
+        _row_gather_axpy(acc, xt, indices, values, indptr[n], indptr[n + 1])
+        yt[n] = acc
+
+
+@njit(parallel=True, cache=True, fastmath=FASTMATH_REDUCE)
+def _csr_decode(indptr, indices, values, x, y):  # noqa: ANN001, ANN201
+    """Compute y[N] = W x for W in CSR form (one token)."""
+    for n in prange(indptr.shape[0] - 1):
+        s = np.float32(0.0)
+        for q in range(indptr[n], indptr[n + 1]):
+            s += values[q] * x[indices[q]]
+        y[n] = s
+
+
+@njit(cache=True)
+def _nm_columns(offsets, n_keep, m, cols):  # noqa: ANN001, ANN201 (numba-typed)
+    """Write the absolute column of every kept weight of one row: (q // n) m + offset."""
+    for q in range(offsets.shape[0]):
+        cols[q] = (q // n_keep) * m + offsets[q]
+
+
+# Output rows per parallel task of the N:M kernel; the column scratch is reused across them.
+_NM_ROWS_PER_TASK = 16
+
+
+@njit(parallel=True, cache=True)
+def _nm_tokens(values, offsets, n_keep, m, xt, yt):  # noqa: ANN001, ANN201
+    """Compute yt[N, T] = W xt for W in N:M form (values/offsets [N, groups n])."""
+    rows, width = values.shape
+    for task in prange((rows + _NM_ROWS_PER_TASK - 1) // _NM_ROWS_PER_TASK):
+        cols = np.empty(width, np.int64)
+        acc = np.empty(xt.shape[1], np.float32)
+        for n in range(task * _NM_ROWS_PER_TASK, min(rows, (task + 1) * _NM_ROWS_PER_TASK)):
+            _nm_columns(offsets[n], n_keep, m, cols)
+            acc[:] = 0.0
+            _row_gather_axpy(acc, xt, cols, values[n], 0, width)
+            yt[n] = acc
+
+
+@njit(parallel=True, cache=True, fastmath=FASTMATH_REDUCE)
+def _nm_decode(values, offsets, n_keep, m, x, y):  # noqa: ANN001, ANN201
+    """Compute y[N] = W x for W in N:M form (one token)."""
+    rows, width = values.shape
+    for n in prange(rows):
+        s = np.float32(0.0)
+        for g in range(width // n_keep):
+            base = g * m
+            for j in range(g * n_keep, (g + 1) * n_keep):
+                s += values[n, j] * x[base + offsets[n, j]]
+        y[n] = s
+
+
+def csr_spmm(x: np.ndarray, w: CsrMatrix) -> np.ndarray:
+    """Return Y[T, N] = X[T, K] W^T for fp32 X and a `CsrMatrix` W of shape (N, K)."""
+    n_rows, n_cols = w.shape
+    check_activation(x, n_cols, np.float32, "csr_spmm")
+    if x.shape[0] == 0:
+        return np.zeros((0, n_rows), np.float32)
+    if x.shape[0] <= DECODE_MAX_TOKENS:
+        y = np.empty(n_rows, np.float32)
+        _csr_decode(w.indptr, w.indices, w.values, pad_vector(x, n_cols), y)
+        return y.reshape(1, n_rows)
+    yt = np.empty((n_rows, x.shape[0]), np.float32)
+    _csr_tokens(w.indptr, w.indices, w.values, transpose_padded(x, n_cols), yt)
+    return untranspose(yt, n_rows)
+
+
+def nm_spmm(x: np.ndarray, w: NmMatrix) -> np.ndarray:
+    """Return Y[T, N] = X[T, K] W^T for fp32 X and an `NmMatrix` W of shape (N, K)."""
+    n_rows, n_cols = w.shape
+    check_activation(x, n_cols, np.float32, "nm_spmm")
+    k_pad = w.groups * w.m
+    if x.shape[0] == 0:
+        return np.zeros((0, n_rows), np.float32)
+    if x.shape[0] <= DECODE_MAX_TOKENS:
+        y = np.empty(n_rows, np.float32)
+        _nm_decode(w.values, w.indices, w.n, w.m, pad_vector(x, k_pad), y)
+        return y.reshape(1, n_rows)
+    yt = np.empty((n_rows, x.shape[0]), np.float32)
+    _nm_tokens(w.values, w.indices, w.n, w.m, transpose_padded(x, k_pad), yt)
+    return untranspose(yt, n_rows)
