@@ -17,9 +17,26 @@ from collections.abc import Callable, Mapping, Sequence
 from sparseflow.backends.gpu.bench_cases import BenchCase, BenchShape, build_cases
 from sparseflow.backends.gpu.cublas import find_cublas
 from sparseflow.backends.gpu.device import cuda, using_simulator
+from sparseflow.hw_models.schema import GpuModel, HardwareModel
 from sparseflow.ir.errors import InputError
 
 PRECISIONS = ("fp32", "fp16", "int8")
+
+
+def peaks_from_gpu_model(hw: HardwareModel) -> tuple[dict[str, float], float]:
+    """Return (op-rate peaks per precision, HBM bytes/s) of a GPU hardware model.
+
+    fp16 and int8 take the tensor-core peaks: the device's true ceiling, which these CUDA-core
+    kernels are not expected to approach (their fractions show the headroom left).
+    """
+    if not isinstance(hw, GpuModel):
+        raise InputError(f"hardware model {hw.name}: kind {hw.kind}, expected a gpu model")
+    peaks = {
+        "fp32": hw.peaks.fp32_flops_per_s,
+        "fp16": hw.peaks.fp16_tensor_flops_per_s,
+        "int8": hw.peaks.int8_tensor_ops_per_s,
+    }
+    return peaks, hw.memory.hbm_bandwidth_bytes_per_s
 
 
 def resolve_peaks(peak_flop_per_s: float | Mapping[str, float]) -> dict[str, float]:

@@ -7,11 +7,13 @@ from sparseflow.backends.gpu import using_simulator
 from sparseflow.backends.gpu.bench import (
     bench_row,
     measure_cases,
+    peaks_from_gpu_model,
     resolve_peaks,
     run_gpu_bench,
     select_cases,
 )
 from sparseflow.backends.gpu.bench_cases import BenchCase, BenchShape, build_cases
+from sparseflow.hw_models import load_hw
 from sparseflow.ir.errors import InputError
 
 TINY = BenchShape(tokens=3, hidden=32, group=8, heads=4, kv_heads=2, head_dim=8, kv_len=9)
@@ -64,3 +66,20 @@ def test_every_case_launches_and_counts_positive_work() -> None:
     for row in rows:
         assert row["time_s"] > 0 and row["flops"] > 0 and row["bytes"] > 0
         assert np.isfinite(row["fraction_of_roofline"])
+
+
+def test_peaks_from_gpu_model_reads_the_hardware_model() -> None:
+    hw = load_hw("h100")
+    peaks, bandwidth = peaks_from_gpu_model(hw)
+    assert peaks == {
+        "fp32": hw.peaks.fp32_flops_per_s,
+        "fp16": hw.peaks.fp16_tensor_flops_per_s,
+        "int8": hw.peaks.int8_tensor_ops_per_s,
+    }
+    assert bandwidth == hw.memory.hbm_bandwidth_bytes_per_s
+    assert resolve_peaks(peaks) == peaks
+
+
+def test_peaks_from_gpu_model_rejects_other_kinds() -> None:
+    with pytest.raises(InputError, match="expected a gpu model"):
+        peaks_from_gpu_model(load_hw("u280"))

@@ -44,3 +44,12 @@ def test_launch_helpers_cover_every_output() -> None:
 def test_block_size_must_be_power_of_two(value: int) -> None:
     with pytest.raises(InputError, match="power of two"):
         launch.check_block_size("threads", value)
+
+
+@pytest.mark.skipif(probe_gpu(), reason="only without a GPU can numba.cuda be set up wrongly")
+def test_numba_cuda_imported_for_hardware_first_is_reported() -> None:
+    env = {k: v for k, v in os.environ.items() if k != SIMULATOR_ENV}
+    code = "import numba.cuda\nimport sparseflow.backends.gpu\n"
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert done.returncode != 0
+    assert "CudaSetupError: numba.cuda was imported before sparseflow.backends.gpu" in done.stderr

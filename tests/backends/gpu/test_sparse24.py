@@ -2,6 +2,8 @@
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sparseflow.backends.gpu.sparse24 import (
     pack_24_metadata,
@@ -90,3 +92,12 @@ def test_spmm_24_rejects_short_metadata() -> None:
     values = np.ones((3, 20), np.float32)
     with pytest.raises(InputError, match=r"meta: shape \(3, 1\), expected \(3, 2\)"):
         spmm_24(x, values, np.zeros((3, 1), np.uint32))
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.integers(1, 6), st.integers(1, 40), st.integers(0, 2**32 - 1))
+def test_pack_unpack_round_trip_property(rows: int, groups: int, seed: int) -> None:
+    indices = random_24_indices(np.random.default_rng(seed), rows, groups)
+    np.testing.assert_array_equal(
+        unpack_24_metadata(pack_24_metadata(indices), 2 * groups), indices
+    )
