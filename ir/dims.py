@@ -8,6 +8,7 @@ and are evaluated against bindings (`{"L": 512}`) when a concrete size is needed
 from __future__ import annotations
 
 import ast
+import functools
 import operator
 import re
 
@@ -33,6 +34,7 @@ def parse_dim(text: str) -> Dim:
     return text
 
 
+@functools.lru_cache(maxsize=4096)
 def _check_expression(text: str) -> ast.expr:
     try:
         tree = ast.parse(text, mode="eval").body

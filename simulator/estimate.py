@@ -1,0 +1,231 @@
+"""`estimate` for GPU and CPU targets: a request's latency, throughput, energy and bottlenecks.
+
+A pure function of (compressed prefill graph, compressed decode graph, hardware model,
+workload): no global state, cheap to call many times (design-space sweeps). The prefill graph
+runs once over the prompt; the decode graph runs `gen_len` times with the KV length growing
+from `prompt_len`. Nodes whose cost does not depend on the KV length are timed once and reused;
+the others are timed at every step, so the result equals timing each step in full.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+from sparseflow.hw_models.schema import GpuModel, HardwareModel
+from sparseflow.ir.dims import dim_symbols
+from sparseflow.ir.dtypes import DType
+from sparseflow.ir.errors import InputError
+from sparseflow.ir.graph import Graph
+from sparseflow.ir.ops import storage_bytes
+from sparseflow.simulator.analytical import Dtype, KernelTiming, bound_of, estimate_kernel
+from sparseflow.simulator.graph_work import graph_works
+
+
+@dataclass(frozen=True)
+class Workload:
+    """One request: batch size, prompt length and number of generated tokens."""
+
+    batch: int = 1
+    prompt_len: int = 128
+    gen_len: int = 128
+
+    def __post_init__(self) -> None:
+        for name in ("batch", "prompt_len", "gen_len"):
+            if getattr(self, name) < 1:
+                raise InputError(f"option --{name.split('_')[0]}: must be >= 1")
+
+
+def deployed_weight_bytes(graph: Graph) -> int:
+    """Return the stored weight bytes, float weights counted as deployed in fp16."""
+    total = 0
+    for node in graph.nodes_of("weight"):
+        tensor_type = node.type
+        if tensor_type.dtype.is_float and tensor_type.quant is None:
+            tensor_type = tensor_type.with_(dtype=DType.F16)
+        total += storage_bytes(tensor_type)
+    return total
+
+
+def _kv_cache_bytes(decode: Graph, length: int, float_bytes: int) -> int:
+    total = 0
+    for node in decode.nodes_of("kv_append"):
+        tensor_type = node.type
+        per_element = tensor_type.dtype.bits / 8 if tensor_type.quant else float_bytes
+        total += int(tensor_type.numel({"L": length - 1, "T": 1}) * per_element)
+    return total
+
+
+def _check_capacity(hw: HardwareModel, decode: Graph, weights: int, workload: Workload) -> None:
+    kv = _kv_cache_bytes(decode, workload.prompt_len + workload.gen_len, 2)
+    capacity = hw.memory.capacity_bytes  # type: ignore[attr-defined]
+    if weights + kv > capacity:
+        raise InputError(
+            f"{hw.source_file or hw.name}: field 'memory.capacity_bytes' = {capacity} cannot hold "
+            f"the model: weights {weights} + KV cache {kv} bytes"
+        )
+
+
+def _time_graph(
+    hw: HardwareModel, graph: Graph, bindings: dict[str, int], dtype: Dtype
+) -> list[KernelTiming]:
+    return [estimate_kernel(hw, work) for work in graph_works(graph, bindings, dtype)]
+
+
+def length_dependent(graph: Graph, symbol: str = "L") -> set[str]:
+    """Return the nodes whose input or output shapes involve `symbol`."""
+    types = {n.name: n.type for n in graph.nodes}
+    return {
+        n.name
+        for n in graph.nodes
+        if any(
+            symbol in dim_symbols(d)
+            for t in (n.type, *(types[i] for i in n.inputs))
+            for d in t.shape
+        )
+    }
+
+
+@dataclass(frozen=True)
+class StepTiming:
+    """What a report sums over kernels: time, work, traffic, energy, class and bound."""
+
+    name: str
+    op_class: str
+    time_s: float
+    flops_executed: float
+    peak_ops_per_s: float
+    bytes_moved: float
+    peak_bandwidth_bytes_per_s: float
+    energy_j: float
+    bound: str
+
+
+def _step(t: KernelTiming) -> StepTiming:
+    return StepTiming(
+        t.name,
+        t.op_class,
+        t.time_s,
+        t.flops_executed,
+        t.peak_ops_per_s,
+        t.bytes_moved,
+        t.peak_bandwidth_bytes_per_s,
+        t.energy_j,
+        t.bound,
+    )
+
+
+def _extrapolate(t0: KernelTiming, t1: KernelTiming, steps: int) -> StepTiming:
+    """Return the kernel's timing `steps` KV entries past t0, from its timing one past t0.
+
+    Exact for the analytical model: FLOPs and bytes of attention kernels are affine in the KV
+    length, so compute and memory times and dynamic energy are too; the time is their max plus
+    the launch overhead, and static energy is static power times that time.
+    """
+    compute = t0.compute_time_s + (t1.compute_time_s - t0.compute_time_s) * steps
+    memory = t0.memory_time_s + (t1.memory_time_s - t0.memory_time_s) * steps
+    time_s = max(compute, memory) + t0.launch_overhead_s
+    dynamic = t0.energy.dynamic_j + (t1.energy.dynamic_j - t0.energy.dynamic_j) * steps
+    static_w = t0.energy.static_j / t0.time_s
+    return StepTiming(
+        t0.name,
+        t0.op_class,
+        time_s,
+        t0.flops_executed + (t1.flops_executed - t0.flops_executed) * steps,
+        t0.peak_ops_per_s,
+        t0.bytes_moved + (t1.bytes_moved - t0.bytes_moved) * steps,
+        t0.peak_bandwidth_bytes_per_s,
+        dynamic + static_w * time_s,
+        bound_of(compute, memory, t0.launch_overhead_s),
+    )
+
+
+def decode_timings(
+    hw: HardwareModel, decode: Graph, workload: Workload, dtype: Dtype, exact: bool = False
+) -> list[list[StepTiming]]:
+    """Return each decode step's kernel timings (KV length prompt_len + step).
+
+    Length-independent kernels are timed once; length-dependent ones are extrapolated from
+    two lengths (`_extrapolate`), or timed at every step when `exact` (the tests compare both).
+    """
+    varying = length_dependent(decode)
+    first = _time_graph(hw, decode, {"L": workload.prompt_len}, dtype)
+    fixed = [_step(t) for t in first if t.name not in varying]
+    if exact:
+        return [
+            [_step(t) for t in _time_graph(hw, decode, {"L": workload.prompt_len + i}, dtype)]
+            for i in range(workload.gen_len)
+        ]
+    base = [t for t in first if t.name in varying]
+    works = graph_works(decode, {"L": workload.prompt_len + 1}, dtype, only=varying)
+    nxt = [estimate_kernel(hw, w) for w in works]
+    return [
+        fixed + [_extrapolate(t0, t1, i) for t0, t1 in zip(base, nxt, strict=True)]
+        for i in range(workload.gen_len)
+    ]
+
+
+def estimate_analytical(
+    prefill: Graph,
+    decode: Graph,
+    hw: HardwareModel,
+    workload: Workload,
+    labels: dict[str, str],
+    exact: bool = False,
+) -> dict[str, object]:
+    """Return the report (DESIGN.md keys) of one request on a GPU or CPU model."""
+    dtype = Dtype.FP16 if isinstance(hw, GpuModel) else Dtype.FP32
+    weights = deployed_weight_bytes(decode)
+    _check_capacity(hw, decode, weights, workload)
+    prefill_timings = _time_graph(hw, prefill, {"T": workload.prompt_len}, dtype)
+    steps = decode_timings(hw, decode, workload, dtype, exact)
+    every = [_step(t) for t in prefill_timings] + [t for step in steps for t in step]
+    prefill_s = sum(t.time_s for t in prefill_timings)
+    step_s = [sum(t.time_s for t in step) for step in steps]
+    decode_s = sum(step_s)
+    total_s = prefill_s + decode_s
+    energy_j = sum(t.energy_j for t in every)
+    tokens = workload.batch * workload.gen_len
+    return {
+        **labels,
+        "batch": workload.batch,
+        "prompt_len": workload.prompt_len,
+        "gen_len": workload.gen_len,
+        "prefill_latency_s": prefill_s,
+        "decode_first_step_s": step_s[0],
+        "decode_mean_step_s": decode_s / len(step_s),
+        "decode_tokens_per_s": tokens / decode_s,
+        "e2e_latency_s": total_s,
+        "energy_j": energy_j,
+        "energy_per_token_j": energy_j / tokens,
+        "tokens_per_j": tokens / energy_j,
+        "avg_power_w": energy_j / total_s,
+        "weight_bytes": weights,
+        "utilization": {
+            "compute": sum(t.flops_executed / t.peak_ops_per_s for t in every) / total_s,
+            "memory_bandwidth": sum(t.bytes_moved / t.peak_bandwidth_bytes_per_s for t in every)
+            / total_s,
+        },
+        "breakdown": breakdown(every),
+    }
+
+
+def breakdown(timings: list[StepTiming]) -> list[dict[str, object]]:
+    """Return time and energy per op class, largest first, with the bound that dominates."""
+    time_s: dict[str, float] = defaultdict(float)
+    energy_j: dict[str, float] = defaultdict(float)
+    bound_s: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    for t in timings:
+        time_s[t.op_class] += t.time_s
+        energy_j[t.op_class] += t.energy_j
+        bound_s[t.op_class][t.bound] += t.time_s
+    rows = [
+        {
+            "name": name,
+            "time_s": time_s[name],
+            "energy_j": energy_j[name],
+            "bound": max(bound_s[name], key=bound_s[name].get),
+        }
+        for name in time_s
+    ]
+    return sorted(rows, key=lambda r: -r["time_s"])

@@ -1,0 +1,116 @@
+"""GPU/CPU estimates of a whole request: keys, exactness of step reuse, floors, capacity."""
+
+import dataclasses
+
+import pytest
+
+from sparseflow.hw_models.loader import load_hw, with_overrides
+from sparseflow.ir.errors import InputError
+from sparseflow.ir.models.config import builtin_config
+from sparseflow.ir.models.llama import build_llama
+from sparseflow.passes.recipe import load_recipe
+from sparseflow.simulator.analytical import Dtype
+from sparseflow.simulator.estimate import (
+    Workload,
+    decode_timings,
+    deployed_weight_bytes,
+    estimate_analytical,
+)
+from sparseflow.simulator.graph_work import graph_works
+
+REPORT_KEYS = {
+    "model",
+    "target",
+    "recipe",
+    "batch",
+    "prompt_len",
+    "gen_len",
+    "prefill_latency_s",
+    "decode_first_step_s",
+    "decode_mean_step_s",
+    "decode_tokens_per_s",
+    "e2e_latency_s",
+    "energy_j",
+    "energy_per_token_j",
+    "tokens_per_j",
+    "avg_power_w",
+    "weight_bytes",
+    "utilization",
+    "breakdown",
+}
+
+
+def graphs(name="llama2-7b", recipe="dense", prompt=32):
+    config = builtin_config(name)
+    steps = load_recipe(recipe)
+    return steps.apply(build_llama(config, "prefill", 1, prompt)), steps.apply(
+        build_llama(config, "decode", 1)
+    )
+
+
+LABELS = {"model": "m", "target": "t", "recipe": "r"}
+
+
+@pytest.mark.parametrize("target", ["a100", "v100s", "host-cpu"])
+def test_report_has_design_keys_and_consistent_totals(target):
+    prefill, decode = graphs()
+    report = estimate_analytical(prefill, decode, load_hw(target), Workload(1, 32, 8), LABELS)
+    assert set(report) >= REPORT_KEYS
+    decode_s = report["e2e_latency_s"] - report["prefill_latency_s"]
+    assert report["decode_tokens_per_s"] == pytest.approx(8 / decode_s)
+    assert report["decode_mean_step_s"] >= report["decode_first_step_s"]
+    assert sum(r["time_s"] for r in report["breakdown"]) == pytest.approx(report["e2e_latency_s"])
+    assert 0 < report["utilization"]["memory_bandwidth"] <= 1
+    assert 0 < report["utilization"]["compute"] <= 1
+
+
+@pytest.mark.parametrize("recipe", ["dense", "2:4"])
+def test_reused_step_timings_equal_full_timing(recipe):
+    _, decode = graphs(recipe=recipe)
+    hw, work = load_hw("a100"), Workload(1, 40, 12)
+    fast = decode_timings(hw, decode, work, Dtype.FP16)
+    full = decode_timings(hw, decode, work, Dtype.FP16, exact=True)
+    for a_step, b_step in zip(fast, full, strict=True):
+        a = {t.name: t for t in a_step}
+        b = {t.name: t for t in b_step}
+        assert a.keys() == b.keys()
+        for name, t in a.items():
+            for field in ("time_s", "energy_j", "flops_executed", "bytes_moved"):
+                assert getattr(t, field) == pytest.approx(getattr(b[name], field), rel=1e-9)
+            assert t.bound == b[name].bound
+
+
+def test_decode_never_beats_the_roofline_of_its_work():
+    prefill, decode = graphs()
+    hw = load_hw("a100")
+    report = estimate_analytical(prefill, decode, hw, Workload(1, 32, 1), LABELS)
+    works = graph_works(decode, {"L": 32}, Dtype.FP16)
+    bytes_floor = sum(w.weight_bytes + w.kv_bytes_read for w in works)
+    assert report["decode_first_step_s"] >= bytes_floor / hw.memory.hbm_bandwidth_bytes_per_s
+    flops = sum(w.flops for w in works)
+    assert report["decode_first_step_s"] >= flops / hw.peaks.fp16_tensor_flops_per_s
+
+
+def test_sparsity_cuts_weight_bytes_and_decode_time():
+    dense = estimate_analytical(*graphs(), load_hw("a100"), Workload(1, 32, 4), LABELS)
+    sparse = estimate_analytical(*graphs(recipe="2:4"), load_hw("a100"), Workload(1, 32, 4), LABELS)
+    assert sparse["weight_bytes"] < 0.6 * dense["weight_bytes"]
+    assert sparse["decode_mean_step_s"] < dense["decode_mean_step_s"]
+
+
+def test_llama2_7b_fp16_weight_bytes_by_hand():
+    _, decode = graphs()
+    assert deployed_weight_bytes(decode) == 6738415616 * 2
+
+
+def test_a_device_too_small_for_the_model_is_rejected():
+    prefill, decode = graphs()
+    small = with_overrides(load_hw("a100"), {"memory.capacity_bytes": 8 * 2**30})
+    with pytest.raises(InputError, match="memory.capacity_bytes.*cannot hold"):
+        estimate_analytical(prefill, decode, small, Workload(1, 32, 4), LABELS)
+
+
+def test_workload_rejects_non_positive_lengths():
+    with pytest.raises(InputError, match="--gen"):
+        Workload(1, 32, 0)
+    assert dataclasses.asdict(Workload()) == {"batch": 1, "prompt_len": 128, "gen_len": 128}
