@@ -76,3 +76,38 @@ def test_llama_gqa_matches_transformers(tmp_path):
     )  # fmt: skip
     model = save_tiny(config, transformers.LlamaForCausalLM, tmp_path)
     check_decoder(model, tmp_path, config.vocab_size)
+
+
+def test_opt_matches_transformers(tmp_path):
+    config = transformers.OPTConfig(
+        vocab_size=91, hidden_size=32, ffn_dim=48, num_hidden_layers=2, num_attention_heads=4,
+        max_position_embeddings=40, word_embed_proj_dim=32, do_layer_norm_before=True,
+    )  # fmt: skip
+    model = save_tiny(config, transformers.OPTForCausalLM, tmp_path)
+    check_decoder(model, tmp_path, config.vocab_size)
+
+
+def test_gpt2_matches_transformers(tmp_path):
+    config = transformers.GPT2Config(
+        vocab_size=89, n_embd=32, n_layer=2, n_head=4, n_positions=40, n_inner=None,
+        bos_token_id=0, eos_token_id=0,
+    )  # fmt: skip
+    model = save_tiny(config, transformers.GPT2LMHeadModel, tmp_path)
+    check_decoder(model, tmp_path, config.vocab_size)
+
+
+def test_bert_matches_transformers(tmp_path):
+    config = transformers.BertConfig(
+        vocab_size=83, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+        intermediate_size=48, max_position_embeddings=40, type_vocab_size=2,
+    )  # fmt: skip
+    model = save_tiny(config, transformers.BertModel, tmp_path)
+    rng = np.random.default_rng(2)
+    ids = rng.integers(0, config.vocab_size, size=(BATCH, PROMPT))
+    types = rng.integers(0, 2, size=(BATCH, PROMPT))
+    graph = load_model(str(tmp_path), "prefill", batch=BATCH, seq=PROMPT)
+    ours = Interpreter(graph).run({"ids": ids, "pos": np.arange(PROMPT), "token_types": types})
+    with torch.no_grad():
+        theirs = model(torch.tensor(ids), token_type_ids=torch.tensor(types))
+    assert rel_error(ours["hidden"], theirs.last_hidden_state) < TOLERANCE
+    assert rel_error(ours["pooled"], theirs.pooler_output) < TOLERANCE
