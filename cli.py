@@ -66,17 +66,146 @@ def cmd_recipes(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_models(args: argparse.Namespace) -> int:
+    """List the built-in models and the checkpoints their configs copy."""
+    from sparseflow.ir.models.zoo import list_models
+
+    models = list_models()
+    if args.json:
+        _print_json(models)
+        return 0
+    for name, source in models.items():
+        print(f"{name:<16} {source}")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    """Print a model's parameters, weight bytes, FLOPs and bytes per token and its layers."""
+    from sparseflow.ir.models.zoo import load_model
+    from sparseflow.ir.stats import model_stats
+
+    phase = "prefill" if _is_encoder(args.model) else "decode"
+    graph = load_model(args.model, phase=phase)
+    stats = model_stats(graph, context=args.context)
+    if args.json:
+        _print_json(stats)
+        return 0
+    if args.graph:
+        print(graph)
+        return 0
+    print(_format_stats(stats))
+    return 0
+
+
+def _is_encoder(source: str) -> bool:
+    from sparseflow.ir.models.zoo import load_config
+
+    try:
+        return load_config(source).family == "bert"
+    except InputError:
+        return False  # a graph file: load_model reports its own problems
+
+
+def _format_stats(stats: dict) -> str:
+    lines = [
+        f"model            {stats['model']} ({stats['phase']}, context {stats['context']})",
+        f"params           {stats['params']:,}",
+        f"weight bytes     {stats['weight_bytes']:,} ({stats['weight_bytes'] / 1e9:.2f} GB)",
+        f"FLOPs per token  {stats['flops_per_token']:,.0f}",
+        f"bytes per token  {stats['bytes_per_token']:,.0f}",
+        "",
+        f"{'layer':<40} {'op':<10} {'shape':<16} {'params':>14}",
+    ]
+    for layer in stats["layers"]:
+        shape = "x".join(str(d) for d in layer["shape"])
+        lines.append(f"{layer['name']:<40} {layer['op']:<10} {shape:<16} {layer['params']:>14,}")
+    return "\n".join(lines)
+
+
+def cmd_estimate(args: argparse.Namespace) -> int:
+    """Estimate one request (prefill + decode) of a compressed model on a target."""
+    from sparseflow.hw_models.loader import load_hw
+    from sparseflow.hw_models.schema import Kind
+    from sparseflow.ir.models.zoo import load_model
+    from sparseflow.simulator.estimate import Workload, estimate_analytical
+
+    hw = load_hw(args.target)
+    if hw.kind is Kind.FPGA:
+        raise InputError(
+            f"target {hw.name!r} is an FPGA: its event-driven simulator is not built yet; "
+            "estimate a gpu or cpu target (see `sparseflow targets`)"
+        )
+    workload = Workload(args.batch, args.prompt, args.gen)
+    recipe = _recipe(args, hw.default_recipe)
+    prefill = recipe.apply(load_model(args.model, "prefill", args.batch, args.prompt))
+    decode = recipe.apply(load_model(args.model, "decode", args.batch))
+    labels = {"model": args.model, "target": hw.name, "recipe": recipe.name}
+    report = estimate_analytical(prefill, decode, hw, workload, labels)
+    if args.json:
+        _print_json(report)
+    else:
+        print(_format_report(report))
+    return 0
+
+
+def _recipe(args: argparse.Namespace, default: str):  # noqa: ANN202
+    from sparseflow.passes.recipe import load_recipe
+
+    return load_recipe(args.recipe or default)
+
+
+def _format_report(r: dict) -> str:
+    lines = [
+        f"{r['model']} on {r['target']} with recipe {r['recipe']}: batch {r['batch']}, "
+        f"prompt {r['prompt_len']}, generate {r['gen_len']}",
+        f"  prefill latency      {r['prefill_latency_s'] * 1e3:10.2f} ms",
+        f"  decode step (first)  {r['decode_first_step_s'] * 1e3:10.2f} ms",
+        f"  decode step (mean)   {r['decode_mean_step_s'] * 1e3:10.2f} ms",
+        f"  decode throughput    {r['decode_tokens_per_s']:10.1f} tokens/s",
+        f"  end to end           {r['e2e_latency_s']:10.3f} s",
+        f"  energy               {r['energy_j']:10.1f} J  ({r['energy_per_token_j']:.3f} J/token,"
+        f" {r['tokens_per_j']:.2f} tokens/J)",
+        f"  average power        {r['avg_power_w']:10.1f} W",
+        f"  weight bytes         {r['weight_bytes'] / 1e9:10.2f} GB",
+        f"  utilisation          compute {r['utilization']['compute']:.1%}, "
+        f"memory bandwidth {r['utilization']['memory_bandwidth']:.1%}",
+        "  time by op class (bottlenecks first):",
+    ]
+    for row in r["breakdown"]:
+        share = row["time_s"] / r["e2e_latency_s"]
+        lines.append(
+            f"    {row['name']:<12} {share:6.1%}  {row['energy_j']:8.1f} J  {row['bound']}"
+        )
+    return "\n".join(lines)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of every sub-command."""
     parser = argparse.ArgumentParser(prog="sparseflow", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, handler, help_text in [
+        ("models", cmd_models, "list built-in models"),
         ("targets", cmd_targets, "list hardware models"),
         ("recipes", cmd_recipes, "list built-in compression recipes"),
     ]:
         sub = commands.add_parser(name, help=help_text)
         sub.add_argument("--json", action="store_true", help="print JSON")
         sub.set_defaults(func=handler)
+    show = commands.add_parser("show", help="parameters, weight bytes, FLOPs per token, layers")
+    show.add_argument("model", help="built-in name, config.json, model folder or graph file")
+    show.add_argument("--json", action="store_true", help="print JSON")
+    show.add_argument("--graph", action="store_true", help="print the graph, one line per node")
+    show.add_argument("--context", type=int, default=512, help="KV length for per-token costs")
+    show.set_defaults(func=cmd_show)
+    estimate = commands.add_parser("estimate", help="latency, throughput and energy of a request")
+    estimate.add_argument("model", help="built-in name, config.json, model folder or graph file")
+    estimate.add_argument("--target", required=True, help="hardware model name or YAML path")
+    estimate.add_argument("--recipe", help="recipe name or YAML (default: the target's)")
+    estimate.add_argument("--prompt", type=int, default=128, help="prompt length")
+    estimate.add_argument("--gen", type=int, default=128, help="tokens generated")
+    estimate.add_argument("--batch", type=int, default=1, help="sequences per batch")
+    estimate.add_argument("--json", action="store_true", help="print the report as JSON")
+    estimate.set_defaults(func=cmd_estimate)
     return parser
 
 
@@ -88,6 +217,9 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as err:
         print(f"sparseflow: error: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        sys.stderr.close()  # output piped into a reader that stopped early (e.g. `| head`)
+        return 0
     except KeyboardInterrupt:
         print("sparseflow: interrupted", file=sys.stderr)
         return 130
