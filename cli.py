@@ -179,6 +179,46 @@ def _format_report(r: dict) -> str:
     return "\n".join(lines)
 
 
+def cmd_rtl_generate(args: argparse.Namespace) -> int:
+    """Write the accelerator's SystemVerilog for one parameter set."""
+    from sparseflow.backends.fpga.rtl.generator import generate_rtl
+
+    nm = None if args.nm in ("dense", "16:16") else _parse_nm(args.nm)
+    for path in generate_rtl(args.output, chain_len=args.chain_len, nm=nm, wbits=args.wbits):
+        print(path)
+    return 0
+
+
+def _parse_nm(text: str) -> tuple[int, int]:
+    try:
+        n, m = (int(v) for v in text.split(":"))
+    except ValueError:
+        raise InputError(f"--nm {text!r}: expected N:M such as 2:16, or 'dense'") from None
+    return n, m
+
+
+def cmd_rtl_test(args: argparse.Namespace) -> int:
+    """Run the cocotb + Verilator test benches; return pytest's exit code."""
+    from sparseflow.backends.fpga.rtl.runner import run_rtl_tests
+
+    return run_rtl_tests(args.simulator, waves=args.waves)
+
+
+def cmd_bench_spmm(args: argparse.Namespace) -> int:
+    """Time the CPU SpMM kernels against numpy dense and scipy CSR."""
+    from sparseflow.backends.cpu.bench import run_spmm_bench
+    from sparseflow.backends.cpu.bench_report import format_spmm_table, plot_spmm
+
+    result = run_spmm_bench(quick=args.quick, progress=not args.json)
+    if args.plot:
+        plot_spmm(result, args.plot)
+    if args.json:
+        _print_json(result)
+    else:
+        print(format_spmm_table(result))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of every sub-command."""
     parser = argparse.ArgumentParser(prog="sparseflow", description=__doc__.splitlines()[0])
@@ -206,7 +246,31 @@ def build_parser() -> argparse.ArgumentParser:
     estimate.add_argument("--batch", type=int, default=1, help="sequences per batch")
     estimate.add_argument("--json", action="store_true", help="print the report as JSON")
     estimate.set_defaults(func=cmd_estimate)
+    _add_rtl(commands)
+    bench = commands.add_parser("bench", help="kernel benchmarks").add_subparsers(
+        dest="bench", required=True, metavar="BENCH"
+    )
+    spmm = bench.add_parser("spmm", help="CPU sparse kernels vs numpy dense and scipy CSR")
+    spmm.add_argument("--json", action="store_true", help="print {'rows': [...]} as JSON")
+    spmm.add_argument("--quick", action="store_true", help="a small subset of the cases")
+    spmm.add_argument("--plot", metavar="FILE.png", help="write speedup vs sparsity plot")
+    spmm.set_defaults(func=cmd_bench_spmm)
     return parser
+
+
+def _add_rtl(commands: argparse._SubParsersAction) -> None:
+    rtl = commands.add_parser("rtl", help="generate and verify the accelerator's RTL")
+    verbs = rtl.add_subparsers(dest="rtl", required=True, metavar="VERB")
+    gen = verbs.add_parser("generate", help="write SystemVerilog for one parameter set")
+    gen.add_argument("--chain-len", type=int, default=16, help="DSP48 slices per chain")
+    gen.add_argument("--nm", default="2:16", help="sparse mode N:16, or 'dense'")
+    gen.add_argument("--wbits", type=int, default=8, help="weight bits (8 or 4)")
+    gen.add_argument("-o", "--output", required=True, help="output folder")
+    gen.set_defaults(func=cmd_rtl_generate)
+    test = verbs.add_parser("test", help="run the cocotb benches on Verilator")
+    test.add_argument("--simulator", default="verilator", help="HDL simulator")
+    test.add_argument("--waves", action="store_true", help="dump waveforms")
+    test.set_defaults(func=cmd_rtl_test)
 
 
 def main(argv: list[str] | None = None) -> int:
