@@ -1,0 +1,61 @@
+"""Provide explicit control of the thread counts of numba and of numpy's BLAS.
+
+Benchmarks compare numba kernels with numpy (OpenBLAS) at the same thread count, so both are
+set explicitly. numpy wheels bundle `scipy-openblas`, whose symbol for the thread count is
+`scipy_openblas_set_num_threads64_` (older wheels: `openblas_set_num_threads64_`); we find
+the library beside numpy and call it through ctypes instead of adding a dependency.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import glob
+import os
+from collections.abc import Callable
+
+import numba
+import numpy as np
+
+from sparseflow.ir.errors import InputError
+
+_SET_SYMBOLS = (
+    "scipy_openblas_set_num_threads64_",
+    "openblas_set_num_threads64_",
+    "openblas_set_num_threads",
+)
+_GET_SYMBOLS = (
+    "scipy_openblas_get_num_threads64_",
+    "openblas_get_num_threads64_",
+    "openblas_get_num_threads",
+)
+
+
+def _openblas_function(symbols: tuple[str, ...]) -> Callable | None:
+    """Return the first of `symbols` found in numpy's bundled OpenBLAS, or None."""
+    numpy_dir = os.path.dirname(np.__file__)
+    pattern_dirs = [os.path.join(numpy_dir, "..", "numpy.libs"), os.path.join(numpy_dir, ".dylibs")]
+    for folder in pattern_dirs:
+        for path in sorted(glob.glob(os.path.join(folder, "*openblas*"))):
+            lib = ctypes.CDLL(path)
+            for symbol in symbols:
+                if hasattr(lib, symbol):
+                    return getattr(lib, symbol)
+    return None
+
+
+def blas_threads() -> int | None:
+    """Return numpy's BLAS thread count, or None when it cannot be queried."""
+    getter = _openblas_function(_GET_SYMBOLS)
+    return None if getter is None else int(getter())
+
+
+def set_threads(n_threads: int) -> dict[str, int | None]:
+    """Set numba's and numpy BLAS's thread counts to n_threads; return what is now in force."""
+    if not 1 <= n_threads <= numba.config.NUMBA_NUM_THREADS:
+        top = numba.config.NUMBA_NUM_THREADS
+        raise InputError(f"threads: {n_threads} outside 1..{top} (numba's pool size)")
+    numba.set_num_threads(n_threads)
+    setter = _openblas_function(_SET_SYMBOLS)
+    if setter is not None:
+        setter(ctypes.c_int(n_threads))
+    return {"numba": numba.get_num_threads(), "blas": blas_threads()}
