@@ -75,12 +75,12 @@ def layernorm_kernel(threads: int) -> Kernel:
         total = float32(0.0)
         for c in range(tid, width, threads):
             total += float32(x[row, c])
-        mean = block_sum(scratch, tid, total) / width
+        mean = block_sum(scratch, tid, total) / float32(width)
         spread = float32(0.0)
         for c in range(tid, width, threads):
             centred = float32(x[row, c]) - mean
             spread += centred * centred
-        inverse = float32(1.0) / math.sqrt(block_sum(scratch, tid, spread) / width + eps)
+        inverse = float32(1.0) / math.sqrt(block_sum(scratch, tid, spread) / float32(width) + eps)
         for c in range(tid, width, threads):
             y[row, c] = (float32(x[row, c]) - mean) * inverse * gamma[c] + beta[c]
 
@@ -101,7 +101,7 @@ def rmsnorm_kernel(threads: int) -> Kernel:
         for c in range(tid, width, threads):
             value = float32(x[row, c])
             squares += value * value
-        inverse = float32(1.0) / math.sqrt(block_sum(scratch, tid, squares) / width + eps)
+        inverse = float32(1.0) / math.sqrt(block_sum(scratch, tid, squares) / float32(width) + eps)
         for c in range(tid, width, threads):
             y[row, c] = float32(x[row, c]) * inverse * gamma[c]
 
