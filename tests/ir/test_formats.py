@@ -275,3 +275,48 @@ def test_bad_storage_requests_raise_input_error() -> None:
     )
     with pytest.raises(InputError):
         PackedWeight(fp4, {}).to_dense()
+
+
+def _payloads(shape: tuple[int, int]) -> dict[str, tuple[QuantCodes | np.ndarray, np.ndarray]]:
+    """Return payloads (float, int8, int4 g=16, fp4) with their dense reference values."""
+    rng = np.random.default_rng(13)
+    w = _weights(shape, 14)
+    int8 = rng.integers(-127, 128, shape).astype(np.int8)
+    scale = rng.uniform(0.01, 0.1, shape[0]).astype(np.float32)
+    q8 = QuantCodes(QuantParams(QuantScheme.INT, 8), DType.I8, int8, {"scale": scale})
+    q4 = _int4_codes(shape, 16, 15)
+    fp4 = rng.integers(0, 16, shape).astype(np.uint8)
+    bias = rng.uniform(0, 5, shape[0]).astype(np.float32)
+    qf = QuantCodes(QuantParams(QuantScheme.FP4, 4), DType.FP4, fp4, {"exponent_bias": bias})
+    fp4_ref = np.vectorize(_e2m1_reference)(fp4) * 2.0 ** (1.0 - bias[:, None].astype(np.float64))
+    return {
+        "float": (w, w),
+        "int8": (q8, int8.astype(np.float32) * scale[:, None]),
+        "int4": (q4, _int4_reference(q4, 16)),
+        "fp4": (qf, fp4_ref.astype(np.float32)),
+    }
+
+
+@pytest.mark.parametrize("payload", ["float", "int8", "int4", "fp4"])
+@pytest.mark.parametrize("layout", ["csr", "bsr4x1", "nm2:4", "nm8:16", "nmblock"])
+def test_every_layout_stores_every_payload(layout: str, payload: str) -> None:
+    shape = (40, 80)
+    w = _weights(shape, 16)
+    mask, block_n = np.random.default_rng(17).random(shape) < 0.3, None
+    sparse = SparseFormat(SparsePattern.UNSTRUCTURED, float(mask.mean()))
+    if layout == "bsr4x1":
+        mask = _block_mask(shape, (4, 1), 18)
+        sparse = SparseFormat(SparsePattern.BLOCK, 0.5, block=(4, 1))
+    elif layout.startswith("nm") and layout != "nmblock":
+        n, m = (int(v) for v in layout[2:].split(":"))
+        mask, sparse = _nm_mask_loop(w, n, m), SparseFormat(SparsePattern.NM, n / m, n=n, m=m)
+    elif layout == "nmblock":
+        block_n = np.random.default_rng(19).choice([2, 4, 8, 16], size=(3, 5)).astype(np.uint8)
+        mask = _nmblock_mask(w, block_n)
+        sparse = SparseFormat(SparsePattern.NM_BLOCK, 0.5, m=16, block=(16, 16))
+    stored, dense = _payloads(shape)[payload]
+    pw = pack_weight(stored, sparse, mask, block_n)
+    np.testing.assert_allclose(pw.to_dense(), dense * mask, rtol=1e-6, atol=0)
+    stored_entries = pw.arrays["values" if "values" in pw.arrays else "packed"]
+    bits = {"float": 32, "int8": 8, "int4": 4, "fp4": 4}[payload]
+    assert stored_entries.nbytes * 8 // bits <= mask.size  # the payload is compressed
