@@ -1,6 +1,6 @@
 """FP4 E2M1 quantization with a real-valued exponent bias searched per output channel (LLM-FP4).
 
-Requires float W[N, K] (out, in) and, for the search, calibration inputs X[T, K]. Ensures
+Requires float W[N, K] (out, in) and, for the searches, calibration inputs X[T, K]. Ensures
 `QuantCodes` in the `q=fp4:channel` storage of ir.formats (4-bit sign/magnitude codes plus
 `exponent_bias` f32[N]) whose decoded values are the quantized weights.
 
@@ -15,7 +15,8 @@ Search: b0 = 2^E - log2(max|w|) + log2(2 - 2^-M) - 1 (maxval = max|w|) per outpu
 candidates b = b0 * r for r = lo + i (hi - lo) / n, i = 0..n, n = 100, and r = 1; keep per
 channel the b with the lowest layer-output L2 error ||X (w_n - w^_n)||. (lo, hi) = (0.01, 1.2)
 are the reference configuration's eq_alpha/eq_beta; (0, 1) gives b0 * i / n. The baseline
-`quantize_fp4_fixed` uses one fixed bias (1: the OCP MX E2M1 values).
+`quantize_fp4_fixed` uses one fixed bias (1: the OCP MX E2M1 values). Activations use one
+bias per tensor, searched the same way against the quantized weight.
 """
 
 from __future__ import annotations
@@ -87,6 +88,13 @@ def quantize_fp4_fixed(w: np.ndarray, bias: float = MX_E2M1_BIAS) -> QuantCodes:
     return _codes(w, np.full(w.shape[0], bias))
 
 
+def _candidates(steps: int, ratios: tuple[float, float]) -> np.ndarray:
+    """Return the bias ratios r = lo + i (hi - lo) / n, i = 0..n, and 1."""
+    if steps < 1 or not 0 <= ratios[0] < ratios[1]:
+        raise InputError(f"fp4: bad bias search steps {steps} or ratio range {ratios}")
+    return np.append(ratios[0] + np.arange(steps + 1) * (ratios[1] - ratios[0]) / steps, 1.0)
+
+
 def quantize_fp4_searched(
     w: np.ndarray,
     x_calib: np.ndarray,
@@ -97,10 +105,7 @@ def quantize_fp4_searched(
     w, x = _matrix(w, "weight"), _matrix(x_calib, "calibration inputs").astype(np.float64)
     if x.shape[1] != w.shape[1]:
         raise InputError(f"fp4: calibration inputs have K = {x.shape[1]}, weight {w.shape}")
-    if steps < 1 or not 0 <= ratios[0] < ratios[1]:
-        raise InputError(f"fp4: bad bias search steps {steps} or ratio range {ratios}")
-    b0 = initial_bias(w)
-    candidates = np.append(ratios[0] + np.arange(steps + 1) * (ratios[1] - ratios[0]) / steps, 1)
+    b0, candidates = initial_bias(w), _candidates(steps, ratios)
     best_bias, best_err = b0.copy(), np.full(w.shape[0], np.inf)
     for ratio in candidates:
         bias = (b0 * ratio).astype(np.float32)
@@ -108,3 +113,30 @@ def quantize_fp4_searched(
         better = err < best_err
         best_bias[better], best_err[better] = bias[better], err[better]
     return _codes(w, best_bias)
+
+
+def fp4_fake_quant_tensor(x: np.ndarray, bias: float) -> np.ndarray:
+    """Return activations X[T, K] quantized to E2M1 with one exponent bias for the tensor."""
+    x = _matrix(x, "activations")
+    flat = fp4_round(x.reshape(1, -1), np.array([bias]))
+    return flat.reshape(x.shape).astype(np.float32)
+
+
+def search_fp4_activation_bias(
+    x_calib: np.ndarray,
+    w_hat: np.ndarray,
+    steps: int = SEARCH_STEPS,
+    ratios: tuple[float, float] = SEARCH_RATIOS,
+) -> float:
+    """Return the per-tensor activation bias of lowest output error ||X W^T - X^ W^^T||.
+
+    `w_hat` is the layer's (already quantized) weight; the candidates are those of the weight
+    search around b0 = the bias whose maxval is max |X|.
+    """
+    x, w_hat = _matrix(x_calib, "calibration inputs"), _matrix(w_hat, "weight")
+    if x.shape[1] != w_hat.shape[1]:
+        raise InputError(f"fp4: calibration inputs have K = {x.shape[1]}, weight {w_hat.shape}")
+    b0, candidates = float(initial_bias(x.reshape(1, -1))[0]), _candidates(steps, ratios)
+    y = x.astype(np.float64) @ w_hat.T
+    errors = [np.linalg.norm(fp4_fake_quant_tensor(x, b0 * r) @ w_hat.T - y) for r in candidates]
+    return float(b0 * candidates[int(np.argmin(errors))])

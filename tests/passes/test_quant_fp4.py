@@ -9,11 +9,13 @@ from sparseflow.ir.errors import InputError
 from sparseflow.ir.formats import FP4_E2M1_GRID, pack_weight
 from sparseflow.passes.quant_fp4 import (
     fp4_encode,
+    fp4_fake_quant_tensor,
     fp4_round,
     initial_bias,
     max_value,
     quantize_fp4_fixed,
     quantize_fp4_searched,
+    search_fp4_activation_bias,
 )
 from sparseflow.passes.quantize import dequantize
 
@@ -93,3 +95,19 @@ def test_bad_options_raise() -> None:
         quantize_fp4_searched(w, np.ones((3, 8)), steps=0)
     with pytest.raises(InputError, match="2-D"):
         quantize_fp4_fixed(np.ones(8))
+
+
+def test_activation_bias_search_beats_absmax_bias() -> None:
+    rng = np.random.default_rng(5)
+    k = 128
+    w_hat = dequantize(quantize_fp4_fixed(rng.normal(0, 0.02, size=(32, k)), 5.0))
+    x = rng.normal(size=(64, k)).astype(np.float32)
+    x[:, 7] *= 25  # one outlier feature makes the absmax bias coarse for everything else
+    y = x @ w_hat.T
+    b0 = float(initial_bias(x.reshape(1, -1))[0])
+    bias = search_fp4_activation_bias(x, w_hat)
+    searched = np.linalg.norm(fp4_fake_quant_tensor(x, bias) @ w_hat.T - y)
+    assert searched < np.linalg.norm(fp4_fake_quant_tensor(x, b0) @ w_hat.T - y)
+    assert np.allclose(
+        fp4_fake_quant_tensor(x, bias), fp4_round(x.reshape(1, -1), [bias]).reshape(x.shape)
+    )
