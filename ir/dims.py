@@ -38,7 +38,7 @@ def parse_dim(text: str) -> Dim:
 def _check_expression(text: str) -> ast.expr:
     try:
         tree = ast.parse(text, mode="eval").body
-    except SyntaxError:
+    except (SyntaxError, RecursionError, MemoryError):
         raise InputError(f"bad dimension {text!r}: not an integer expression") from None
     for node in ast.walk(tree):
         allowed = (ast.BinOp, ast.Name, ast.Load, ast.Constant, *_OPERATORS)

@@ -69,7 +69,7 @@ class OpDef:
             return self.infer(inputs, dict(attrs))
         except TypeMismatch as err:
             raise GraphError(f"node %{node} ({self.name}): {err}") from None
-        except (KeyError, TypeError, ValueError) as err:
+        except (KeyError, TypeError, ValueError, OverflowError) as err:
             raise GraphError(f"node %{node} ({self.name}): bad attributes ({err})") from None
 
     def __repr__(self) -> str:

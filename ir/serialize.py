@@ -74,6 +74,8 @@ def _json_object(text: str, what: str) -> dict:
         value = json.loads(text)
     except json.JSONDecodeError as err:
         raise InputError(f"bad {what} JSON ({err.msg})") from None
+    except RecursionError:
+        raise InputError(f"bad {what} JSON (nested too deeply)") from None
     if not isinstance(value, dict):
         raise InputError(f"{what} must be a JSON object")
     return value
