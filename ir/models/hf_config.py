@@ -60,7 +60,10 @@ class _Fields:
         return value
 
     def number(self, field: str, default: object = _MISSING) -> float:
-        return float(self.get(field, (int, float), default))
+        value = self.get(field, (int, float), default)
+        if isinstance(value, int) and abs(value) > 2**64:
+            raise self.fail(field, "is out of range")
+        return float(value)
 
     def flag(self, field: str, default: object = _MISSING) -> bool:
         return self.get(field, (bool,), default)
