@@ -2,6 +2,8 @@
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sparseflow.ir.errors import InputError
 from sparseflow.passes.sparsity import (
@@ -166,3 +168,29 @@ def test_flightllm_greedy_beats_uniform_n() -> None:
     uniform = select_nm(w, 8, 16)
     assert greedy.format.density == 0.5
     assert (greedy.apply(w) ** 2).sum() > (uniform.apply(w) ** 2).sum()
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    rows=st.integers(1, 40),
+    cols=st.integers(1, 70),
+    density=st.floats(0.125, 1.0),
+    zero_fraction=st.floats(0.0, 1.0),
+    seed=st.integers(0, 2**16),
+)
+def test_every_selection_round_trips_on_random_shapes(
+    rows: int, cols: int, density: float, zero_fraction: float, seed: int
+) -> None:
+    rng = np.random.default_rng(seed)
+    w = rng.normal(size=(rows, cols)).astype(np.float32)
+    w[rng.random((rows, cols)) < zero_fraction] = 0.0  # up to all-zero blocks and rows
+    for sel in (
+        select_unstructured(w, density),
+        select_nm(w, 2, 4),
+        select_nm(w, 3, 16),
+        select_block(w, (4, 1), density),
+        select_block(w, (2, 3), density),
+        select_flightllm(w, density),
+    ):
+        _round_trips(sel, w)
+        assert not np.any(sel.apply(w)[~sel.mask])
