@@ -13,11 +13,11 @@ configure_cuda()
 # The imports below must follow configure_cuda: they import numba.cuda.
 from sparseflow.backends.gpu.attention import decode_attention  # noqa: E402
 from sparseflow.backends.gpu.bench import run_gpu_bench  # noqa: E402
-from sparseflow.backends.gpu.gemm import gemm  # noqa: E402
-from sparseflow.backends.gpu.int4_gemm import int4_gemm, int4_gemv  # noqa: E402
-from sparseflow.backends.gpu.int8_gemm import int8_gemm  # noqa: E402
+from sparseflow.backends.gpu.dense_gemm import gemm  # noqa: E402
+from sparseflow.backends.gpu.int4 import int4_gemm, int4_gemv  # noqa: E402
+from sparseflow.backends.gpu.int8 import int8_gemm  # noqa: E402
 from sparseflow.backends.gpu.norms import layernorm, rmsnorm, softmax  # noqa: E402
-from sparseflow.backends.gpu.rope import rope  # noqa: E402
+from sparseflow.backends.gpu.rotary import rope  # noqa: E402
 from sparseflow.backends.gpu.sparse24 import (  # noqa: E402
     pack_24_metadata,
     prune_24,

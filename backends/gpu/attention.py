@@ -32,7 +32,7 @@ from sparseflow.backends.gpu.launch import (
     per_row,
 )
 from sparseflow.backends.gpu.reduce import block_max, block_sum
-from sparseflow.backends.gpu.rope import INT_DTYPES
+from sparseflow.backends.gpu.rotary import INT_DTYPES
 from sparseflow.backends.gpu.validate import FLOAT_DTYPES, check_array, check_int_range, check_shape
 from sparseflow.ir.errors import InputError
 

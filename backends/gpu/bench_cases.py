@@ -14,13 +14,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from sparseflow.backends.gpu.attention import launch_decode_attention
+from sparseflow.backends.gpu.dense_gemm import launch_gemm
 from sparseflow.backends.gpu.device import cuda
-from sparseflow.backends.gpu.gemm import launch_gemm
-from sparseflow.backends.gpu.int4_gemm import launch_int4_gemm, launch_int4_gemv
-from sparseflow.backends.gpu.int8_gemm import launch_int8_gemm
+from sparseflow.backends.gpu.int4 import launch_int4_gemm, launch_int4_gemv
+from sparseflow.backends.gpu.int8 import launch_int8_gemm
 from sparseflow.backends.gpu.launch import GPU_ROW_THREADS, GPU_TILE, ceil_div
 from sparseflow.backends.gpu.norms import layernorm_kernel, rmsnorm_kernel, softmax_kernel
-from sparseflow.backends.gpu.rope import ELEMENTWISE_THREADS, inverse_frequencies, launch_rope
+from sparseflow.backends.gpu.rotary import ELEMENTWISE_THREADS, inverse_frequencies, launch_rope
 from sparseflow.backends.gpu.sparse24 import launch_spmm_24, pack_24_metadata, prune_24
 
 # Operations per element in the row kernels (see norms.py): softmax max, subtract, exp, add,

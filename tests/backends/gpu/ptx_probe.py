@@ -25,31 +25,31 @@ def _array(dtype: nt.Type, ndim: int) -> nt.Array:
 def _cases() -> dict[str, tuple[object, tuple]]:
     mod = {
         n: importlib.import_module(f"sparseflow.backends.gpu.{n}")
-        for n in ("gemm", "sparse24", "int8_gemm", "int4_gemm", "norms", "rope", "attention")
+        for n in ("dense_gemm", "sparse24", "int8", "int4", "norms", "rotary", "attention")
     }
     f32, f16, u8, i32 = nt.float32, nt.float16, nt.uint8, nt.int32
     a = _array
     int4_args = (a(u8, 2), a(f32, 2), a(u8, 2), nt.int64)
     return {
-        "gemm_fp32": (mod["gemm"].gemm_kernel(16), (a(f32, 2), a(f32, 2), a(f32, 2))),
-        "gemm_fp16": (mod["gemm"].gemm_kernel(16), (a(f16, 2), a(f16, 2), a(f32, 2))),
+        "gemm_fp32": (mod["dense_gemm"].gemm_kernel(16), (a(f32, 2), a(f32, 2), a(f32, 2))),
+        "gemm_fp16": (mod["dense_gemm"].gemm_kernel(16), (a(f16, 2), a(f16, 2), a(f32, 2))),
         "spmm_24": (
             mod["sparse24"].spmm_24_kernel(16),
             (a(f16, 2), a(f16, 2), a(nt.uint32, 2), a(f32, 2)),
         ),
         "int8_gemm": (
-            mod["int8_gemm"].int8_gemm_kernel(16),
+            mod["int8"].int8_gemm_kernel(16),
             (a(nt.int8, 2), a(f32, 1), a(nt.int8, 2), a(f32, 1), a(i32, 2), a(f32, 2)),
         ),
-        "int4_gemv": (mod["int4_gemm"].int4_gemv_kernel(128), (a(f32, 1), *int4_args, a(f32, 1))),
-        "int4_gemm": (mod["int4_gemm"].int4_gemm_kernel(16), (a(f16, 2), *int4_args, a(f32, 2))),
+        "int4_gemv": (mod["int4"].int4_gemv_kernel(128), (a(f32, 1), *int4_args, a(f32, 1))),
+        "int4_gemm": (mod["int4"].int4_gemm_kernel(16), (a(f16, 2), *int4_args, a(f32, 2))),
         "softmax": (mod["norms"].softmax_kernel(128), (a(f32, 2), a(f32, 2))),
         "layernorm": (
             mod["norms"].layernorm_kernel(128),
             (a(f16, 2), a(f32, 1), a(f32, 1), f32, a(f32, 2)),
         ),
         "rmsnorm": (mod["norms"].rmsnorm_kernel(128), (a(f32, 2), a(f32, 1), f32, a(f32, 2))),
-        "rope": (mod["rope"].rope_kernel(), (a(f32, 3), a(nt.int64, 1), a(f32, 1), a(f32, 3))),
+        "rope": (mod["rotary"].rope_kernel(), (a(f32, 3), a(nt.int64, 1), a(f32, 1), a(f32, 3))),
         "attention_split": (
             mod["attention"].split_kernel(128),
             (a(f16, 3), a(f16, 4), a(f16, 4), a(i32, 1), f32, a(f32, 3), a(f32, 3), a(f32, 4)),

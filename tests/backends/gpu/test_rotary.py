@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from sparseflow.backends.gpu.rope import rope
+from sparseflow.backends.gpu.rotary import rope
 from sparseflow.ir.errors import InputError
 
 

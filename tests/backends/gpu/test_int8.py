@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from sparseflow.backends.gpu.int8_gemm import int8_gemm
+from sparseflow.backends.gpu.int8 import int8_gemm
 from sparseflow.ir.errors import InputError
 
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from sparseflow.backends.gpu.int4_gemm import int4_gemm, int4_gemv
+from sparseflow.backends.gpu.int4 import int4_gemm, int4_gemv
 from sparseflow.ir.errors import InputError
 
 from .reference import dequant_int4

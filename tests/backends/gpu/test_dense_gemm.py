@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from sparseflow.backends.gpu.gemm import gemm
+from sparseflow.backends.gpu.dense_gemm import gemm
 from sparseflow.ir.errors import InputError
 
 
