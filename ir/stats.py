@@ -20,14 +20,16 @@ For BERT (an encoder) it is one prefill of L tokens divided by L.
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 
 from sparseflow.ir.dims import dim_symbols
 from sparseflow.ir.errors import InputError
 from sparseflow.ir.graph import Graph
 from sparseflow.ir.models.config import ModelConfig
-from sparseflow.ir.models.zoo import build_graph
+from sparseflow.ir.models.zoo import build_graph, load_config
 from sparseflow.ir.node import Node
 from sparseflow.ir.ops import Cost, storage_bytes
+from sparseflow.ir.serialize import read_graph
 from sparseflow.ir.types import TensorType
 
 DEFAULT_CONTEXT = 512  # fits every built-in (BERT has 512 positions)
@@ -63,6 +65,16 @@ def model_stats(source: Graph | ModelConfig, context: int = DEFAULT_CONTEXT) -> 
         "flops_per_token_by_class": {k: v / tokens for k, v in sorted(by_class.items())},
         "layers": _layers(graph, costs, tokens),
     }
+
+
+def source_stats(source: str, context: int = DEFAULT_CONTEXT) -> dict:
+    """Return `model_stats` of a model source as `load_model` accepts it: a graph file is
+    measured as written; a built-in name, config.json or checkpoint folder by its config
+    (no weights are read)."""
+    path = Path(source)
+    if path.is_file() and path.suffix != ".json":
+        return model_stats(read_graph(path), context)
+    return model_stats(load_config(source), context)
 
 
 def node_cost(graph: Graph, node: Node, bindings: dict[str, int]) -> Cost:

@@ -5,6 +5,7 @@ import math
 
 import pytest
 
+from sparseflow.ir.errors import InputError
 from sparseflow.ir.models import BUILTINS, build_graph, load_model
 from sparseflow.ir.models.hf_config import parse_hf_config
 from sparseflow.ir.stats import model_stats
@@ -104,7 +105,23 @@ def test_parsed_public_configs_give_the_builtin_counts():
 
 
 def test_bad_context_is_input_error():
-    from sparseflow.ir.errors import InputError
-
     with pytest.raises(InputError, match="context"):
         model_stats(BUILTINS["gpt2"], context=0)
+
+
+def test_source_stats_for_every_kind_of_source(tmp_path):
+    import json
+
+    from sparseflow.ir.serialize import write_graph
+    from sparseflow.ir.stats import source_stats
+
+    expected = model_stats(BUILTINS["opt-125m"], context=100)
+    (tmp_path / "config.json").write_text(json.dumps(PUBLIC_CONFIGS["opt-125m"]))
+    graph_file = tmp_path / "opt.graph"
+    write_graph(load_model("opt-125m", "decode"), graph_file)
+    for source in ("opt-125m", str(tmp_path / "config.json"), str(graph_file)):
+        stats = source_stats(source, context=100)
+        for key in ("params", "weight_bytes", "flops_per_token", "bytes_per_token", "layers"):
+            assert stats[key] == expected[key], (source, key)
+    with pytest.raises(InputError, match="unknown model"):
+        source_stats("opt-126m")
