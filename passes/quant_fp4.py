@@ -27,6 +27,7 @@ from sparseflow.ir.dtypes import DType
 from sparseflow.ir.errors import InputError
 from sparseflow.ir.formats import FP4_E2M1_GRID, QuantCodes
 from sparseflow.ir.types import QuantParams, QuantScheme
+from sparseflow.passes.quantize import as_matrix
 
 EXPONENT_BITS = 2
 MANTISSA_BITS = 1
@@ -75,16 +76,9 @@ def _codes(w: np.ndarray, bias: np.ndarray) -> QuantCodes:
     return QuantCodes(params, DType.FP4, fp4_encode(w, bias), side)
 
 
-def _matrix(x: np.ndarray, what: str) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float32)
-    if x.ndim != 2 or 0 in x.shape:
-        raise InputError(f"fp4 {what}: expected a non-empty 2-D array, got shape {x.shape}")
-    return x
-
-
 def quantize_fp4_fixed(w: np.ndarray, bias: float = MX_E2M1_BIAS) -> QuantCodes:
     """Quantize W[N, K] to E2M1 with one fixed exponent bias for every channel."""
-    w = _matrix(w, "weight")
+    w = as_matrix(w, "fp4 weight")
     return _codes(w, np.full(w.shape[0], bias))
 
 
@@ -102,7 +96,8 @@ def quantize_fp4_searched(
     ratios: tuple[float, float] = SEARCH_RATIOS,
 ) -> QuantCodes:
     """Quantize W[N, K] to E2M1 with the per-channel bias of lowest output error on X."""
-    w, x = _matrix(w, "weight"), _matrix(x_calib, "calibration inputs").astype(np.float64)
+    w = as_matrix(w, "fp4 weight")
+    x = as_matrix(x_calib, "fp4 calibration inputs").astype(np.float64)
     if x.shape[1] != w.shape[1]:
         raise InputError(f"fp4: calibration inputs have K = {x.shape[1]}, weight {w.shape}")
     b0, candidates = initial_bias(w), _candidates(steps, ratios)
@@ -117,7 +112,7 @@ def quantize_fp4_searched(
 
 def fp4_fake_quant_tensor(x: np.ndarray, bias: float) -> np.ndarray:
     """Return activations X[T, K] quantized to E2M1 with one exponent bias for the tensor."""
-    x = _matrix(x, "activations")
+    x = as_matrix(x, "fp4 activations")
     flat = fp4_round(x.reshape(1, -1), np.array([bias]))
     return flat.reshape(x.shape).astype(np.float32)
 
@@ -133,7 +128,7 @@ def search_fp4_activation_bias(
     `w_hat` is the layer's (already quantized) weight; the candidates are those of the weight
     search around b0 = the bias whose maxval is max |X|.
     """
-    x, w_hat = _matrix(x_calib, "calibration inputs"), _matrix(w_hat, "weight")
+    x, w_hat = as_matrix(x_calib, "fp4 calibration inputs"), as_matrix(w_hat, "fp4 weight")
     if x.shape[1] != w_hat.shape[1]:
         raise InputError(f"fp4: calibration inputs have K = {x.shape[1]}, weight {w_hat.shape}")
     b0, candidates = float(initial_bias(x.reshape(1, -1))[0]), _candidates(steps, ratios)

@@ -19,17 +19,10 @@ from sparseflow.ir.dtypes import DType
 from sparseflow.ir.errors import InputError
 from sparseflow.ir.formats import PackedWeight, QuantCodes
 from sparseflow.ir.types import QuantParams, QuantScheme
-from sparseflow.passes.quantize import int8_matmul
+from sparseflow.passes.quantize import as_matrix, int8_matmul
 
 LLM_INT8_THRESHOLD = 6.0  # outlier magnitude threshold of the paper and bitsandbytes
 INT8_MAX = 127.0
-
-
-def _matrix(x: np.ndarray, what: str) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float32)
-    if x.ndim != 2 or 0 in x.shape:
-        raise InputError(f"llm.int8 {what}: expected a non-empty 2-D array, got {x.shape}")
-    return x
 
 
 def _vectorwise(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -44,13 +37,13 @@ def outlier_columns(x: np.ndarray, threshold: float = LLM_INT8_THRESHOLD) -> np.
     """Return the sorted int32 columns k of X where some |X[t, k]| >= threshold."""
     if threshold <= 0:
         raise InputError(f"llm.int8 threshold {threshold} must be positive")
-    x = _matrix(x, "activations")
+    x = as_matrix(x, "llm.int8 activations")
     return np.nonzero((np.abs(x) >= threshold).any(axis=0))[0].astype(np.int32)
 
 
 def quantize_llm_int8(w: np.ndarray, outlier_cols: np.ndarray | None = None) -> QuantCodes:
     """Quantize W vector-wise (CB, SCB) and keep fp16 copies of the calibrated outlier columns."""
-    w = _matrix(w, "weight")
+    w = as_matrix(w, "llm.int8 weight")
     cols = np.unique(np.asarray([] if outlier_cols is None else outlier_cols, np.int64))
     if cols.size and (cols[0] < 0 or cols[-1] >= w.shape[1]):
         raise InputError(f"llm.int8 outlier_cols must lie in 0..{w.shape[1] - 1}")
@@ -81,7 +74,7 @@ def llm_int8_matmul(
     """Compute Y = X W^T by the LLM.int8() decomposition (steps 1-5 of the module docstring)."""
     if weight.type.quant is None or weight.type.quant.scheme is not QuantScheme.LLM_INT8:
         raise InputError(f"llm.int8 matmul needs an llm.int8 weight, got {weight.type}")
-    x = _matrix(x, "activations")
+    x = as_matrix(x, "llm.int8 activations")
     if x.shape[1] != weight.shape[1]:
         raise InputError(f"llm.int8: activations have K = {x.shape[1]}, weight {weight.shape}")
     cols = np.union1d(outlier_columns(x, threshold), weight.arrays["outlier_cols"])

@@ -28,6 +28,7 @@ from sparseflow.ir.formats import (
     olive_pair_values,
 )
 from sparseflow.ir.types import QuantParams, QuantScheme
+from sparseflow.passes.quantize import as_matrix
 
 NORMAL_MAX = 7 * OLIVE_NORMAL_STEP  # 28: alpha maps here
 OUTLIER_MIN = 32.0  # |q| above this is an outlier
@@ -80,9 +81,7 @@ def _search_scale(x: np.ndarray) -> np.ndarray:
 
 
 def _rows(x: np.ndarray, what: str) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float32)
-    if x.ndim != 2 or 0 in x.shape:
-        raise InputError(f"olive {what}: expected a non-empty 2-D array, got shape {x.shape}")
+    x = as_matrix(x, f"olive {what}")
     if x.shape[1] % 2:
         raise InputError(f"olive {what}: K = {x.shape[1]} must be even (values come in pairs)")
     return x

@@ -28,7 +28,8 @@ ABSMAX_FLOOR = 1e-5  # smallest absmax a scale is computed from (reference primi
 SMOOTH_FLOOR = 1e-5  # SmoothQuant's floor for weight maxima and smoothing factors
 
 
-def _matrix(x: np.ndarray, what: str) -> np.ndarray:
+def as_matrix(x: np.ndarray, what: str) -> np.ndarray:
+    """Return `x` as a float32 2-D array; raise InputError naming `what` for other shapes."""
     x = np.asarray(x, dtype=np.float32)
     if x.ndim != 2 or 0 in x.shape:
         raise InputError(f"{what}: expected a non-empty 2-D array, got shape {x.shape}")
@@ -62,14 +63,14 @@ def asymmetric_codes(x: np.ndarray, scale: np.ndarray, zero: np.ndarray, bits: i
 
 def quantize_int8_per_channel(w: np.ndarray) -> QuantCodes:
     """Quantize W[N, K] to symmetric int8 with one scale per output channel (row)."""
-    codes, scale = symmetric_quantize(_matrix(w, "int8 weight quantization"), 8)
+    codes, scale = symmetric_quantize(as_matrix(w, "int8 weight quantization"), 8)
     params = QuantParams(QuantScheme.INT, 8, "channel")
     return QuantCodes(params, DType.I8, codes, {"scale": scale})
 
 
 def quantize_activations_per_token(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Quantize X[T, K] to symmetric int8 per token; return (int8 [T, K], f32 scale [T])."""
-    return symmetric_quantize(_matrix(x, "int8 activation quantization"), 8)
+    return symmetric_quantize(as_matrix(x, "int8 activation quantization"), 8)
 
 
 def int8_matmul(
@@ -105,7 +106,7 @@ def quantize_int4_rtn(
     Asymmetric uses the min-max (s, z); symmetric uses absmax with qmax = 7, stored as q + 8
     with z = 8.
     """
-    w = _matrix(w, "int4 quantization")
+    w = as_matrix(w, "int4 quantization")
     groups = _group_view(w, group_size, "int4 quantization")
     if symmetric:
         codes, scale = symmetric_quantize(groups, 4)
@@ -149,7 +150,7 @@ def smoothquant_scales(
         raise InputError("smoothquant: need act_absmax [K] and at least one weight [N, K]")
     if not 0.0 <= alpha <= 1.0:
         raise InputError(f"smoothquant: alpha {alpha} is outside [0, 1]")
-    mats = [_matrix(w, "smoothquant weight") for w in weights]
+    mats = [as_matrix(w, "smoothquant weight") for w in weights]
     if any(w.shape[1] != a.size for w in mats):
         raise InputError(f"smoothquant: every weight must have K = {a.size} input columns")
     w_max = np.maximum(np.max([np.abs(w).max(axis=0) for w in mats], axis=0), SMOOTH_FLOOR)
@@ -170,5 +171,5 @@ def fold_smoothing(
     if np.asarray(norm_weight).shape != s.shape:
         raise InputError(f"smoothquant: norm weight shape differs from scales {s.shape}")
     bias = None if norm_bias is None else np.asarray(norm_bias, np.float32) / s
-    folded = [_matrix(w, "smoothquant weight") * s[None, :] for w in weights]
+    folded = [as_matrix(w, "smoothquant weight") * s[None, :] for w in weights]
     return np.asarray(norm_weight, np.float32) / s, bias, folded
