@@ -4,7 +4,7 @@ Model: a sparse kernel doing a `density` fraction of the dense work at a relativ
 e (its useful FLOP/s, or bytes/s for decode, as a fraction of dense BLAS) takes
 t_sparse = t_dense * density / e, so it wins when density < e. The efficiencies below are
 measured: e = speedup_vs_dense * density, the median over the rows of `sparseflow bench spmm`
-recorded in docs/bench_spmm.md (2-core AVX-512 machine, 2 threads for numba and BLAS).
+recorded in docs/bench_spmm.md (2-core AVX-512 machine, same thread count for numba and BLAS).
 """
 
 from __future__ import annotations
@@ -16,19 +16,19 @@ from sparseflow.backends.cpu.bsr_fp32 import bsr_path
 from sparseflow.ir.errors import InputError
 
 # Relative efficiency e per (kernel, phase), phase "prefill" (T > 1) or "decode" (T = 1).
-# Source: docs/bench_spmm.md (speedup_vs_dense x density over the measured rows); row-block
-# and N:M figures come from the development runs recorded there.
+# Source: docs/bench_spmm.md, 1-thread table (e = speedup_vs_dense x density, median over
+# its rows); bsr_row and bsr_generic from the development runs noted there (1x4, 1x16, 2x2).
 SPARSE_EFFICIENCY: dict[tuple[str, str], float] = {
-    ("bsr_col", "prefill"): 0.55,
-    ("bsr_col", "decode"): 0.45,
+    ("bsr_col", "prefill"): 0.45,
+    ("bsr_col", "decode"): 0.1,
     ("bsr_row", "prefill"): 0.2,
-    ("bsr_row", "decode"): 0.25,
+    ("bsr_row", "decode"): 0.2,
     ("bsr_generic", "prefill"): 0.1,
     ("bsr_generic", "decode"): 0.15,
-    ("csr", "prefill"): 0.12,
-    ("csr", "decode"): 0.2,
-    ("nm", "prefill"): 0.12,
-    ("nm", "decode"): 0.2,
+    ("csr", "prefill"): 0.25,
+    ("csr", "decode"): 0.08,
+    ("nm", "prefill"): 0.2,
+    ("nm", "decode"): 0.08,
 }
 
 _BLOCK = re.compile(r"^block(\d+)x(\d+)$")

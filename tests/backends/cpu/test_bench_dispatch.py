@@ -25,9 +25,9 @@ def test_choose_kernel_switches_at_the_modelled_threshold() -> None:
 
 
 def test_choose_kernel_per_pattern_and_dtype() -> None:
-    assert choose_kernel(768, 768, 1, "unstructured", 0.02).kernel == "csr"
+    assert choose_kernel(768, 768, 1, "unstructured", 0.01).kernel == "csr"
     assert choose_kernel(768, 768, 128, "2:4", 1.0).kernel == "dense_blas"  # 2:4 is density 0.5
-    assert choose_kernel(768, 768, 128, "1:16", 1.0).kernel == "nm"
+    assert choose_kernel(768, 768, 128, "1:16", 1.0).kernel == "nm"  # density 1/16
     assert choose_kernel(768, 768, 128, "block1x16", 0.05).kernel == "bsr_row"
     assert choose_kernel(768, 768, 128, "block4x1", 0.05, "int8").kernel == "int8_bsr"
     assert choose_kernel(768, 768, 128, "unstructured", 0.05, "int8").kernel == "int8_gemm"
