@@ -4,8 +4,11 @@ Formats (`formats`, `quant`) hold the storage contract shared with the compressi
 the kernels compute Y[T, N] = X[T, K] W^T for W[N, K].
 """
 
+from sparseflow.backends.cpu.bench import run_spmm_bench
+from sparseflow.backends.cpu.bench_report import format_spmm_table, plot_spmm
 from sparseflow.backends.cpu.bsr_fp32 import bsr_spmm
 from sparseflow.backends.cpu.csr_nm_fp32 import csr_spmm, nm_spmm
+from sparseflow.backends.cpu.dispatch import KernelChoice, choose_kernel
 from sparseflow.backends.cpu.formats import (
     BsrMatrix,
     CsrMatrix,
@@ -24,8 +27,15 @@ from sparseflow.backends.cpu.quant import (
     int8_weight_from_dense,
     quantize_int8_rows,
 )
+from sparseflow.backends.cpu.threads import set_threads
 
 __all__ = [
+    "KernelChoice",
+    "choose_kernel",
+    "format_spmm_table",
+    "plot_spmm",
+    "run_spmm_bench",
+    "set_threads",
     "BsrMatrix",
     "CsrMatrix",
     "Int4Weight",
