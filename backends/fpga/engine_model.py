@@ -45,6 +45,7 @@ BLOCK_M = 16  # N:M block length along K: FlightLLM [P]
 SPARSE_NS = (2, 4, 8)  # N of N:16 in sparse mode: FlightLLM [P]; N = 16 is dense
 DENSE_N = 16
 N_CODES = {2: 0, 4: 1, 8: 2, 16: 3}  # 2-bit field of the MM/MV instruction
+INDEX_BITS = 4  # in-block index of a non-zero weight: FlightLLM [A]
 WBITS_SUPPORTED = (4, 8)  # INT4 / INT8 weights: FlightLLM [A]
 ACT_BITS = 8  # INT8 activations: FlightLLM [A]
 LANE_SHIFT = 18  # WP486: the upper activation sits at bit 18 of the 27-bit AD port
@@ -55,6 +56,8 @@ CASCADE_REGS = GROUP_SIZE_DSP - 1  # the second slice of a group waits one P reg
 RN_REGS = 1  # lane split register of the reduction node
 READ_CYCLES = 1  # synchronous buffer read before the chain
 FINISH_CYCLES = 1  # bias / previous-output add, ReLU and output-buffer write
+FETCH_LATENCY_CYCLES = 1  # controller: synchronous instruction-memory read
+EXECUTE_CYCLES = 1  # controller: decode and issue (starts the engine for MM/MV)
 
 
 def wrap_int32(values: np.ndarray) -> np.ndarray:
@@ -172,6 +175,25 @@ def matrix_cycles(op: MatrixFields, engine: EngineParams) -> int:
     engine.chain.check_mode(op.n)
     issue_cycles = op.tok_pairs * op.row_tiles * op.k_steps
     return issue_cycles + READ_CYCLES + engine.chain.latency_cycles + FINISH_CYCLES
+
+
+def controller_cycles(program: list, engine: EngineParams) -> int:
+    """Return the RTL controller's cycles for a program (isa instructions) up to SYS END.
+
+    Each instruction costs its words + FETCH_LATENCY_CYCLES + EXECUTE_CYCLES; MM/MV add
+    `matrix_cycles` (the controller waits for the engine; the other units are not modelled
+    in the RTL slice, so LOAD/STORE/SFU/SYS BARRIER retire at once).
+    """
+    from sparseflow.backends.fpga import isa
+
+    total = 0
+    for insn in program:
+        total += insn.n_words() + FETCH_LATENCY_CYCLES + EXECUTE_CYCLES
+        if isinstance(insn, isa.MM):
+            total += matrix_cycles(insn, engine)
+        if isinstance(insn, isa.Sys) and insn.op == isa.SysOp.END:
+            break
+    return total
 
 
 def chain_steps(
