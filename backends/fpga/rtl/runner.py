@@ -83,6 +83,7 @@ def build_and_test(
         build_dir=build_dir,
         extra_env=env,
         waves=waves,
+        results_xml=str(Path(build_dir).resolve() / "results.xml"),
     )
     _, n_failed = get_results(results)
     if n_failed:
