@@ -127,6 +127,7 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     from sparseflow.hw_models.loader import load_hw
     from sparseflow.hw_models.schema import Kind
     from sparseflow.ir.models.zoo import load_model
+    from sparseflow.passes.recipe import load_recipe
     from sparseflow.simulator.estimate import Workload, estimate_analytical
 
     hw = load_hw(args.target)
@@ -136,7 +137,7 @@ def cmd_estimate(args: argparse.Namespace) -> int:
             "estimate a gpu or cpu target (see `sparseflow targets`)"
         )
     workload = Workload(args.batch, args.prompt, args.gen)
-    recipe = _recipe(args, hw.default_recipe)
+    recipe = load_recipe(args.recipe or hw.default_recipe)
     prefill = recipe.apply(load_model(args.model, "prefill", args.batch, args.prompt))
     decode = recipe.apply(load_model(args.model, "decode", args.batch))
     labels = {"model": args.model, "target": hw.name, "recipe": recipe.name}
@@ -146,12 +147,6 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     else:
         print(_format_report(report))
     return 0
-
-
-def _recipe(args: argparse.Namespace, default: str):  # noqa: ANN202
-    from sparseflow.passes.recipe import load_recipe
-
-    return load_recipe(args.recipe or default)
 
 
 def _format_report(r: dict) -> str:

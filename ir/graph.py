@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 
 import networkx as nx
 
-from sparseflow.ir.errors import GraphError, InputError
+from sparseflow.ir.errors import GraphError
 from sparseflow.ir.node import NAME_PATTERN, AttrValue, Node, make_attrs
 from sparseflow.ir.ops import OpDef, get_op
 from sparseflow.ir.types import TensorType
@@ -177,10 +177,3 @@ class GraphBuilder:
         )
         graph.verify()
         return graph
-
-
-def require_weights(graph: Graph) -> None:
-    """Raise InputError unless every weight of the graph has a value."""
-    missing = [n.name for n in graph.nodes_of("weight") if n.name not in graph.weights]
-    if missing:
-        raise InputError(f"graph {graph.name!r} has no value for weight {missing[0]!r}")

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from sparseflow.ir.dims import Dim, add_dims, eval_dim, mul_dims, parse_dim, same_dim
+from sparseflow.ir.dims import Dim, add_dims, mul_dims, parse_dim, same_dim
 from sparseflow.ir.errors import InputError
 from sparseflow.ir.ops import AttrDict, Cost, TypeMismatch, dense_bytes, register
 from sparseflow.ir.types import TensorType
@@ -205,8 +205,3 @@ class RepeatKv:
     @staticmethod
     def reference(xs: list[np.ndarray], a: AttrDict) -> np.ndarray:
         return np.repeat(xs[0], int(a["n_rep"]), axis=1)
-
-
-def concrete_shape(tensor_type: TensorType, bindings: Bindings) -> tuple[int, ...]:
-    """Return the shape with every symbolic dim evaluated."""
-    return tuple(eval_dim(d, bindings) for d in tensor_type.shape)

@@ -12,7 +12,6 @@ from dataclasses import replace
 
 import numpy as np
 
-from sparseflow.ir.dtypes import DType
 from sparseflow.ir.formats import PackedWeight
 from sparseflow.ir.graph import Graph
 from sparseflow.ir.types import TensorType
@@ -50,13 +49,3 @@ def dense_values(value: WeightValue) -> np.ndarray:
     if isinstance(value, PackedWeight):
         return value.to_dense()
     return np.asarray(value, dtype=np.float32)
-
-
-def keep_mask(value: WeightValue) -> np.ndarray:
-    """Return the boolean [N, K] mask of the weights a (possibly sparse) value keeps."""
-    if not isinstance(value, PackedWeight) or value.type.sparse is None:
-        return np.ones(np.shape(dense_values(value)), bool)
-    probe = dict(value.arrays)
-    probe["values"] = np.ones_like(probe["values"], dtype=np.float32)
-    float_type = value.type.with_(quant=None, dtype=DType.F32)
-    return PackedWeight(float_type, probe).to_dense() != 0
