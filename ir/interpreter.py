@@ -2,11 +2,16 @@
 
 This is the definition of what a graph computes; backends and passes are tested against it.
 Symbolic dimensions are bound from the shapes of the inputs given at run time.
+
+Backends reuse the walk: `kernels` maps a node name to a callable that replaces the node's
+numpy reference. It receives the node's non-weight inputs in order (a kernel owns its weights
+in its own storage), so a weight is decoded to dense float32 only when some node left to the
+reference reads it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import numpy as np
 
@@ -16,13 +21,25 @@ from sparseflow.ir.graph import Graph
 from sparseflow.ir.node import Node
 from sparseflow.ir.weights import Weights
 
+Kernel = Callable[[list[np.ndarray]], np.ndarray]
+
 
 class Interpreter:
     """Run a graph repeatedly on numpy inputs; dense weight values are decoded once."""
 
-    def __init__(self, graph: Graph, weights: Weights | None = None) -> None:
+    def __init__(
+        self,
+        graph: Graph,
+        weights: Weights | None = None,
+        kernels: Mapping[str, Kernel] | None = None,
+    ) -> None:
         self.graph = graph
         self.weights = graph.weights if weights is None else weights
+        self.kernels = dict(kernels or {})
+        unknown = sorted(set(self.kernels) - {n.name for n in graph.nodes})
+        if unknown:
+            raise InputError(f"kernel given for %{unknown[0]}, which is not a node of the graph")
+        self._weight_names = {n.name for n in graph.nodes_of("weight")}
         self._dense: dict[str, np.ndarray] = {}
 
     def weight(self, name: str) -> np.ndarray:
@@ -37,22 +54,27 @@ class Interpreter:
         values: dict[str, np.ndarray] = {}
         remaining = self.graph.users()
         for node in self.graph.nodes:
-            values[node.name] = self._evaluate(node, values, inputs)
+            if node.op.name != "weight":
+                values[node.name] = self._evaluate(node, values, inputs)
             for used in node.inputs:
                 remaining[used] -= 1
                 if remaining[used] == 0:
-                    del values[used]
-        return {name: values[name] for name in self.graph.outputs}
+                    values.pop(used, None)
+        return {name: self._value(name, values) for name in self.graph.outputs}
+
+    def _value(self, name: str, values: dict[str, np.ndarray]) -> np.ndarray:
+        return self.weight(name) if name in self._weight_names else values[name]
 
     def _evaluate(
         self, node: Node, values: dict[str, np.ndarray], inputs: Mapping[str, np.ndarray]
     ) -> np.ndarray:
         if node.op.name == "input":
             return np.asarray(inputs[node.name])
-        if node.op.name == "weight":
-            return self.weight(node.name)
+        kernel = self.kernels.get(node.name)
         try:
-            return node.op.reference([values[i] for i in node.inputs], node.attr_dict)
+            if kernel is not None:
+                return kernel([values[i] for i in node.inputs if i not in self._weight_names])
+            return node.op.reference([self._value(i, values) for i in node.inputs], node.attr_dict)
         except InputError as err:
             raise InputError(f"node %{node.name} ({node.op.name}): {err}") from None
 
