@@ -72,12 +72,14 @@ class Int4Weight:
         return self.packed.shape[0], 2 * self.packed.shape[1]
 
 
-def quantize_int8_rows(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Quantize each row of a 2-D f32 array to symmetric int8; return (q, scale per row)."""
+def quantize_int8_rows(a: np.ndarray, qmax: int = INT8_QMAX) -> tuple[np.ndarray, np.ndarray]:
+    """Quantize each row of a 2-D f32 array to symmetric int codes in -qmax..qmax (held as
+    int8; qmax = 7 gives int4 activation codes); return (q, scale per row)."""
     _check(a.ndim == 2, "quantize_int8_rows: need a 2-D array")
+    _check(1 <= qmax <= INT8_QMAX, f"quantize_int8_rows: qmax {qmax} outside 1..{INT8_QMAX}")
     absmax = np.maximum(np.abs(a).max(axis=1, initial=0.0), ABSMAX_FLOOR)
-    scale = (absmax / INT8_QMAX).astype(np.float32)
-    q = np.clip(np.rint(a / scale[:, None]), -INT8_QMAX, INT8_QMAX).astype(np.int8)
+    scale = (absmax / qmax).astype(np.float32)
+    q = np.clip(np.rint(a / scale[:, None]), -qmax, qmax).astype(np.int8)
     return q, scale
 
 
