@@ -74,6 +74,7 @@ class SysOp(IntEnum):
 
 QUEUE_LETTERS = "LSMF"  # load, store, matrix, sfu (F: special-function unit)
 HBM_CHANNELS = 32  # U280 HBM2 pseudo-channels (AMD DS963)
+HBM_WORD_BYTES = 32  # one beat of a pseudo-channel's 256-bit AXI port (AMD PG276)
 
 
 @dataclass(frozen=True)
@@ -236,6 +237,11 @@ class Load(Instruction):
     wait: int = 0
     release: int = 0
 
+    @property
+    def nbytes(self) -> int:
+        """Return the HBM bytes this load reads."""
+        return self.length * self.inner_count * self.outer_count * HBM_WORD_BYTES
+
 
 @dataclass(frozen=True, kw_only=True)
 class Store(Instruction):
@@ -258,6 +264,11 @@ class Store(Instruction):
     hbm_stride: int = 0
     wait: int = 0
     release: int = 0
+
+    @property
+    def nbytes(self) -> int:
+        """Return the HBM bytes this store writes."""
+        return self.length * self.count * HBM_WORD_BYTES
 
 
 @dataclass(frozen=True, kw_only=True)

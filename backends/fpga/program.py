@@ -1,0 +1,312 @@
+"""Hold a compiled FPGA program: per-bucket instruction streams, HBM layout, buffer plan.
+
+A `Program` is what `compiler.compile_program` produces and what the functional model
+(`functional.py`) and the event simulator execute. It is plain frozen data:
+
+- `buckets`: one `Bucket` per (phase, length bucket). Length-adaptive compilation (FlightLLM
+  [P][A]) emits one program per bucket and reuses it for every length inside: prefill lengths
+  round up to a multiple of `prefill_step` (default 128), decode KV lengths (the cache length
+  *after* appending the step's token) to a multiple of `decode_step` (default 16). A bucket
+  of length Lb serves every length in (Lb - step, Lb]; attention spans the whole bucket and
+  masks the keys beyond the real length (the host sets the mask, see `functional.py`).
+- each bucket holds one `Stream` per core: the core's 32-bit instruction words (`isa.encode`
+  format) plus the word offset of every instruction. `Stream.instructions()` decodes them to
+  `isa.Instruction` objects; `Stream.table()` decodes every field of every instruction into
+  numpy columns at once (what a fast simulator wants: opcode, queue, wait/release masks,
+  HBM channel and bytes moved for LOAD/STORE, tile counts for MM/MV, op and element count for
+  SFU).
+- `layout`: where everything lives in HBM (`HbmRegion`s: weights, their scales, the KV cache,
+  the host I/O areas), in 32-byte words per pseudo-channel (`isa.HBM_WORD_BYTES`). Each
+  weight's `WeightPlacement` lists its regions and the bytes of values, indices, per-block
+  N and scales it stores.
+- `buffers`: the on-chip buffer plan (`BufferPlan`): words and bytes per word of each
+  `isa.Buffer`, and the two halves used for double buffering.
+
+Multi-core execution: every core runs its own stream; cores exchange vectors only through
+the device-wide SFU buffer, and `SYS BARRIER` is a device-wide barrier (every core's stream
+reaches its n-th barrier before any core passes it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import numpy as np
+
+from sparseflow.backends.fpga import isa
+from sparseflow.backends.fpga.engine_model import EngineParams
+from sparseflow.ir.errors import InputError
+
+PHASES = ("prefill", "decode")
+
+
+@dataclass(frozen=True)
+class HbmRegion:
+    """A contiguous span of one HBM pseudo-channel: `words` 32-byte words from `addr`."""
+
+    name: str  # e.g. "layers.0.attn.q_proj", "kv.k.0", "io.hidden"
+    kind: str  # "weight", "kv", "io" or "table"
+    channel: int
+    addr: int
+    words: int
+
+    @property
+    def end(self) -> int:
+        return self.addr + self.words
+
+    @property
+    def nbytes(self) -> int:
+        return self.words * isa.HBM_WORD_BYTES
+
+
+@dataclass(frozen=True)
+class WeightPlacement:
+    """Where one linear weight lives in HBM and what it stores (bytes before word padding).
+
+    `tiles` are its weight tiles in stream order, one region each (tiles rotate over the
+    core's channels). `mode_n` is the N:16 mode every tile runs in (16 = dense); `wbits` the
+    stored weight width; `k_group` the K span of one int32 partial sum (the quantization
+    group, or K for per-channel scales).
+    """
+
+    name: str
+    rows: int
+    k: int
+    wbits: int
+    mode_n: tuple[int, ...]  # per tile
+    k_group: int
+    values_bytes: int
+    indices_bytes: int
+    block_n_bytes: int
+    scales_bytes: int
+    tiles: tuple[HbmRegion, ...]
+
+    @property
+    def nbytes(self) -> int:
+        """Return the bytes this weight occupies in HBM (tiles padded to whole words)."""
+        return sum(t.nbytes for t in self.tiles)
+
+    @property
+    def packed_bytes(self) -> int:
+        """Return values + indices + per-block N + scales, before tiling and padding."""
+        return self.values_bytes + self.indices_bytes + self.block_n_bytes + self.scales_bytes
+
+    @property
+    def channels(self) -> tuple[int, ...]:
+        return tuple(sorted({t.channel for t in self.tiles}))
+
+
+@dataclass(frozen=True)
+class HbmLayout:
+    """Every HBM region of the program; `check()` proves no overlap and no overflow."""
+
+    channels: int
+    bytes_per_channel: int
+    weights: tuple[WeightPlacement, ...]
+    regions: tuple[HbmRegion, ...]  # all regions: weight tiles, KV cache, I/O, tables
+
+    def weight(self, name: str) -> WeightPlacement:
+        for placement in self.weights:
+            if placement.name == name:
+                return placement
+        raise KeyError(name)
+
+    def region(self, name: str) -> HbmRegion:
+        for region in self.regions:
+            if region.name == name:
+                return region
+        raise KeyError(name)
+
+    @property
+    def words_per_channel(self) -> int:
+        return self.bytes_per_channel // isa.HBM_WORD_BYTES
+
+    def used_bytes(self, kind: str | None = None) -> int:
+        """Return the bytes of all regions (or of one kind)."""
+        return sum(r.nbytes for r in self.regions if kind is None or r.kind == kind)
+
+    def channel_bytes(self) -> np.ndarray:
+        """Return the bytes used on each channel."""
+        used = np.zeros(self.channels, np.int64)
+        for r in self.regions:
+            used[r.channel] += r.nbytes
+        return used
+
+    def check(self) -> None:
+        """Raise InputError when regions overlap or run past a channel's capacity."""
+        for channel in range(self.channels):
+            spans = sorted((r.addr, r.end, r.name) for r in self.regions if r.channel == channel)
+            for (_, end, name), (start, _, other) in zip(spans, spans[1:], strict=False):
+                if start < end:
+                    raise InputError(f"HBM channel {channel}: {name} overlaps {other}")
+            if spans and spans[-1][1] > self.words_per_channel:
+                raise InputError(
+                    f"HBM channel {channel}: {spans[-1][2]} ends at byte "
+                    f"{spans[-1][1] * isa.HBM_WORD_BYTES}, beyond hbm.bytes_per_channel "
+                    f"{self.bytes_per_channel}"
+                )
+
+
+@dataclass(frozen=True)
+class BufferPlan:
+    """On-chip buffers of one core: depth in words and bytes per word of each buffer.
+
+    With double buffering the weight buffer is used in two halves: tile i loads into half
+    i % 2 while the matrix engine reads half (i - 1) % 2.
+    """
+
+    depth_words: Mapping[isa.Buffer, int]
+    word_bytes: Mapping[isa.Buffer, int]
+    double_buffered: bool
+
+    def capacity_bytes(self, buffer: isa.Buffer) -> int:
+        return self.depth_words[buffer] * self.word_bytes[buffer]
+
+    def weight_half_words(self) -> int:
+        """Return the words one weight tile may use (half the buffer when double-buffered)."""
+        depth = self.depth_words[isa.Buffer.WEIGHT]
+        return depth // 2 if self.double_buffered else depth
+
+
+@dataclass(frozen=True, eq=False)
+class Stream:
+    """One core's instruction stream: encoded 32-bit words and each instruction's offset."""
+
+    words: np.ndarray  # uint32 [n_words]
+    offsets: np.ndarray  # int64 [n_instructions], word offset of each instruction
+
+    @classmethod
+    def from_instructions(cls, program: list[isa.Instruction]) -> Stream:
+        data = np.frombuffer(isa.encode(program), dtype="<u4").astype(np.uint32)
+        lengths = np.array([i.n_words() for i in program], np.int64)
+        return cls(data, np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64))
+
+    def __len__(self) -> int:
+        return len(self.offsets)
+
+    @property
+    def nbytes(self) -> int:
+        return 4 * len(self.words)
+
+    def to_bytes(self) -> bytes:
+        return self.words.astype("<u4").tobytes()
+
+    def instructions(self) -> list[isa.Instruction]:
+        """Return the decoded instructions (slow for large streams: see `table`)."""
+        return isa.decode(self.to_bytes())
+
+    @cached_property
+    def opcodes(self) -> np.ndarray:
+        return (self.words[self.offsets] >> 28).astype(np.int64)
+
+    def table(self) -> dict[str, np.ndarray]:
+        """Return every instruction's fields as numpy columns (0 where a field is absent).
+
+        Columns: `opcode`, `wait`, `release`, `offset`, every field name of every
+        instruction class (enum and choice fields as their values: n in 2..16, wbits 8/4,
+        buffer and op as their integer codes, act as its index in ("none", "relu", "silu",
+        "gelu")), and the derived `nbytes` (HBM bytes a LOAD/STORE moves) and `elements`
+        (FP16 elements an SFU instruction processes).
+        """
+        cols: dict[str, np.ndarray] = {
+            "opcode": self.opcodes,
+            "offset": self.offsets,
+            "wait": (self.words[self.offsets] >> 24 & 0xF).astype(np.int64),
+            "release": (self.words[self.offsets] >> 20 & 0xF).astype(np.int64),
+        }
+        for opcode, cls in isa.INSTRUCTIONS.items():
+            rows = np.flatnonzero(self.opcodes == opcode)
+            for f in cls.FIELDS:
+                raw = self.words[self.offsets[rows] + f.word] >> f.lsb & ((1 << f.width) - 1)
+                value = raw.astype(np.int64)
+                if f.values is not None and all(isinstance(v, int) for v in f.values):
+                    value = np.asarray([int(v) for v in f.values], np.int64)[value]
+                col = cols.setdefault(f.name, np.zeros(len(self), np.int64))
+                col[rows] = value
+        cols["nbytes"] = _transfer_bytes(cols)
+        sfu = cols["opcode"] == isa.Opcode.SFU
+        cols["elements"] = np.where(sfu, cols["rows"] * cols["length"], 0)
+        return cols
+
+
+def _transfer_bytes(cols: dict[str, np.ndarray]) -> np.ndarray:
+    load = cols["opcode"] == isa.Opcode.LOAD
+    store = cols["opcode"] == isa.Opcode.STORE
+    per_load = cols["length"] * cols["outer_count"] * cols["inner_count"]
+    per_store = cols["length"] * cols["count"]
+    words = np.where(load, per_load, np.where(store, per_store, 0))
+    return words * isa.HBM_WORD_BYTES
+
+
+@dataclass(frozen=True, eq=False)
+class Bucket:
+    """The program of one length bucket: one stream per core."""
+
+    phase: str  # "prefill" or "decode"
+    length: int  # prompt tokens (prefill) or KV length after the step (decode), rounded up
+    streams: tuple[Stream, ...]
+    chunk_tokens: int = 0  # prefill: tokens per pass through the model (0 in decode)
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return self.phase, self.length
+
+    @property
+    def n_instructions(self) -> int:
+        return sum(len(s) for s in self.streams)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(s.nbytes for s in self.streams)
+
+
+@dataclass(frozen=True, eq=False)
+class Program:
+    """A compiled model for one FPGA target: buckets, HBM layout and buffer plan."""
+
+    target: str
+    cores: int
+    engine: EngineParams
+    layout: HbmLayout
+    buffers: BufferPlan
+    buckets: tuple[Bucket, ...]
+    prefill_step: int = 128
+    decode_step: int = 16
+    meta: Mapping[str, object] = field(default_factory=dict)  # graph facts the runners need
+
+    def bucket_length(self, phase: str, length: int) -> int:
+        """Return the bucket length serving `length` (prompt or KV length) in `phase`."""
+        if phase not in PHASES:
+            raise InputError(f"phase must be one of {PHASES}, not {phase!r}")
+        if length < 1:
+            raise InputError(f"{phase} length must be at least 1, got {length}")
+        step = self.prefill_step if phase == "prefill" else self.decode_step
+        return -(-length // step) * step
+
+    def bucket_for(self, phase: str, length: int) -> Bucket:
+        """Return the bucket whose program runs `length`; InputError if none was compiled."""
+        want = self.bucket_length(phase, length)
+        for bucket in self.buckets:
+            if bucket.key == (phase, want):
+                return bucket
+        have = sorted(b.length for b in self.buckets if b.phase == phase)
+        raise InputError(f"no {phase} bucket for length {length} (compiled buckets: {have})")
+
+    @property
+    def total_bytes(self) -> int:
+        """Return the instruction bytes of all buckets."""
+        return sum(b.nbytes for b in self.buckets)
+
+    @property
+    def n_instructions(self) -> int:
+        return sum(b.n_instructions for b in self.buckets)
+
+    def per_length_bytes(self, phase: str, lengths: range) -> int:
+        """Return the instruction bytes that one program per length (no buckets) would need.
+
+        A length's program is its bucket's program with attention sized to the length, so
+        its size is estimated from the bucket's size (exact for the non-attention part).
+        """
+        return sum(self.bucket_for(phase, n).nbytes for n in lengths)
