@@ -22,6 +22,7 @@ import numpy as np
 
 from sparseflow.ir.errors import InputError
 from sparseflow.ir.graph import Graph
+from sparseflow.ir.interpreter import prefill_inputs
 
 CACHE_PREFIX = "past_"
 
@@ -76,7 +77,7 @@ def generate(
     """
     batch, prompt_len = ids.shape
     start = time.perf_counter()
-    outputs = prefill.run(_prefill_inputs(prefill_graph, ids))
+    outputs = prefill.run(prefill_inputs(prefill_graph, ids))
     prefill_s = time.perf_counter() - start
     head = prefill_graph.outputs[0]
     logits = [outputs[head]]
@@ -93,17 +94,6 @@ def generate(
         caches = {CACHE_PREFIX + k: v for k, v in outputs.items() if k != head}
     decode_s = time.perf_counter() - start
     return Generation(np.stack(tokens, axis=1), tuple(logits), prefill_s, decode_s)
-
-
-def _prefill_inputs(graph: Graph, ids: np.ndarray) -> dict[str, np.ndarray]:
-    inputs = {"ids": ids, "pos": np.arange(ids.shape[1])}
-    names = {n.name for n in graph.nodes_of("input")}
-    if "token_types" in names:
-        inputs["token_types"] = np.zeros_like(ids)
-    missing = sorted(names - set(inputs))
-    if missing:
-        raise InputError(f"graph {graph.name!r}: cannot feed input %{missing[0]} in a request")
-    return inputs
 
 
 def _next_token(logits: np.ndarray, forced: np.ndarray | None, step: int) -> np.ndarray:

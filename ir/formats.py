@@ -346,6 +346,16 @@ _POSITIONS = {
 }
 
 
+def stored_mask(pw: PackedWeight) -> np.ndarray:
+    """Return the bool [N, K] mask of the positions the layout stores (padding excluded)."""
+    rows, cols = _POSITIONS[pw.type.sparse.pattern if pw.type.sparse else None](pw)
+    n, k = pw.shape
+    inside = (rows < n) & (cols < k)
+    mask = np.zeros((n, k), bool)
+    mask[rows[inside], cols[inside]] = True
+    return mask
+
+
 def _payload_entries(pw: PackedWeight, shape: tuple[int, ...]) -> np.ndarray:
     """Return the stored payload entries (floats or integer codes) shaped like the layout."""
     if "packed" not in pw.arrays:

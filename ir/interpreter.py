@@ -102,6 +102,19 @@ def bind_inputs(graph: Graph, inputs: Mapping[str, np.ndarray]) -> dict[str, int
     return bindings
 
 
+def prefill_inputs(graph: Graph, ids: np.ndarray) -> dict[str, np.ndarray]:
+    """Return the inputs of a prefill graph for token ids [B, T]: ids, positions 0..T-1, and
+    segment ids 0 for encoders that take `token_types`."""
+    inputs = {"ids": ids, "pos": np.arange(ids.shape[1])}
+    names = {n.name for n in graph.nodes_of("input")}
+    if "token_types" in names:
+        inputs["token_types"] = np.zeros_like(ids)
+    missing = sorted(names - set(inputs))
+    if missing:
+        raise InputError(f"graph {graph.name!r}: cannot feed input %{missing[0]} from token ids")
+    return inputs
+
+
 def run_reference(graph: Graph, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Run `graph` once with its own weight table and return its outputs."""
     return Interpreter(graph).run(inputs)

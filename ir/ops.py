@@ -111,46 +111,74 @@ def all_ops() -> list[OpDef]:
 def storage_bytes(tensor_type: TensorType, bindings: dict[str, int] | None = None) -> int:
     """Return the bytes a tensor of this type occupies, metadata and scales included.
 
-    Formula (matches the layouts of `sparseflow.ir.formats`), with E elements, density d,
-    b value bits (the quantization's bits, else the dtype's), N rows (first dim), K = E / N:
-    values E*d*b/8; indices: N:M log2(M) bits per kept value, FlightLLM N:16 blocks 4 bits per
-    kept value + one byte per 16x16 block, CSR 4 bytes per kept value + 4*(N+1), BSR 4 bytes
-    per kept block + 4*(N/bm + 1); scales: 4 bytes per row (per channel), or 4 bytes per
-    group plus a 1-byte zero point when asymmetric (group-wise); FP4 adds a 4-byte exponent
-    bias per row.
+    A weight's bytes are those of the arrays `sparseflow.ir.formats.pack_weight` stores (a test
+    checks the two agree), with N rows, K columns, density d and v value bits (the
+    quantization's, else the dtype's); 4-bit payloads pack two per byte along each stored row:
+    - dense: N rows of K values.
+    - CSR: nnz = round(d N K) values, i32 column per value, i32[N + 1] row pointers.
+    - BSR (bm x bk): nnzb = round(d * blocks) blocks of bm*bk values, i32 block column per
+      block, i32 pointers per block row (+1).
+    - N:M: K padded to a multiple of M; n of every M kept: N rows of K_pad n/M values, a u8
+      offset per value.
+    - FlightLLM N:16: N, K padded to 16; kept = d N_pad K_pad values in one stream, a 4-bit
+      index per value, a u8 N per 16x16 block.
+    Side arrays: int8 per channel and OliVe: f32 scale per row; int4: f32 scale + u8 zero
+    point per (row, group), symmetric too (it stores zero point 8); FP4: f32 exponent bias per
+    row; LLM.int8: f32 row absmax (its fp16 outlier columns depend on calibration data and are
+    counted only on weights that have them). Tensors quantized per token add an f32 scale
+    per vector along the last axis.
     """
-    elements = tensor_type.numel(bindings)
-    sparse, quant = tensor_type.sparse, tensor_type.quant
+    if tensor_type.quant is not None and tensor_type.quant.granularity == "token":
+        # Activations and KV cache quantized per token (and head): an f32 scale per vector.
+        vectors = tensor_type.numel(bindings) // max(
+            1, eval_dim(tensor_type.shape[-1], bindings or {})
+        )
+        return dense_bytes(tensor_type, bindings or {}) + 4 * vectors
+    if tensor_type.rank != 2 or (tensor_type.sparse is None and tensor_type.quant is None):
+        return dense_bytes(tensor_type, bindings or {})
+    rows, cols = (eval_dim(d, bindings or {}) for d in tensor_type.shape)
+    quant = tensor_type.quant
     bits = quant.bits if quant else tensor_type.dtype.bits
-    density = sparse.density if sparse else 1.0
-    total_bits = elements * density * bits
-    rows = eval_dim(tensor_type.shape[0], bindings) if tensor_type.shape else 1
-    if sparse is not None:
-        total_bits += _index_bits(sparse, elements, density, rows)
-    if quant is not None:
-        total_bits += _scale_bits(quant, elements, rows)
-    return math.ceil(total_bits / 8)
+    layout_bytes, value_rows = _layout_bytes(tensor_type, rows, cols)
+    values = sum(_row_bytes(entries, bits) for entries in value_rows)
+    return layout_bytes + values + _side_bytes(tensor_type, rows, cols)
 
 
-def _index_bits(sparse, elements: int, density: float, rows: int) -> float:  # noqa: ANN001
-    kept = elements * density
-    if sparse.pattern is SparsePattern.NM:
-        return kept * math.ceil(math.log2(sparse.m))
-    if sparse.pattern is SparsePattern.NM_BLOCK:
-        blocks = elements / (sparse.block[0] * sparse.block[1])
-        return kept * math.ceil(math.log2(sparse.m)) + 8 * blocks
+def _row_bytes(entries: int, bits: int) -> int:
+    return -(-entries * bits // 8) if bits == 4 else entries * math.ceil(bits / 8)
+
+
+def _layout_bytes(tensor_type: TensorType, rows: int, cols: int) -> tuple[int, list[int]]:
+    """Return (index/pointer bytes, entries of each stored payload row)."""
+    sparse = tensor_type.sparse
+    if sparse is None:
+        return 0, [cols] * rows
+    d = sparse.density
+    if sparse.pattern is SparsePattern.UNSTRUCTURED:
+        nnz = round(d * rows * cols)
+        return 4 * nnz + 4 * (rows + 1), [nnz]
     if sparse.pattern is SparsePattern.BLOCK:
-        block_rows = math.ceil(rows / sparse.block[0])
-        return 32 * kept / (sparse.block[0] * sparse.block[1]) + 32 * (block_rows + 1)
-    return 32 * kept + 32 * (rows + 1)
+        bm, bk = sparse.block
+        block_rows = -(-rows // bm)
+        nnzb = round(d * block_rows * -(-cols // bk))
+        return 4 * nnzb + 4 * (block_rows + 1), [bm * bk] * nnzb
+    if sparse.pattern is SparsePattern.NM:
+        entries = -(-cols // sparse.m) * sparse.n
+        return rows * entries, [entries] * rows
+    block = 16
+    rows_pad, cols_pad = -(-rows // block) * block, -(-cols // block) * block
+    kept = round(d * rows_pad * cols_pad / block) * block
+    return -(-kept // 2) + (rows_pad // block) * (cols_pad // block), [kept]
 
 
-def _scale_bits(quant, elements: int, rows: int) -> float:  # noqa: ANN001
-    if quant.granularity == "group":
-        groups = elements / quant.group_size
-        return groups * (32 + (0 if quant.symmetric else 8))
-    per_row = 64 if quant.scheme.value == "fp4" else 32
-    return rows * per_row if quant.granularity == "channel" else 32
+def _side_bytes(tensor_type: TensorType, rows: int, cols: int) -> int:
+    quant = tensor_type.quant
+    if quant is None:
+        return 0
+    if quant.bits == 4 and quant.scheme.value == "int":
+        groups = cols // quant.group_size if quant.granularity == "group" else 1
+        return rows * groups * (4 + 1)
+    return 4 * rows
 
 
 def dense_bytes(tensor_type: TensorType, bindings: dict[str, int]) -> int:

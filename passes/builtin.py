@@ -1,3 +1,3 @@
 """Import every module that registers passes, so `get_pass` sees them all."""
 
-from sparseflow.passes import activations, sparsify  # noqa: F401
+from sparseflow.passes import activations, quantize_weights, smoothquant, sparsify  # noqa: F401

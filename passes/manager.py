@@ -21,6 +21,7 @@ import numpy as np
 
 from sparseflow.ir.errors import GraphError, InputError
 from sparseflow.ir.graph import Graph
+from sparseflow.ir.weights import Weights
 
 PassFn = Callable[[Graph, tuple[str, ...], "PassContext", object], Graph]
 
@@ -31,10 +32,17 @@ class PassError(InputError):
 
 @dataclass(frozen=True)
 class PassContext:
-    """What passes may read besides the graph: calibration token ids and a seed."""
+    """What passes may read besides the graph.
+
+    `calibration_ids` [sequences, tokens] feed calibrating passes (None: a seeded random set).
+    `reuse` holds the weights the same pass already computed for this model in another phase
+    (the prefill graph's, when compressing the decode graph), so both phases share one set of
+    compressed weights and calibration runs once, on the prefill graph.
+    """
 
     calibration_ids: np.ndarray | None = None
     seed: int = 0
+    reuse: Weights | None = None
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ and the option or pattern at fault.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import yaml
@@ -24,6 +24,7 @@ from sparseflow.ir.errors import InputError
 from sparseflow.ir.graph import Graph
 from sparseflow.passes.manager import (
     PassContext,
+    PassError,
     get_pass,
     make_options,
     run_pass,
@@ -56,12 +57,33 @@ class Recipe:
     def apply(self, graph: Graph, ctx: PassContext | None = None) -> Graph:
         """Run every step in order and return the compressed graph."""
         ctx = ctx or PassContext()
-        for index, step in enumerate(self.steps):
-            pass_def = get_pass(step.pass_name)
-            where = f"recipe {self.source}, step {index + 1}"
-            layers = select_layers(graph, pass_def, step.layers, step.exclude, where)
-            graph = run_pass(graph, pass_def, layers, ctx, step.options)
+        for index in range(len(self.steps)):
+            graph = self._run_step(index, graph, ctx)
         return graph
+
+    def apply_model(
+        self, prefill: Graph, decode: Graph | None, ctx: PassContext | None = None
+    ) -> tuple[Graph, Graph | None]:
+        """Compress both phases of one model step by step; the decode graph reuses the
+        weights each step computed on the prefill graph (one calibration, one weight set)."""
+        ctx = ctx or PassContext()
+        for index in range(len(self.steps)):
+            prefill = self._run_step(index, prefill, ctx)
+            if decode is not None:
+                decode = self._run_step(index, decode, replace(ctx, reuse=prefill.weights))
+        return prefill, decode
+
+    def _run_step(self, index: int, graph: Graph, ctx: PassContext) -> Graph:
+        step = self.steps[index]
+        pass_def = get_pass(step.pass_name)
+        where = f"recipe {self.source}, step {index + 1}"
+        layers = select_layers(graph, pass_def, step.layers, step.exclude, where)
+        try:
+            return run_pass(graph, pass_def, layers, ctx, step.options)
+        except PassError as err:
+            raise PassError(f"{where}: {err}") from None
+        except InputError as err:
+            raise InputError(f"{where}: pass {pass_def.name!r}: {err}") from None
 
 
 def _builtin_paths() -> dict[str, Path]:
@@ -144,3 +166,88 @@ def _patterns(value: object, where: str, field: str) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise InputError(f"{where}: {field!r} must be a list of name patterns")
     return tuple(value)
+
+
+def shorthand_recipe(sparsity: str | None, quant: str | None, base: Recipe | None = None) -> Recipe:
+    """Return `base` (or an empty recipe) followed by the steps of the CLI shorthands.
+
+    sparsity: `N:M` (e.g. 2:4, 8:16), a ratio (`0.9`, unstructured), `blockRxC:ratio`
+    (`block4x1:0.9`) or `flightllm:density`. quant: `int8` (W8A8), `int8:smooth` (SmoothQuant
+    first), `llm.int8`, `int4` with optional `:gG` / `:channel` and `:gptq` parts (default
+    g128, round to nearest), `fp4`, `olive4`. The LM head is left uncompressed.
+    """
+    source = "--sparsity/--quant"
+    raw = [] if base is None else [_step_dict(s) for s in base.steps]
+    quant_steps = _quant_steps(quant) if quant else []
+    smooth = [s for s in quant_steps if s["pass"] == "smoothquant"]
+    rest = [s for s in quant_steps if s["pass"] != "smoothquant"]
+    sparse_steps = [_sparsity_step(sparsity)] if sparsity else []
+    steps = smooth + sparse_steps + rest
+    for step in steps:
+        step.setdefault("exclude", ["lm_head"])
+    name = "+".join(x for x in ((base.name if base else None), sparsity, quant) if x)
+    recipe = recipe_from_dict({"name": name, "passes": raw + steps}, source)
+    return Recipe(name, f"{base.description + '; ' if base else ''}{name}", recipe.steps, source)
+
+
+def _step_dict(step: RecipeStep) -> dict:
+    return {
+        "pass": step.pass_name,
+        "layers": list(step.layers),
+        "exclude": list(step.exclude),
+        "options": asdict(step.options),
+    }
+
+
+def _sparsity_step(text: str) -> dict:
+    problem = InputError(
+        f"--sparsity {text!r}: expected N:M (2:4), a ratio (0.9), blockRxC:ratio "
+        "(block4x1:0.9) or flightllm:density"
+    )
+    try:
+        if text.startswith("block"):
+            shape, ratio = text[len("block") :].split(":")
+            rows, cols = (int(v) for v in shape.split("x"))
+            return {
+                "pass": "sparsify_block",
+                "options": {"block": [rows, cols], "sparsity": float(ratio)},
+            }
+        if text.startswith("flightllm:"):
+            return {"pass": "sparsify_flightllm", "options": {"density": float(text[10:])}}
+        if ":" in text:
+            n, m = (int(v) for v in text.split(":"))
+            return {"pass": "sparsify_nm", "options": {"n": n, "m": m}}
+        return {"pass": "sparsify_unstructured", "options": {"sparsity": float(text)}}
+    except ValueError:
+        raise problem from None
+
+
+def _quant_steps(text: str) -> list[dict]:
+    head, *parts = text.split(":")
+    activations = {"pass": "quantize_activations", "options": {"bits": 8}}
+    if head == "int8" and parts in ([], ["smooth"]):
+        smooth = [{"pass": "smoothquant"}] if parts else []
+        return [*smooth, {"pass": "quantize_int8"}, activations]
+    if head == "int4":
+        return [{"pass": "quantize_int4", "options": _int4_options(text, parts)}]
+    simple = {"llm.int8": "quantize_llm_int8", "fp4": "quantize_fp4", "olive4": "quantize_olive"}
+    if head in simple and not parts:
+        return [{"pass": simple[head]}]
+    raise InputError(
+        f"--quant {text!r}: expected int8, int8:smooth, llm.int8, int4[:gG|:channel][:gptq], "
+        "fp4 or olive4"
+    )
+
+
+def _int4_options(text: str, parts: list[str]) -> dict:
+    options: dict = {"group_size": 128, "method": "rtn"}
+    for part in parts:
+        if part == "gptq":
+            options["method"] = "gptq"
+        elif part == "channel":
+            options["group_size"] = "channel"
+        elif part.startswith("g") and part[1:].isdigit():
+            options["group_size"] = int(part[1:])
+        else:
+            raise InputError(f"--quant {text!r}: unknown int4 part {part!r} (gG, channel, gptq)")
+    return options

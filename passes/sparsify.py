@@ -28,7 +28,13 @@ def _check_fraction(name: str, value: float) -> None:
         raise ValueError(f"option {name!r} must be in [0, 1), got {value}")
 
 
-def _sparsify(graph: Graph, layers: tuple[str, ...], select, fmt: SparseFormat) -> Graph:  # noqa: ANN001
+def _sparsify(
+    graph: Graph,
+    layers: tuple[str, ...],
+    ctx: PassContext,
+    select,  # noqa: ANN001
+    fmt: SparseFormat,
+) -> Graph:
     def new_value(name: str, value: WeightValue):  # noqa: ANN202
         if getattr(value, "type", None) is not None and value.type.sparse is not None:
             raise InputError(f"layer {name!r} is already sparse ({value.type.sparse})")
@@ -38,7 +44,7 @@ def _sparsify(graph: Graph, layers: tuple[str, ...], select, fmt: SparseFormat) 
     def new_type(name: str, tensor_type: TensorType) -> TensorType:
         return tensor_type.with_(sparse=fmt)
 
-    return rewrite_weights(graph, layers, new_value, new_type)
+    return rewrite_weights(graph, layers, ctx, new_value, new_type)
 
 
 @dataclass(frozen=True)
@@ -58,7 +64,7 @@ def sparsify_unstructured(
     """Prune the smallest-magnitude weights of each layer (CSR storage)."""
     density = 1.0 - opts.sparsity
     fmt = SparseFormat(SparsePattern.UNSTRUCTURED, density)
-    return _sparsify(graph, layers, lambda w: sparsity.select_unstructured(w, density), fmt)
+    return _sparsify(graph, layers, ctx, lambda w: sparsity.select_unstructured(w, density), fmt)
 
 
 @dataclass(frozen=True)
@@ -79,7 +85,7 @@ class NmOptions:
 def sparsify_nm(graph: Graph, layers: tuple[str, ...], ctx: PassContext, opts: NmOptions) -> Graph:
     """Keep the n largest of every m weights along K (values + indices storage)."""
     fmt = SparseFormat(SparsePattern.NM, opts.n / opts.m, n=opts.n, m=opts.m)
-    return _sparsify(graph, layers, lambda w: sparsity.select_nm(w, opts.n, opts.m), fmt)
+    return _sparsify(graph, layers, ctx, lambda w: sparsity.select_nm(w, opts.n, opts.m), fmt)
 
 
 @dataclass(frozen=True)
@@ -104,7 +110,9 @@ def sparsify_block(
     """Drop whole blocks with the smallest L2 norm (BSR storage)."""
     density = 1.0 - opts.sparsity
     fmt = SparseFormat(SparsePattern.BLOCK, density, block=opts.block)
-    return _sparsify(graph, layers, lambda w: sparsity.select_block(w, opts.block, density), fmt)
+    return _sparsify(
+        graph, layers, ctx, lambda w: sparsity.select_block(w, opts.block, density), fmt
+    )
 
 
 @dataclass(frozen=True)
@@ -126,4 +134,4 @@ def sparsify_flightllm(
 ) -> Graph:
     """Choose N in {2, 4, 8, 16} per 16x16 block to meet the density (FlightLLM N:16)."""
     fmt = SparseFormat(SparsePattern.NM_BLOCK, opts.density, m=16, block=(16, 16))
-    return _sparsify(graph, layers, lambda w: sparsity.select_flightllm(w, opts.density), fmt)
+    return _sparsify(graph, layers, ctx, lambda w: sparsity.select_flightllm(w, opts.density), fmt)

@@ -16,18 +16,23 @@ from sparseflow.ir.formats import PackedWeight
 from sparseflow.ir.graph import Graph
 from sparseflow.ir.types import TensorType
 from sparseflow.ir.weights import WeightValue
+from sparseflow.passes.manager import PassContext
 
 ValueFn = Callable[[str, WeightValue], PackedWeight]
 TypeFn = Callable[[str, TensorType], TensorType]
 
 
 def rewrite_weights(
-    graph: Graph, layers: tuple[str, ...], new_value: ValueFn, new_type: TypeFn
+    graph: Graph,
+    layers: tuple[str, ...],
+    ctx: PassContext,
+    new_value: ValueFn,
+    new_type: TypeFn,
 ) -> Graph:
     """Return a graph whose selected weights are rewritten.
 
-    With values, `new_value(name, value)` gives the packed weight (and with it the type);
-    without, `new_type(name, type)` gives the type alone.
+    With values, `new_value(name, value)` gives the packed weight (and with it the type),
+    unless `ctx.reuse` already holds it; without values, `new_type(name, type)` gives the type.
     """
     chosen = set(layers)
     updates: dict[str, PackedWeight] = {}
@@ -35,13 +40,21 @@ def rewrite_weights(
     for node in graph.nodes:
         if node.name in chosen:
             if node.name in graph.weights:
-                packed = new_value(node.name, graph.weights[node.name])
+                packed = reused(ctx, node.name) or new_value(node.name, graph.weights[node.name])
                 updates[node.name] = packed
                 node = replace(node, type=packed.type)
             else:
                 node = replace(node, type=new_type(node.name, node.type))
         nodes.append(node)
     return graph.with_nodes(nodes, graph.weights.replace(updates))
+
+
+def reused(ctx: PassContext, name: str) -> PackedWeight | None:
+    """Return the packed weight `name` that this pass made for another phase, if any."""
+    if ctx.reuse is None or name not in ctx.reuse:
+        return None
+    value = ctx.reuse[name]
+    return value if isinstance(value, PackedWeight) else None
 
 
 def dense_values(value: WeightValue) -> np.ndarray:
