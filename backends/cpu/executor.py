@@ -76,7 +76,6 @@ def _int8_matmul(layer: LayerPlan, packed: PackedWeight) -> Matmul:
 
 def _matmul(layer: LayerPlan, weights: Weights) -> Matmul:
     """Return the planned kernel of one layer, bound to its converted weight."""
-    _require(weights, layer.weight)
     if layer.kernel in (Kernel.DENSE_BLAS, Kernel.FALLBACK):
         return _float_matmul(weights.dense(layer.weight))
     packed = weights[layer.weight]
@@ -107,19 +106,27 @@ def _identity(xs: list[np.ndarray]) -> np.ndarray:
     return xs[0]
 
 
-def graph_kernels(plan: GraphPlan) -> dict[str, NodeKernel]:
-    """Return the interpreter kernels of a plan: one per linear, plus folded quantizes."""
-    graph = plan.graph
+def graph_kernels(plan: GraphPlan, converted: dict | None = None) -> dict[str, NodeKernel]:
+    """Return the interpreter kernels of a plan: one per linear, plus folded quantizes.
+
+    `converted` caches each weight's bound kernel by (weight object, kernel, activation bits),
+    so graphs sharing weight objects (prefill and decode) convert each weight once.
+    """
+    weights = plan.graph.weights
+    converted = {} if converted is None else converted
     kernels: dict[str, NodeKernel] = {}
     for layer in plan.layers:
         try:
-            matmul = _matmul(layer, graph.weights)
+            _require(weights, layer.weight)
+            key = (id(weights[layer.weight]), layer.kernel, layer.act_bits)
+            if key not in converted:
+                converted[key] = _matmul(layer, weights)
             if layer.bias is not None:
-                _require(graph.weights, layer.bias)
-            bias = graph.weights.dense(layer.bias) if layer.bias else None
+                _require(weights, layer.bias)
+            bias = weights.dense(layer.bias) if layer.bias else None
         except InputError as err:
             raise InputError(f"node %{layer.node} (linear): {err}") from None
-        kernels[layer.node] = _linear_kernel(layer, matmul, bias)
+        kernels[layer.node] = _linear_kernel(layer, converted[key], bias)
     kernels.update({q: _identity for q in plan.folded_quantize})
     return kernels
 
@@ -164,10 +171,13 @@ class CpuProgram:
     def runners(self) -> tuple[GraphRunner, GraphRunner | None]:
         """Return interpreters running the planned kernels (weights converted on first call)."""
         if self._runners is None:
-            prefill = Interpreter(self.prefill.graph, kernels=graph_kernels(self.prefill))
+            converted: dict = {}
+            kernels = graph_kernels(self.prefill, converted)
+            prefill = Interpreter(self.prefill.graph, kernels=kernels)
             decode = None
             if self.decode is not None:
-                decode = Interpreter(self.decode.graph, kernels=graph_kernels(self.decode))
+                kernels = graph_kernels(self.decode, converted)
+                decode = Interpreter(self.decode.graph, kernels=kernels)
             self._runners = (prefill, decode)
         return self._runners
 
