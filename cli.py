@@ -81,10 +81,11 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 def cmd_show(args: argparse.Namespace) -> int:
     """Print a model's parameters, weight bytes, FLOPs and bytes per token and its layers."""
+    from sparseflow.backends.pipeline import is_encoder
     from sparseflow.ir.models.zoo import load_model
     from sparseflow.ir.stats import model_stats
 
-    phase = "prefill" if _is_encoder(args.model) else "decode"
+    phase = "prefill" if is_encoder(args.model) else "decode"
     graph = load_model(args.model, phase=phase)
     stats = model_stats(graph, context=args.context)
     if args.json:
@@ -95,15 +96,6 @@ def cmd_show(args: argparse.Namespace) -> int:
         return 0
     print(_format_stats(stats))
     return 0
-
-
-def _is_encoder(source: str) -> bool:
-    from sparseflow.ir.models.zoo import load_config
-
-    try:
-        return load_config(source).family == "bert"
-    except InputError:
-        return False  # a graph file: load_model reports its own problems
 
 
 def _format_stats(stats: dict) -> str:
@@ -127,7 +119,6 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     from sparseflow.hw_models.loader import load_hw
     from sparseflow.hw_models.schema import Kind
     from sparseflow.ir.models.zoo import load_model
-    from sparseflow.passes.recipe import load_recipe
     from sparseflow.simulator.estimate import Workload, estimate_analytical
 
     hw = load_hw(args.target)
@@ -137,7 +128,7 @@ def cmd_estimate(args: argparse.Namespace) -> int:
             "estimate a gpu or cpu target (see `sparseflow targets`)"
         )
     workload = Workload(args.batch, args.prompt, args.gen)
-    recipe = load_recipe(args.recipe or hw.default_recipe)
+    recipe = _recipe(args, hw.default_recipe)
     prefill = recipe.apply(load_model(args.model, "prefill", args.batch, args.prompt))
     decode = recipe.apply(load_model(args.model, "decode", args.batch))
     labels = {"model": args.model, "target": hw.name, "recipe": recipe.name}
@@ -172,6 +163,85 @@ def _format_report(r: dict) -> str:
             f"    {row['name']:<12} {share:6.1%}  {row['energy_j']:8.1f} J  {row['bound']}"
         )
     return "\n".join(lines)
+
+
+def _recipe(args: argparse.Namespace, default: str):  # noqa: ANN202
+    """Return the recipe named by --recipe, extended by --sparsity/--quant.
+
+    With a shorthand and no --recipe the shorthand alone is the recipe; with neither, the
+    target's default recipe.
+    """
+    from sparseflow.passes.recipe import load_recipe, shorthand_recipe
+
+    if args.sparsity or args.quant:
+        base = load_recipe(args.recipe) if args.recipe else None
+        return shorthand_recipe(args.sparsity, args.quant, base)
+    return load_recipe(args.recipe or default)
+
+
+def _pass_context(args: argparse.Namespace):  # noqa: ANN202
+    from sparseflow.passes.calibration import read_calibration_ids
+    from sparseflow.passes.manager import PassContext
+
+    ids = read_calibration_ids(args.calibration) if args.calibration else None
+    return PassContext(calibration_ids=ids, seed=args.seed)
+
+
+def _request(args: argparse.Namespace) -> dict:
+    for flag, value, low in (("--batch", args.batch, 1), ("--prompt", args.prompt, 1)):
+        if value < low:
+            raise InputError(f"{flag} must be at least {low}, got {value}")
+    if args.gen < 0:
+        raise InputError(f"--gen must be at least 0, got {args.gen}")
+    return {"batch": args.batch, "prompt_len": args.prompt, "gen_len": args.gen}
+
+
+def cmd_compile(args: argparse.Namespace) -> int:
+    """Compress a model with a recipe and compile it for a target into a folder."""
+    from pathlib import Path
+
+    from sparseflow.backends.pipeline import compile_to_dir
+    from sparseflow.hw_models.loader import load_hw
+
+    recipe = _recipe(args, load_hw(args.target).default_recipe)
+    out = Path(args.output)
+    report = compile_to_dir(
+        args.model, args.target, recipe, out, _request(args), _pass_context(args)
+    )
+    if args.json:
+        _print_json(report)
+        return 0
+    print(f"{report['model']} -> {report['target']} with recipe {report['recipe']}")
+    gb, dense_gb = report["weight_bytes"] / 1e9, report["dense_weight_bytes"] / 1e9
+    print(
+        f"  weight bytes {report['weight_bytes']:,} ({gb:.3f} GB, "
+        f"{report['compression_ratio']:.2f}x smaller than {dense_gb:.3f} GB)"
+    )
+    for name in report["files"]:
+        print(f"  wrote {out / name}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run one request of a compressed model on a target's backend and check its logits."""
+    from sparseflow.backends.pipeline import run_request
+    from sparseflow.hw_models.loader import load_hw
+
+    recipe = _recipe(args, load_hw(args.target).default_recipe)
+    progress = not args.json and sys.stderr.isatty()
+    result = run_request(
+        args.model, args.target, recipe, _request(args), _pass_context(args), progress
+    )
+    if args.json:
+        _print_json(result)
+        return 0
+    ref = result["logits_rel_error_vs_reference"]
+    print(f"{result['model']} on {result['target']} ({result['executor']}) with {result['recipe']}")
+    print(f"  tokens                         {result['tokens']}")
+    print(f"  logits rel. error vs reference {'n/a (no backend)' if ref is None else f'{ref:.3e}'}")
+    print(f"  logits rel. error vs dense     {result['logits_rel_error_vs_dense']:.3e}")
+    print(f"  tokens/s (measured)            {result['tokens_per_s']:.1f}")
+    return 0
 
 
 def cmd_rtl_generate(args: argparse.Namespace) -> int:
@@ -232,15 +302,13 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--graph", action="store_true", help="print the graph, one line per node")
     show.add_argument("--context", type=int, default=512, help="KV length for per-token costs")
     show.set_defaults(func=cmd_show)
-    estimate = commands.add_parser("estimate", help="latency, throughput and energy of a request")
-    estimate.add_argument("model", help="built-in name, config.json, model folder or graph file")
-    estimate.add_argument("--target", required=True, help="hardware model name or YAML path")
-    estimate.add_argument("--recipe", help="recipe name or YAML (default: the target's)")
-    estimate.add_argument("--prompt", type=int, default=128, help="prompt length")
-    estimate.add_argument("--gen", type=int, default=128, help="tokens generated")
-    estimate.add_argument("--batch", type=int, default=1, help="sequences per batch")
-    estimate.add_argument("--json", action="store_true", help="print the report as JSON")
+    estimate = _model_command(commands, "estimate", "latency, throughput and energy of a request")
     estimate.set_defaults(func=cmd_estimate)
+    compile_ = _model_command(commands, "compile", "compress and compile a model for a target")
+    compile_.add_argument("-o", "--output", required=True, help="output folder")
+    compile_.set_defaults(func=cmd_compile)
+    run = _model_command(commands, "run", "run a request on the target's kernels, check logits")
+    run.set_defaults(func=cmd_run)
     _add_rtl(commands)
     bench = commands.add_parser("bench", help="kernel benchmarks").add_subparsers(
         dest="bench", required=True, metavar="BENCH"
@@ -251,6 +319,25 @@ def build_parser() -> argparse.ArgumentParser:
     spmm.add_argument("--plot", metavar="FILE.png", help="write speedup vs sparsity plot")
     spmm.set_defaults(func=cmd_bench_spmm)
     return parser
+
+
+def _model_command(
+    commands: argparse._SubParsersAction, name: str, help_text: str
+) -> argparse.ArgumentParser:
+    """Add a sub-command taking a model, a target, a recipe and a request shape."""
+    sub = commands.add_parser(name, help=help_text)
+    sub.add_argument("model", help="built-in name, config.json, model folder or graph file")
+    sub.add_argument("--target", required=True, help="hardware model name or YAML path")
+    sub.add_argument("--recipe", help="recipe name or YAML (default: the target's)")
+    sub.add_argument("--sparsity", help="shorthand: 2:4, 8:16, 0.9, block4x1:0.9")
+    sub.add_argument("--quant", help="shorthand: int8, llm.int8, int4[:g128], fp4, olive4")
+    sub.add_argument("--prompt", type=int, default=128, help="prompt length")
+    sub.add_argument("--gen", type=int, default=128, help="tokens generated")
+    sub.add_argument("--batch", type=int, default=1, help="sequences per batch")
+    sub.add_argument("--calibration", metavar="FILE", help="calibration token ids (one line each)")
+    sub.add_argument("--seed", type=int, default=0, help="seed of prompts and calibration ids")
+    sub.add_argument("--json", action="store_true", help="print the result as JSON")
+    return sub
 
 
 def _add_rtl(commands: argparse._SubParsersAction) -> None:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
+from tqdm import tqdm
 
 from sparseflow.ir.errors import InputError
 from sparseflow.ir.graph import Graph
@@ -69,11 +70,13 @@ def generate(
     ids: np.ndarray,
     gen_len: int,
     forced: np.ndarray | None = None,
+    progress: bool = False,
 ) -> Generation:
     """Prefill `ids` [B, P], then decode greedily `gen_len` tokens (or feed `forced` ones).
 
     The first token comes from the prefill logits; each decode step feeds the previous token.
-    An encoder (no decode runner) runs the prefill alone.
+    An encoder (no decode runner) runs the prefill alone. `progress` shows a bar over the
+    decode steps on a terminal.
     """
     batch, prompt_len = ids.shape
     start = time.perf_counter()
@@ -86,7 +89,8 @@ def generate(
     tokens = [_next_token(outputs[head], forced, 0)]
     caches = {CACHE_PREFIX + k: v for k, v in outputs.items() if k != head}
     start = time.perf_counter()
-    for step in range(1, gen_len):
+    bar = tqdm(range(1, gen_len), desc="decode", unit="tok", disable=not progress, leave=False)
+    for step in bar:
         feed = {"ids": tokens[-1][:, None], "pos": np.array([prompt_len + step - 1]), **caches}
         outputs = decode.run(feed)
         logits.append(outputs[head])

@@ -169,7 +169,7 @@ def test_linear_cost_counts_sparse_flops_and_packed_bytes():
     out = op.infer_type([x, nm], (), "l")
     assert op.cost([x, dense], out, {}, {}).flops == 2 * 128 * 4096 * 4096
     assert op.cost([x, nm], out, {}, {}).flops == 128 * 4096 * 4096
-    # values 4 bits + index 4 bits per kept weight, f32 scale + u8 zero per 128 weights
+    # values 4 bits + a u8 offset per kept weight, f32 scale + u8 zero per 128 weights
     elements = 4096 * 4096
-    expect = elements * 0.5 * 8 / 8 + elements / 128 * 5
+    expect = elements * 0.5 * 12 / 8 + elements / 128 * 5
     assert storage_bytes(nm) == math.ceil(expect)

@@ -1,0 +1,193 @@
+"""The compile and run pipelines behind `sparseflow compile` and `sparseflow run`.
+
+compile: model source -> dense graphs -> recipe (both phases, one calibration) -> the target's
+backend -> DIR/graph, DIR/program (+ target files), DIR/report.json.
+run: the same, then one request (prefill + greedy decode) on the backend's runners, with the
+logits compared against the numpy reference of the same compressed graph (kernel correctness)
+and of the uncompressed graph (compression error), all fed the backend's tokens.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from sparseflow.backends.registry import CompileRequest, compile_model, has_backend
+from sparseflow.backends.runner import Generation, generate, prompt_ids, rel_error
+from sparseflow.hw_models.loader import load_hw
+from sparseflow.hw_models.schema import HardwareModel
+from sparseflow.ir.errors import InputError
+from sparseflow.ir.formats import PackedWeight, stored_mask
+from sparseflow.ir.graph import Graph
+from sparseflow.ir.interpreter import Interpreter
+from sparseflow.ir.models.random_weights import random_weights
+from sparseflow.ir.models.zoo import load_config, load_model
+from sparseflow.ir.ops import storage_bytes
+from sparseflow.passes.manager import PassContext
+from sparseflow.passes.recipe import Recipe
+
+
+@dataclass(frozen=True)
+class ModelPair:
+    """A model's prefill and decode graphs (decode None for encoders), dense and compressed."""
+
+    dense_prefill: Graph
+    dense_decode: Graph | None
+    prefill: Graph
+    decode: Graph | None
+
+
+def is_encoder(source: str) -> bool:
+    """Return whether a model source is an encoder (BERT: no decode phase)."""
+    try:
+        return load_config(source).family == "bert"
+    except InputError:
+        return False  # a graph file: load_model reports its own problems
+
+
+def compress_model(
+    source: str,
+    recipe: Recipe,
+    batch: int,
+    functional: bool,
+    ctx: PassContext | None = None,
+) -> ModelPair:
+    """Load both phases of `source` and apply `recipe`; with `functional`, shape-only models
+    get seeded random weights (DESIGN.md) so that they can run."""
+    prefill = load_model(source, "prefill", batch)
+    decode = None if is_encoder(source) else load_model(source, "decode", batch)
+    if functional and not prefill.weights:
+        prefill = random_weights(prefill)
+        decode = decode and random_weights(decode)
+    compressed = recipe.apply_model(prefill, decode, ctx)
+    return ModelPair(prefill, decode, *compressed)
+
+
+def layer_report(dense: Graph, compressed: Graph) -> list[dict]:
+    """Return one entry per weight: name, shape, density, bits, weight_bytes, rel_error."""
+    rows = []
+    for node in compressed.nodes_of("weight"):
+        t = node.type
+        row = {
+            "name": node.name,
+            "role": node.attr("role"),
+            "shape": [int(d) for d in t.shape],
+            "density": t.sparse.density if t.sparse else 1.0,
+            "bits": t.quant.bits if t.quant else t.dtype.bits,
+            "format": str(t).split("] ", 1)[1] if "] " in str(t) else str(t.dtype),
+            "weight_bytes": storage_bytes(t),
+        }
+        if node.name in compressed.weights:
+            row.update(_measured(dense, compressed, node.name))
+        rows.append(row)
+    return rows
+
+
+def _measured(dense: Graph, compressed: Graph, name: str) -> dict:
+    value = compressed.weights[name]
+    if not isinstance(value, PackedWeight):
+        return {"rel_error": 0.0} if value is dense.weights[name] else _error(dense, name, value)
+    out = {"weight_bytes": value.nbytes, **_error(dense, name, value.to_dense())}
+    if value.type.sparse is not None:
+        out["density"] = float(stored_mask(value).mean())
+    return out
+
+
+def _error(dense: Graph, name: str, values: np.ndarray) -> dict:
+    return {"rel_error": rel_error(np.asarray(values, np.float32), dense.weights.dense(name))}
+
+
+def compile_report(model: str, hw: HardwareModel, recipe: Recipe, pair: ModelPair) -> dict:
+    """Return report.json's content without the program (weights and layers)."""
+    layers = layer_report(pair.dense_prefill, pair.prefill)
+    dense_bytes = sum(storage_bytes(n.type) for n in pair.dense_prefill.nodes_of("weight"))
+    total = sum(row["weight_bytes"] for row in layers)
+    return {
+        "model": model,
+        "target": hw.name,
+        "recipe": recipe.name,
+        "weight_bytes": total,
+        "dense_weight_bytes": dense_bytes,
+        "compression_ratio": dense_bytes / total if total else 0.0,
+        "layers": layers,
+    }
+
+
+def compile_to_dir(
+    model: str, target: str, recipe: Recipe, out_dir: Path, request: dict, ctx: PassContext
+) -> dict:
+    """Compile `model` for `target` into `out_dir`; return the report written there.
+
+    `request` holds batch, prompt_len and gen_len (they size the FPGA's length buckets).
+    """
+    hw = load_hw(target)
+    pair = compress_model(model, recipe, request["batch"], functional=False, ctx=ctx)
+    report = compile_report(model, hw, recipe, pair)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    graph_text = "\n".join(str(g) for g in (pair.prefill, pair.decode) if g is not None)
+    (out_dir / "graph").write_text(graph_text + "\n")
+    files = [out_dir / "graph"]
+    if has_backend(hw.kind):
+        compiled = compile_model(CompileRequest(pair.prefill, pair.decode, hw, **request))
+        files += compiled.write(out_dir)
+        report["program"] = compiled.summary()
+    else:
+        report["program"] = None
+        report["note"] = f"no {hw.kind} backend is built yet: graph and weights only"
+    report["files"] = [str(p.relative_to(out_dir)) for p in files] + ["report.json"]
+    (out_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    return report
+
+
+def run_request(
+    model: str, target: str, recipe: Recipe, request: dict, ctx: PassContext, progress: bool
+) -> dict:
+    """Run one request on `target`'s backend; return the run report (DESIGN.md `run`)."""
+    hw = load_hw(target)
+    pair = compress_model(model, recipe, request["batch"], functional=True, ctx=ctx)
+    vocab = int(pair.prefill.meta_dict.get("vocab_size", 0))
+    ids = prompt_ids(vocab, request["batch"], request["prompt_len"], ctx.seed)
+    gen_len = request["gen_len"]
+    reference = (Interpreter(pair.prefill), pair.decode and Interpreter(pair.decode))
+    compiled = None
+    if has_backend(hw.kind):
+        compiled = compile_model(CompileRequest(pair.prefill, pair.decode, hw, **request))
+        backend = generate(*compiled.runners(), pair.prefill, ids, gen_len, progress=progress)
+        ref = generate(*reference, pair.prefill, ids, gen_len, forced=backend.tokens)
+    else:
+        backend = ref = generate(*reference, pair.prefill, ids, gen_len, progress=progress)
+    dense_decode = pair.dense_decode and Interpreter(pair.dense_decode)
+    dense = generate(
+        Interpreter(pair.dense_prefill),
+        dense_decode,
+        pair.dense_prefill,
+        ids,
+        gen_len,
+        forced=backend.tokens,
+    )
+    return {
+        "model": model,
+        "target": hw.name,
+        "recipe": recipe.name,
+        "executor": str(hw.kind) if compiled else "reference",
+        "batch": request["batch"],
+        "prompt_len": request["prompt_len"],
+        "gen_len": gen_len,
+        "tokens": backend.tokens.tolist(),
+        "logits_rel_error_vs_reference": rel_error(backend, ref) if compiled else None,
+        "logits_rel_error_vs_dense": rel_error(backend, dense),
+        "tokens_per_s": _tokens_per_s(backend, ids),
+        "prefill_s": backend.prefill_s,
+        "decode_s": backend.decode_s,
+        "program": compiled.summary() if compiled else None,
+    }
+
+
+def _tokens_per_s(gen: Generation, ids: np.ndarray) -> float:
+    """Return decode tokens per second, or prompt tokens per second for an encoder."""
+    if len(gen.logits) > 1:
+        return gen.decode_tokens_per_s
+    return ids.size / gen.prefill_s if gen.prefill_s > 0 else 0.0

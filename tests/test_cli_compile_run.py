@@ -1,0 +1,91 @@
+"""`sparseflow compile` and `run`: report.json, compression error, and recipe errors."""
+
+import json
+
+import pytest
+
+from sparseflow.cli import main
+
+
+def run_json(capsys, *argv):
+    code = main([*argv, "--json"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    return json.loads(out)
+
+
+def tiny_run(capsys, quant):
+    return run_json(
+        capsys, "run", "tiny-llama", "--target", "host-cpu", "--quant", quant,
+        "--prompt", "12", "--gen", "4",
+    )  # fmt: skip
+
+
+def test_int8_error_is_small_and_below_int4(capsys):
+    int8 = tiny_run(capsys, "int8")
+    int4 = tiny_run(capsys, "int4:channel")
+    assert 0 < int8["logits_rel_error_vs_dense"] < 0.05
+    assert int8["logits_rel_error_vs_dense"] < int4["logits_rel_error_vs_dense"]
+    assert int8["recipe"] == "int8" and len(int8["tokens"][0]) == 4
+    assert int8["tokens_per_s"] > 0
+
+
+def test_compile_2_4_reports_half_density_and_exact_bytes(capsys, tmp_path):
+    report = run_json(
+        capsys, "compile", "tiny-llama", "--target", "host-cpu", "--sparsity", "2:4",
+        "-o", str(tmp_path),
+    )  # fmt: skip
+    sparse = [row for row in report["layers"] if row["format"].startswith("nm=")]
+    assert len(sparse) == 14 and all(row["density"] == 0.5 for row in sparse)
+    assert all(0 < row["rel_error"] < 1 for row in sparse)
+    assert report["weight_bytes"] == sum(row["weight_bytes"] for row in report["layers"])
+    on_disk = json.loads((tmp_path / "report.json").read_text())
+    assert on_disk["weight_bytes"] == report["weight_bytes"]
+    assert "%layers.0.attn.q_proj : f32[64,64] nm=2:4" in (tmp_path / "graph").read_text()
+
+
+def test_flightllm_llama2_7b_weight_bytes_in_published_range(capsys, tmp_path):
+    report = run_json(
+        capsys, "compile", "llama2-7b", "--target", "u280", "--recipe", "flightllm",
+        "-o", str(tmp_path),
+    )  # fmt: skip
+    assert 2.9e9 <= report["weight_bytes"] <= 4.0e9
+    assert "rel_error" not in report["layers"][0]  # shape-only: no values to compare
+
+
+@pytest.mark.parametrize(
+    "recipe, words",
+    [
+        ("passes:\n  - pass: prune_everything\n", ["bad.yaml", "prune_everything"]),
+        (
+            "passes:\n  - pass: sparsify_nm\n    options: {n: 5, m: 4}\n",
+            ["bad.yaml", "sparsify_nm", "'n'"],
+        ),
+        (
+            "passes:\n  - pass: quantize_int4\n    options: {group_size: 48}\n",
+            ["bad.yaml", "quantize_int4", "group_size", "layers."],
+        ),
+        (
+            "passes:\n  - pass: sparsify_nm\n    layers: ['*.qproj']\n    options: {n: 2, m: 4}\n",
+            ["bad.yaml", "sparsify_nm", "*.qproj"],
+        ),
+    ],
+)
+def test_bad_recipes_exit_2_naming_file_pass_and_option(capsys, tmp_path, recipe, words):
+    path = tmp_path / "bad.yaml"
+    path.write_text(recipe)
+    code = main(
+        [
+            "compile",
+            "tiny-llama",
+            "--target",
+            "host-cpu",
+            "--recipe",
+            str(path),
+            "-o",
+            str(tmp_path / "o"),
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert all(word in err for word in words), err
