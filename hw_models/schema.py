@@ -128,13 +128,18 @@ class FpgaCore:
 
 @dataclass(frozen=True, kw_only=True)
 class HbmSpec:
-    """Describe HBM: channels, capacity and bandwidth per channel, access efficiencies."""
+    """Describe HBM: channels, capacity, bandwidth per channel, access efficiencies, ports.
+
+    `port_bytes_per_cycle`: width of the accelerator's AXI port to one channel; the port
+    moves at most that many bytes per accelerator clock cycle.
+    """
 
     channels: int = field(metadata=POSITIVE)
     bytes_per_channel: int = field(metadata=POSITIVE)
     bandwidth_per_channel_bytes_per_s: float = field(metadata=POSITIVE)
     same_channel_efficiency: float = field(metadata=FRACTION)
     cross_channel_efficiency: float = field(metadata=FRACTION)
+    port_bytes_per_cycle: int = field(metadata=POSITIVE)
 
     @property
     def capacity_bytes(self) -> int:

@@ -1,0 +1,100 @@
+"""HBM pseudo-channels shared by every core's load and store units.
+
+Model (FlightLLM-style accelerator on an HBM FPGA):
+- The device has `channels` pseudo-channels of `bandwidth_per_channel_bytes_per_s` peak each.
+- Each core owns an even slice of the channels (its local channels, wired to its own AXI
+  ports); an access to a local channel runs at `same_channel_efficiency` of the peak, an
+  access to another core's channel crosses the HBM switch at `cross_channel_efficiency`
+  (both from the FlightLLM artifact's simulator).
+- A channel serves its active transfers by fair sharing: with n transfers in flight each gets
+  1/n of the channel's time (per-channel contention), at its own access efficiency.
+- A transfer never exceeds its AXI port: `port_bytes_per_cycle` x the accelerator clock.
+Rates change only when a transfer starts or ends, so an event engine advances transfers
+exactly between those events.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class HbmParams:
+    """Describe the HBM as the engine needs it (see the module docstring)."""
+
+    channels: int
+    cores: int
+    channel_bytes_per_s: float
+    same_channel_efficiency: float
+    cross_channel_efficiency: float
+    port_bytes_per_s: float
+
+    def owner(self, channel: int) -> int:
+        """Return the core whose AXI ports are wired to `channel` (even split)."""
+        return channel * self.cores // self.channels
+
+    def solo_rate(self, core: int, channel: int) -> float:
+        """Return the bytes/s one transfer of `core` gets from an otherwise idle channel."""
+        return self.shared_rate(core, channel, 1)
+
+    def shared_rate(self, core: int, channel: int, sharers: int) -> float:
+        """Return the bytes/s of one of `sharers` transfers on `channel` issued by `core`."""
+        same = self.owner(channel) == core
+        efficiency = self.same_channel_efficiency if same else self.cross_channel_efficiency
+        return min(self.port_bytes_per_s, self.channel_bytes_per_s * efficiency / sharers)
+
+
+@dataclass
+class Transfer:
+    """One load or store in flight: bytes left, its rate now, and who issued it."""
+
+    core: int
+    channel: int
+    remaining_bytes: float
+    rate: float = 0.0
+    token: object = field(default=None, compare=False)
+
+    def finish_time(self, now: float) -> float:
+        """Return when the transfer ends if its rate stays as it is."""
+        return now + self.remaining_bytes / self.rate
+
+
+class HbmState:
+    """Track transfers in flight per channel and keep their fair-share rates current."""
+
+    def __init__(self, params: HbmParams) -> None:
+        self.params = params
+        self.active: list[Transfer] = []
+        self.per_channel: dict[int, int] = {}
+
+    def start(self, transfer: Transfer) -> None:
+        """Add a transfer and update the rates of its channel."""
+        self.active.append(transfer)
+        self.per_channel[transfer.channel] = self.per_channel.get(transfer.channel, 0) + 1
+        self._rerate(transfer.channel)
+
+    def finish(self, transfer: Transfer) -> None:
+        """Remove a finished transfer and update the rates of its channel."""
+        self.active.remove(transfer)
+        self.per_channel[transfer.channel] -= 1
+        self._rerate(transfer.channel)
+
+    def advance(self, dt: float) -> None:
+        """Move every transfer forward by `dt` seconds at its current rate."""
+        for t in self.active:
+            t.remaining_bytes -= t.rate * dt
+
+    def next_finish(self, now: float) -> tuple[float, Transfer | None]:
+        """Return the earliest finish time among transfers in flight and its transfer."""
+        best, first = float("inf"), None
+        for t in self.active:
+            end = t.finish_time(now)
+            if end < best:
+                best, first = end, t
+        return best, first
+
+    def _rerate(self, channel: int) -> None:
+        sharers = self.per_channel[channel]
+        for t in self.active:
+            if t.channel == channel:
+                t.rate = self.params.shared_rate(t.core, channel, sharers)
