@@ -32,7 +32,9 @@ class BuildContext:
 
     def error(self, path: str, problem: str) -> InputError:
         """Return an InputError naming the file and the dotted field at fault."""
-        where = f"field '{path}'" if path else "top level"
+        # Field names come from the file: escape control characters to keep one line.
+        shown = path.encode("unicode_escape").decode("ascii")
+        where = f"field '{shown}'" if path else "top level"
         return InputError(f"{self.file_label}: {where}: {problem}")
 
 
