@@ -112,9 +112,11 @@ def _rows(x: np.ndarray) -> np.ndarray:
     return x.reshape(-1, x.shape[-1])
 
 
-def _run_rows(
+def run_rows(
     kernel_factory: Callable[[int], Kernel], x: np.ndarray, threads: int | None, *extra: object
 ) -> np.ndarray:
+    """Run a one-block-per-row kernel over the rows of x; numpy `extra` arguments are uploaded,
+    device arrays (weights kept on the GPU) and scalars are passed as they are."""
     threads = check_block_size("threads", default_row_threads() if threads is None else threads)
     rows = _rows(x)
     y = cuda.device_array(rows.shape, dtype=np.float32)
@@ -135,7 +137,7 @@ def softmax(x: np.ndarray, *, threads: int | None = None) -> np.ndarray:
     x = check_array("x", x, FLOAT_DTYPES, range(1, 9), allow_neg_inf=True)
     if np.isneginf(_rows(x)).all(axis=1).any():
         raise InputError("x: a row is entirely -inf, its softmax is undefined")
-    return _run_rows(softmax_kernel, x, threads)
+    return run_rows(softmax_kernel, x, threads)
 
 
 def layernorm(
@@ -151,7 +153,7 @@ def layernorm(
     gamma = _check_gain("gamma", gamma, x.shape[-1])
     beta = _check_gain("beta", beta, x.shape[-1])
     eps32 = np.float32(check_positive("eps", eps))
-    return _run_rows(layernorm_kernel, x, threads, gamma, beta, eps32)
+    return run_rows(layernorm_kernel, x, threads, gamma, beta, eps32)
 
 
 def rmsnorm(
@@ -161,4 +163,4 @@ def rmsnorm(
     x = check_array("x", x, FLOAT_DTYPES, range(1, 9))
     gamma = _check_gain("gamma", gamma, x.shape[-1])
     eps32 = np.float32(check_positive("eps", eps))
-    return _run_rows(rmsnorm_kernel, x, threads, gamma, eps32)
+    return run_rows(rmsnorm_kernel, x, threads, gamma, eps32)

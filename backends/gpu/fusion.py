@@ -1,0 +1,118 @@
+"""Fuse single-token attention chains of a decode graph into one `decode_attention` node.
+
+Requires a verified graph. Ensures an equivalent graph in which every chain
+    %s = matmul(%q, %k_rep) {transpose_b} ; %s2 = scale(%s) ; %s3 = causal_mask(%s2, %pos)
+    %p = softmax(%s3) {axis: -1} ; %ctx = matmul(%p, %v_rep)
+with one query token (q [B, H, 1, D]), each intermediate read only by the next op, and keys and
+values read directly from their caches or through one `repeat_kv` each (same n_rep), becomes
+    %ctx = decode_attention(%q, %k, %v, %pos) {"n_rep": R, "scale": f}
+The fused op is private to this backend (not in the op registry): its numpy reference runs the
+registered references of the ops it replaces, so the lowered graph computes what the original
+did. Keys past pos[0] are masked, so the kernel attends over the first pos[0] + 1 cache rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from sparseflow.ir.dims import eval_dim, same_dim
+from sparseflow.ir.dtypes import DType
+from sparseflow.ir.graph import Graph
+from sparseflow.ir.node import Node, make_attrs
+from sparseflow.ir.ops import AttrDict, Cost, OpDef, TypeMismatch, dense_bytes, get_op
+from sparseflow.ir.types import TensorType
+
+
+def _infer(ins: Sequence[TensorType], a: AttrDict) -> TensorType:
+    q, k, v, pos = ins
+    n_rep = int(a["n_rep"])
+    if q.rank != 4 or k.rank != 4 or k.shape != v.shape or pos.rank != 1:
+        raise TypeMismatch("decode_attention takes q [B,H,1,D], k, v [B,Hkv,S,D], pos [1]")
+    heads, kv_heads = q.shape[1], k.shape[1]
+    if isinstance(kv_heads, int) and not same_dim(heads, kv_heads * n_rep):
+        raise TypeMismatch(f"{heads} query heads != {kv_heads} KV heads x {n_rep}")
+    return TensorType(q.shape, DType.F32)
+
+
+def _cost(ins: Sequence[TensorType], out: TensorType, a: AttrDict, b: dict[str, int]) -> Cost:
+    q, k = ins[0], ins[1]
+    keys = eval_dim(k.shape[2], b)
+    flops = 4 * q.numel(b) * keys  # q k^T and p v: 2 FLOPs per multiply-add each
+    return Cost(flops, tuple(dense_bytes(t, b) for t in ins), dense_bytes(out, b))
+
+
+def _reference(xs: list[np.ndarray], a: AttrDict) -> np.ndarray:
+    q, k, v, pos = xs
+    repeat = get_op("repeat_kv").reference
+    k, v = repeat([k], {"n_rep": a["n_rep"]}), repeat([v], {"n_rep": a["n_rep"]})
+    scores = get_op("matmul").reference([q, k], {"transpose_b": True})
+    scores = get_op("scale").reference([scores], {"factor": a["scale"]})
+    scores = get_op("causal_mask").reference([scores, pos], {})
+    probs = get_op("softmax").reference([scores], {"axis": -1})
+    return get_op("matmul").reference([probs, v], {})
+
+
+DECODE_ATTENTION = OpDef("decode_attention", "attention", (4, 4), _infer, _cost, _reference)
+
+
+@dataclass(frozen=True)
+class _Chain:
+    """One matched attention chain: the nodes it removes and the fused node."""
+
+    removed: frozenset[str]
+    fused: Node
+
+
+def _single_use(graph: Graph, users: dict[str, int], name: str, op: str) -> Node | None:
+    node = graph.node(name)
+    return node if node.op.name == op and users[name] == 1 else None
+
+
+def _cache(graph: Graph, users: dict[str, int], name: str) -> tuple[str, int, set[str]]:
+    """Return (cache value, n_rep, removed nodes) for keys or values read by attention."""
+    rep = _single_use(graph, users, name, "repeat_kv")
+    if rep is None:
+        return name, 1, set()
+    return rep.inputs[0], int(rep.attr("n_rep")), {rep.name}
+
+
+def _match(graph: Graph, users: dict[str, int], ctx: Node) -> _Chain | None:
+    if ctx.op.name != "matmul" or ctx.attr("transpose_b", False):
+        return None
+    probs = _single_use(graph, users, ctx.inputs[0], "softmax")
+    if probs is None or int(probs.attr("axis", -1)) not in (-1, 3):
+        return None
+    masked = _single_use(graph, users, probs.inputs[0], "causal_mask")
+    scaled = masked and _single_use(graph, users, masked.inputs[0], "scale")
+    scores = scaled and _single_use(graph, users, scaled.inputs[0], "matmul")
+    if scores is None or not scores.attr("transpose_b", False):
+        return None
+    q = graph.node(scores.inputs[0])
+    if q.type.rank != 4 or q.type.shape[2] != 1:
+        return None
+    k, k_rep, k_removed = _cache(graph, users, scores.inputs[1])
+    v, v_rep, v_removed = _cache(graph, users, ctx.inputs[1])
+    if k_rep != v_rep:
+        return None
+    attrs = make_attrs({"n_rep": k_rep, "scale": float(scaled.attr("factor"))})
+    inputs = (q.name, k, v, masked.inputs[1])
+    fused = Node(ctx.name, DECODE_ATTENTION, inputs, ctx.type, attrs)
+    removed = {probs.name, masked.name, scaled.name, scores.name} | k_removed | v_removed
+    return _Chain(frozenset(removed), fused)
+
+
+def fuse_decode_attention(graph: Graph) -> Graph:
+    """Return `graph` with every single-token attention chain fused (see the module doc)."""
+    users = graph.users()
+    chains = [c for c in (_match(graph, users, n) for n in graph.nodes) if c is not None]
+    if not chains:
+        return graph
+    removed = frozenset().union(*(c.removed for c in chains))
+    fused = {c.fused.name: c.fused for c in chains}
+    nodes = [fused.get(n.name, n) for n in graph.nodes if n.name not in removed]
+    lowered = graph.with_nodes(nodes)
+    lowered.verify()  # the fused nodes' types must be what their inputs infer
+    return lowered
