@@ -33,6 +33,7 @@ from sparseflow.backends.cpu.formats import BsrMatrix, CsrMatrix, NmMatrix
 from sparseflow.backends.cpu.int4 import int4_gemm
 from sparseflow.backends.cpu.int8 import bsr_int8_spmm, int8_gemm
 from sparseflow.backends.cpu.plan import GraphPlan, Kernel, KernelPolicy, LayerPlan, plan_graph
+from sparseflow.backends.cpu.pointwise import gelu, layernorm, softmax_last
 from sparseflow.backends.cpu.quant import quantize_int8_rows
 from sparseflow.backends.registry import CompileRequest, register_backend
 from sparseflow.backends.runner import GraphRunner
@@ -42,6 +43,7 @@ from sparseflow.ir.formats import PackedWeight
 from sparseflow.ir.graph import Graph
 from sparseflow.ir.interpreter import Interpreter
 from sparseflow.ir.interpreter import Kernel as NodeKernel
+from sparseflow.ir.node import Node
 from sparseflow.ir.weights import Weights
 
 Matmul = Callable[[np.ndarray], np.ndarray]  # X[T, K] f32 -> Y[T, N] f32
@@ -106,28 +108,51 @@ def _identity(xs: list[np.ndarray]) -> np.ndarray:
     return xs[0]
 
 
+def _row_op_kernel(node: Node, weights: Weights) -> NodeKernel:
+    """Return the `pointwise` kernel of a planned GELU, LayerNorm or softmax node."""
+    if node.op.name == "gelu":
+        approximate = str(node.attr("approximate", "none"))
+        return lambda xs: gelu(xs[0], approximate)
+    if node.op.name == "softmax":
+        return lambda xs: softmax_last(xs[0])
+    scale, shift = (weights.dense(p) for p in node.inputs[1:])
+    eps = float(node.attr("eps"))
+    return lambda xs: layernorm(xs[0], scale, shift, eps)
+
+
+def _layer_kernel(layer: LayerPlan, weights: Weights, converted: dict) -> NodeKernel:
+    """Return the node kernel of a planned linear, converting its weight unless cached."""
+    _require(weights, layer.weight)
+    key = (id(weights[layer.weight]), layer.kernel, layer.act_bits)
+    if key not in converted:
+        converted[key] = _matmul(layer, weights)
+    bias = None
+    if layer.bias is not None:
+        _require(weights, layer.bias)
+        bias = weights.dense(layer.bias)
+    return _linear_kernel(layer, converted[key], bias)
+
+
 def graph_kernels(plan: GraphPlan, converted: dict | None = None) -> dict[str, NodeKernel]:
-    """Return the interpreter kernels of a plan: one per linear, plus folded quantizes.
+    """Return the interpreter kernels of a plan: linears, folded quantizes and row ops.
 
     `converted` caches each weight's bound kernel by (weight object, kernel, activation bits),
     so graphs sharing weight objects (prefill and decode) convert each weight once.
     """
     weights = plan.graph.weights
     converted = {} if converted is None else converted
-    kernels: dict[str, NodeKernel] = {}
+    kernels: dict[str, NodeKernel] = {q: _identity for q in plan.folded_quantize}
     for layer in plan.layers:
         try:
-            _require(weights, layer.weight)
-            key = (id(weights[layer.weight]), layer.kernel, layer.act_bits)
-            if key not in converted:
-                converted[key] = _matmul(layer, weights)
-            if layer.bias is not None:
-                _require(weights, layer.bias)
-            bias = weights.dense(layer.bias) if layer.bias else None
+            kernels[layer.node] = _layer_kernel(layer, weights, converted)
         except InputError as err:
             raise InputError(f"node %{layer.node} (linear): {err}") from None
-        kernels[layer.node] = _linear_kernel(layer, converted[key], bias)
-    kernels.update({q: _identity for q in plan.folded_quantize})
+    for name in plan.row_ops:
+        node = plan.graph.node(name)
+        try:
+            kernels[name] = _row_op_kernel(node, weights)
+        except InputError as err:
+            raise InputError(f"node %{name} ({node.op.name}): {err}") from None
     return kernels
 
 

@@ -127,6 +127,7 @@ class GraphPlan:
     tokens: int
     layers: tuple[LayerPlan, ...]
     folded_quantize: tuple[str, ...]
+    row_ops: tuple[str, ...]  # gelu / layernorm / softmax nodes run by `pointwise` kernels
 
     def listing(self) -> list[str]:
         """Return the readable plan: a header, one line per linear, the folded quantizes."""
@@ -235,9 +236,20 @@ def _folded_quantize(graph: Graph, layers: tuple[LayerPlan, ...]) -> tuple[str, 
     )
 
 
+def _is_row_op(graph: Graph, node: Node) -> bool:
+    """Return whether a node is a GELU, a LayerNorm with weight parameters, or a last-axis
+    softmax (the ops `pointwise` implements)."""
+    if node.op.name == "gelu":
+        return True
+    if node.op.name == "layernorm":
+        return all(graph.node(p).op.name == "weight" for p in node.inputs[1:])
+    return node.op.name == "softmax" and int(node.attr("axis", -1)) in (-1, node.type.rank - 1)
+
+
 def plan_graph(graph: Graph, tokens: int, policy: KernelPolicy = KernelPolicy.AUTO) -> GraphPlan:
     """Plan every linear of `graph` for `tokens` activation rows per call."""
     if tokens < 1:
         raise InputError(f"graph {graph.name!r}: cannot plan for {tokens} tokens")
     layers = tuple(_plan_layer(graph, n, tokens, policy) for n in graph.nodes_of("linear"))
-    return GraphPlan(graph, tokens, layers, _folded_quantize(graph, layers))
+    row_ops = tuple(n.name for n in graph.nodes if _is_row_op(graph, n))
+    return GraphPlan(graph, tokens, layers, _folded_quantize(graph, layers), row_ops)
