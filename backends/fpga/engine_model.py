@@ -58,6 +58,7 @@ READ_CYCLES = 1  # synchronous buffer read before the chain
 FINISH_CYCLES = 1  # bias / previous-output add, ReLU and output-buffer write
 FETCH_LATENCY_CYCLES = 1  # controller: synchronous instruction-memory read
 EXECUTE_CYCLES = 1  # controller: decode and issue (starts the engine for MM/MV)
+MAX_CHAINS = 1024  # chains in lock step: beyond the hardware models' 128 per core
 
 
 def wrap_int32(values: np.ndarray) -> np.ndarray:
@@ -140,8 +141,8 @@ class EngineParams:
     out_depth: int = 256  # output words (2 lanes x n_chains x max_segments int32)
 
     def __post_init__(self) -> None:
-        if not 1 <= self.n_chains <= 64:
-            raise InputError(f"n_chains={self.n_chains}: must be 1..64")
+        if not 1 <= self.n_chains <= MAX_CHAINS:
+            raise InputError(f"n_chains={self.n_chains}: must be 1..{MAX_CHAINS}")
         for name in ("act_depth", "weight_depth", "bias_depth", "out_depth"):
             depth = getattr(self, name)
             if not 1 <= depth <= 1 << 16:

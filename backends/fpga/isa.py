@@ -65,6 +65,9 @@ class SfuOp(IntEnum):
     ADD = 5
     MUL = 6
     ROPE = 7
+    DEQUANT = 8  # int32 OUT words x token scale x row scale -> FP16 (accumulate: imm bit 13)
+    QUANTIZE = 9  # FP16 rows -> per-row symmetric INT8 ACT words, scales to aux_addr
+    MASK = 10  # scale scores and hide keys beyond each query's position (in2_addr)
 
 
 class SysOp(IntEnum):
@@ -173,8 +176,9 @@ class Instruction:
         """Return this instruction's 32-bit words."""
         words = [0] * self.n_words()
         words[0] = int(self.OPCODE) << 28
+        mnemonic = self.mnemonic
         for f in HEADER + self.FIELDS:
-            words[f.word] |= f.encode(self.mnemonic, getattr(self, f.name)) << f.lsb
+            words[f.word] |= f.encode(mnemonic, getattr(self, f.name)) << f.lsb
         return words
 
     @classmethod
@@ -306,7 +310,13 @@ class MV(MM):
 
 @dataclass(frozen=True, kw_only=True)
 class Sfu(Instruction):
-    """Run a special function over `rows` rows of `length` FP16 elements."""
+    """Run a special function over `rows` rows of `length` FP16 elements.
+
+    Addresses count 16-element SFU-buffer words, except DEQUANT's `in_addr` (an OUT-buffer
+    word) and QUANTIZE's `out_addr` (an ACT-buffer word). `imm` is op-specific: the FP16
+    bits of eps for the norms; for DEQUANT [15:14] the N:16 mode code of the OUT words
+    (as MM.n), bit 13 accumulate, [12:0] the destination row stride in SFU words.
+    """
 
     OPCODE = Opcode.SFU
     QUEUE = Queue.SFU
@@ -318,6 +328,7 @@ class Sfu(Instruction):
         _u16("length", 2, 0, lo=1),
         _u16("rows", 3, 16, lo=1),
         _u16("aux_addr", 3, 0),
+        _u16("imm", 0, 0),
     )
     op: SfuOp = SfuOp.SOFTMAX
     in_addr: int = 0
@@ -326,8 +337,14 @@ class Sfu(Instruction):
     length: int = 1
     rows: int = 1
     aux_addr: int = 0
+    imm: int = 0
     wait: int = 0
     release: int = 0
+
+    @property
+    def elements(self) -> int:
+        """Return the FP16 elements this instruction processes."""
+        return self.rows * self.length
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -62,31 +62,50 @@ class HbmRegion:
 
 
 @dataclass(frozen=True)
+class WeightTile:
+    """One weight tile: rows [row0, row0 + rows) x K [k0, k0 + k) computed by one MM/MV.
+
+    Its engine words (`words`, `isa.Buffer.WEIGHT` format) are split over `parts`, one HBM
+    region per channel of its core, loaded by one LOAD each in that order.
+    """
+
+    core: int
+    row0: int
+    rows: int
+    k0: int
+    k: int
+    words: int
+    part_words: tuple[int, ...]  # engine words of each part
+    parts: tuple[HbmRegion, ...]
+
+
+@dataclass(frozen=True)
 class WeightPlacement:
     """Where one linear weight lives in HBM and what it stores (bytes before word padding).
 
-    `tiles` are its weight tiles in stream order, one region each (tiles rotate over the
-    core's channels). `mode_n` is the N:16 mode every tile runs in (16 = dense); `wbits` the
-    stored weight width; `k_group` the K span of one int32 partial sum (the quantization
-    group, or K for per-channel scales).
+    `n` is the N:16 mode its tiles run in (16 = dense): the largest per-block N of the
+    weight, smaller blocks padded with zero weights. `wbits` is the stored weight width and
+    `k_group` the K span of one int32 partial sum (the quantization group, or K for
+    per-channel scales). `scales` holds the f32 scale of every (row, group).
     """
 
     name: str
     rows: int
     k: int
+    n: int
     wbits: int
-    mode_n: tuple[int, ...]  # per tile
     k_group: int
     values_bytes: int
     indices_bytes: int
     block_n_bytes: int
     scales_bytes: int
-    tiles: tuple[HbmRegion, ...]
+    tiles: tuple[WeightTile, ...]
+    scales: HbmRegion
 
     @property
     def nbytes(self) -> int:
         """Return the bytes this weight occupies in HBM (tiles padded to whole words)."""
-        return sum(t.nbytes for t in self.tiles)
+        return sum(p.nbytes for t in self.tiles for p in t.parts) + self.scales.nbytes
 
     @property
     def packed_bytes(self) -> int:
@@ -95,10 +114,10 @@ class WeightPlacement:
 
     @property
     def channels(self) -> tuple[int, ...]:
-        return tuple(sorted({t.channel for t in self.tiles}))
+        return tuple(sorted({p.channel for t in self.tiles for p in t.parts}))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class HbmLayout:
     """Every HBM region of the program; `check()` proves no overlap and no overflow."""
 
@@ -114,10 +133,12 @@ class HbmLayout:
         raise KeyError(name)
 
     def region(self, name: str) -> HbmRegion:
-        for region in self.regions:
-            if region.name == name:
-                return region
-        raise KeyError(name)
+        """Return the region called `name` (weight tiles share their weight's label)."""
+        return self._by_name[name]
+
+    @cached_property
+    def _by_name(self) -> dict[str, HbmRegion]:
+        return {r.name: r for r in reversed(self.regions)}
 
     @property
     def words_per_channel(self) -> int:

@@ -84,7 +84,7 @@ def test_known_encoding_and_listing() -> None:
         (lambda: isa.Load(channel=32), "LOAD.channel=32"),
         (lambda: isa.Load(hbm_addr=-1), "LOAD.hbm_addr=-1"),
         (lambda: isa.Store(length=0), "STORE.length=0"),
-        (lambda: isa.Sfu(op=9), "SFU.op=9"),
+        (lambda: isa.Sfu(op=15), "SFU.op=15"),
         (lambda: isa.MM(wait=16), "MM.wait=16"),
         (lambda: isa.MM(wait=1 << isa.Queue.MATRIX), "MM.wait: names"),
         (lambda: isa.Load(release=1), "LOAD.release: names"),

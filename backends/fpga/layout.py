@@ -1,0 +1,254 @@
+"""Map a compressed graph onto one FPGA target: engine, buffer plan, weight tiles, HBM regions.
+
+Requires a graph whose linears read `quantize`d INT8 activations and whose linear weights are
+INT4 (symmetric, per channel or group-wise) or INT8 (per channel), dense or N:16 (`nmblock`,
+or N:M with M = 16) with every N a mode of the target's chains; shape-only weights are
+planned from their type (N = density * 16 rounded up to a supported N).
+Ensures `LinearSpec`s (one per linear weight) and an `HbmLayout` in which every weight is
+split into `WeightTile`s: each core owns a contiguous range of row tiles of every linear
+(model parallelism, FlightLLM [P]); a tile is as many row tiles x one K group as half the
+weight buffer holds (double buffering), and its engine words are spread over the core's HBM
+channels so that one tile streams from all of them at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from sparseflow.backends.fpga import isa
+from sparseflow.backends.fpga.engine_model import (
+    BLOCK_M,
+    DENSE_N,
+    INDEX_BITS,
+    ChainParams,
+    EngineParams,
+)
+from sparseflow.backends.fpga.program import (
+    BufferPlan,
+    HbmLayout,
+    HbmRegion,
+    WeightPlacement,
+    WeightTile,
+)
+from sparseflow.hw_models.schema import FpgaModel
+from sparseflow.ir.errors import InputError
+from sparseflow.ir.formats import PackedWeight
+from sparseflow.ir.graph import Graph
+from sparseflow.ir.types import QuantScheme, SparsePattern
+
+SFU_WORD_ELEMENTS = 16  # FP16 elements per SFU-buffer word: the SFU's 16 lanes [P][A]
+ADDRESS_WORDS = 1 << 16  # 16-bit buffer address fields of the ISA
+SCALE_BYTES = 4  # f32 weight scales
+
+
+@dataclass(frozen=True)
+class LinearSpec:
+    """What the engine needs of one linear weight [rows, k]."""
+
+    name: str
+    rows: int
+    k: int
+    n: int  # N:16 mode (16 = dense)
+    wbits: int
+    k_group: int  # K span of one partial sum
+    sparse: bool
+    block_n_bytes: int
+
+    @property
+    def groups(self) -> int:
+        return -(-self.k // self.k_group)
+
+    def values_bytes(self) -> int:
+        return self.rows * self.k * self.n // DENSE_N * self.wbits // 8
+
+    def indices_bytes(self) -> int:
+        return self.rows * self.k * self.n // DENSE_N * INDEX_BITS // 8 if self.sparse else 0
+
+
+def engine_for(hw: FpgaModel) -> EngineParams:
+    """Return one core's matrix engine: the target's chains, N modes and buffer depths."""
+    core = hw.core
+    sparse_ns = [n for n in core.nm_supported_n if n != DENSE_N]
+    chain = ChainParams(core.dsps_per_chain, min(sparse_ns, default=DENSE_N), wbits=8)
+    plan = buffer_plan(hw, chain, core.dsp_chains)
+    d = plan.depth_words
+    return EngineParams(
+        chain,
+        core.dsp_chains,
+        act_depth=d[isa.Buffer.ACT],
+        weight_depth=d[isa.Buffer.WEIGHT],
+        bias_depth=d[isa.Buffer.BIAS],
+        out_depth=d[isa.Buffer.OUT],
+    )
+
+
+def buffer_plan(hw: FpgaModel, chain: ChainParams, n_chains: int) -> BufferPlan:
+    """Return the buffer words of one core from the hardware model's capacities in bytes.
+
+    Word sizes follow the engine (`engine_model.EngineBuffers`): an activation word is two
+    tokens x act_width INT8; a weight word is n_chains x chain_len weights of up to 8 bits,
+    with their 4-bit indices in the sparse-meta (NTABLE) buffer at the same address; an
+    output word is 2 lanes x n_chains x max_segments int32; a bias word n_chains x
+    max_segments int32; an SFU word 16 FP16 lanes.
+    """
+    b = hw.core.buffers
+    entries = n_chains * chain.chain_len
+    word_bytes = {
+        isa.Buffer.ACT: 2 * chain.act_width,
+        isa.Buffer.WEIGHT: entries,
+        isa.Buffer.NTABLE: entries * INDEX_BITS // 8,
+        isa.Buffer.OUT: 2 * n_chains * chain.max_segments * 4,
+        isa.Buffer.BIAS: n_chains * chain.max_segments * 4,
+        isa.Buffer.SFU: SFU_WORD_ELEMENTS * 2,
+    }
+    capacity = {
+        isa.Buffer.ACT: b.activation_buffer_bytes,
+        isa.Buffer.WEIGHT: b.weight_buffer_bytes,
+        isa.Buffer.NTABLE: b.sparse_meta_buffer_bytes,
+        isa.Buffer.OUT: b.output_buffer_bytes,
+        isa.Buffer.BIAS: b.bias_buffer_bytes,
+        isa.Buffer.SFU: ADDRESS_WORDS * word_bytes[isa.Buffer.SFU],
+    }
+    depth = {buf: min(capacity[buf] // word_bytes[buf], ADDRESS_WORDS) for buf in word_bytes}
+    for buf, words in depth.items():
+        if words < 2:
+            raise InputError(f"{hw.source_file or hw.name}: core.buffers too small for {buf.name}")
+    return BufferPlan(depth, word_bytes, b.double_buffering)
+
+
+def linear_spec(graph: Graph, name: str, hw: FpgaModel) -> LinearSpec:
+    """Return the engine view of linear weight `name`; InputError naming the layer if the
+    target cannot run its sparsity or quantization."""
+    t = graph.node(name).type
+    rows, k = (int(d) for d in t.shape)
+    supported = tuple(hw.core.nm_supported_n)
+    value = graph.weights.get(name)
+    n, block_n_bytes = _mode(name, t, value, supported)
+    if t.quant is None or t.quant.scheme != QuantScheme.INT or t.quant.bits not in (4, 8):
+        raise InputError(
+            f"layer {name}: weights {t} cannot run on {hw.name}: the engine multiplies INT4 or "
+            "INT8 weights (use a recipe with quantize_int4 / quantize_int8, e.g. flightllm)"
+        )
+    if t.quant.bits == 4 and not t.quant.symmetric:
+        raise InputError(f"layer {name}: asymmetric int4 ({t.quant}) needs a zero-point unit "
+                         f"the engine lacks; quantize with symmetric: true")  # fmt: skip
+    group = t.quant.group_size if t.quant.granularity == "group" else k
+    if group < k and group % BLOCK_M:
+        raise InputError(f"layer {name}: quantization group {group} is not a multiple of 16")
+    return LinearSpec(name, rows, k, n, t.quant.bits, group, n != DENSE_N, block_n_bytes)
+
+
+def _mode(name: str, t, value: object, supported: tuple[int, ...]) -> tuple[int, int]:  # noqa: ANN001
+    """Return (N:16 mode, bytes of per-block N) of a weight's sparse format."""
+    if t.sparse is None:
+        return DENSE_N, 0
+    pattern = t.sparse.pattern
+    if pattern == SparsePattern.NM and t.sparse.m == BLOCK_M and t.sparse.n in supported:
+        return t.sparse.n, 0
+    if pattern != SparsePattern.NM_BLOCK:
+        raise InputError(
+            f"layer {name}: sparsity {t.sparse} cannot run on the DSP chains, which support "
+            f"N:16 with N in {list(supported)} (FlightLLM nmblock or N:M with M = 16)"
+        )
+    if isinstance(value, PackedWeight):
+        block_n = value.arrays["block_n"]
+        n = int(block_n.max())
+        if n not in supported:
+            raise InputError(f"layer {name}: block N {n} is not among the chain's {supported}")
+        return n, int(block_n.nbytes)
+    allowed = sorted(x for x in supported if x >= t.sparse.density * DENSE_N - 1e-9)
+    rows, k = (int(d) for d in t.shape)
+    return allowed[0], -(-rows // BLOCK_M) * -(-k // BLOCK_M)
+
+
+class ChannelAllocator:
+    """Bump-allocate 32-byte words on each HBM channel."""
+
+    def __init__(self, hw: FpgaModel) -> None:
+        self.hw = hw
+        self.top = np.zeros(hw.hbm.channels, np.int64)
+        self.regions: list[HbmRegion] = []
+
+    def take(self, name: str, kind: str, channel: int, nbytes: int) -> HbmRegion:
+        words = max(1, -(-nbytes // isa.HBM_WORD_BYTES))
+        region = HbmRegion(name, kind, channel, int(self.top[channel]), words)
+        self.top[channel] += words
+        self.regions.append(region)
+        return region
+
+    def check_capacity(self) -> None:
+        need = int(self.top.sum()) * isa.HBM_WORD_BYTES
+        hbm = self.hw.hbm
+        if need > hbm.capacity_bytes or self.top.max() * isa.HBM_WORD_BYTES > hbm.bytes_per_channel:
+            raise InputError(
+                f"{self.hw.name}: the program needs {need} bytes of HBM (weights, KV cache, "
+                f"I/O), more than hbm.channels x hbm.bytes_per_channel = {hbm.capacity_bytes} "
+                f"({hbm.bytes_per_channel} per channel)"
+            )
+
+
+def core_channels(hw: FpgaModel, core: int) -> list[int]:
+    """Return the HBM channels whose weights core `core` streams (channels dealt round robin)."""
+    return list(range(core, hw.hbm.channels, hw.cores))
+
+
+def place_weight(
+    spec: LinearSpec, hw: FpgaModel, engine: EngineParams, plan: BufferPlan, hbm: ChannelAllocator
+) -> WeightPlacement:
+    """Tile weight `spec` by the weight buffer and place its tiles on the cores' channels."""
+    rpt = engine.rows_per_tile(spec.n)
+    k_steps = -(-spec.k_group // engine.k_per_step(spec.n))
+    half = plan.weight_half_words()
+    if k_steps > half:
+        raise InputError(
+            f"layer {spec.name}: one row tile of K group {spec.k_group} needs {k_steps} weight "
+            f"words, more than half the weight buffer ({half}; core.buffers.weight_buffer_bytes)"
+        )
+    max_rt = half // k_steps
+    word_bytes = engine.n_chains * engine.chain.chain_len * _stored_bits(spec) // 8
+    row_tiles = -(-spec.rows // rpt)
+    bounds = np.linspace(0, row_tiles, hw.cores + 1).round().astype(int)
+    tiles = []
+    for core in range(hw.cores):
+        channels = core_channels(hw, core)
+        for rt0 in range(int(bounds[core]), int(bounds[core + 1]), max_rt):
+            rt = min(max_rt, int(bounds[core + 1]) - rt0)
+            row0, rows = rt0 * rpt, min(rt * rpt, spec.rows - rt0 * rpt)
+            for k0 in range(0, spec.k, spec.k_group):
+                words = rt * k_steps
+                parts = [w for w in _split(words, len(channels)) if w]
+                label = f"{spec.name}[{row0}:{row0 + rows},{k0}]"
+                regions = tuple(
+                    hbm.take(label, "weight", ch, w * word_bytes)
+                    for ch, w in zip(channels, parts, strict=False)
+                )
+                k = min(spec.k_group, spec.k - k0)
+                tiles.append(WeightTile(core, row0, rows, k0, k, words, tuple(parts), regions))
+    scales_bytes = spec.rows * spec.groups * SCALE_BYTES
+    scales = hbm.take(f"{spec.name}.scales", "weight", tiles[0].parts[0].channel, scales_bytes)
+    return WeightPlacement(
+        spec.name, spec.rows, spec.k, spec.n, spec.wbits, spec.k_group, spec.values_bytes(),
+        spec.indices_bytes(), spec.block_n_bytes, scales_bytes, tuple(tiles), scales,
+    )  # fmt: skip
+
+
+def _stored_bits(spec: LinearSpec) -> int:
+    return spec.wbits + (INDEX_BITS if spec.sparse else 0)
+
+
+def _split(words: int, parts: int) -> list[int]:
+    """Return `words` split into `parts` near-equal shares (largest first)."""
+    base, extra = divmod(words, parts)
+    return [base + (i < extra) for i in range(parts)]
+
+
+def hbm_layout(hw: FpgaModel, hbm: ChannelAllocator, weights: list[WeightPlacement]) -> HbmLayout:
+    """Return the checked layout of everything `hbm` allocated."""
+    hbm.check_capacity()
+    layout = HbmLayout(
+        hw.hbm.channels, hw.hbm.bytes_per_channel, tuple(weights), tuple(hbm.regions)
+    )
+    layout.check()
+    return layout
