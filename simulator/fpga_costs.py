@@ -36,6 +36,8 @@ from sparseflow.backends.fpga.engine_model import (
     MatrixOp,
     matrix_cycles,
 )
+from sparseflow.backends.fpga.layout import buffer_plan, core_channels
+from sparseflow.backends.fpga.program import BufferPlan
 from sparseflow.hw_models.schema import FpgaModel
 from sparseflow.ir.errors import InputError
 from sparseflow.simulator.energy import EnergyEvents
@@ -78,15 +80,17 @@ class FpgaMachine:
     static_power_w: float
 
     @classmethod
-    def from_hw(cls, hw: FpgaModel, engine: EngineParams | None = None) -> FpgaMachine:
-        """Return the timing view of `hw`, with the compiled `engine` when one is given."""
+    def from_hw(
+        cls, hw: FpgaModel, engine: EngineParams | None = None, plan: BufferPlan | None = None
+    ) -> FpgaMachine:
+        """Return the timing view of `hw`, with the compiled engine and buffer plan if given."""
         core = hw.core
         chain = engine.chain if engine else ChainParams(core.dsps_per_chain, 2, 8)
         passes = {
             op: getattr(core.sfu, SFU_PASSES_FIELD.get(op, "elementwise_passes"))
             for op in isa.SfuOp
         }
-        buffers = core.buffers
+        plan = plan or buffer_plan(hw, chain, core.dsp_chains)
         return cls(
             clock_hz=hw.clock_hz,
             cores=hw.cores,
@@ -96,14 +100,7 @@ class FpgaMachine:
             sfu_lanes=core.sfu.lanes,
             sfu_passes=passes,
             hbm=hbm_params(hw),
-            buffer_bytes={
-                isa.Buffer.ACT: buffers.activation_buffer_bytes,
-                isa.Buffer.WEIGHT: buffers.weight_buffer_bytes,
-                isa.Buffer.BIAS: buffers.bias_buffer_bytes,
-                isa.Buffer.OUT: buffers.output_buffer_bytes,
-                isa.Buffer.NTABLE: buffers.sparse_meta_buffer_bytes,
-                isa.Buffer.SFU: buffers.activation_buffer_bytes,
-            },
+            buffer_bytes={buf: plan.capacity_bytes(buf) for buf in isa.Buffer},
             static_power_w=hw.power.static_power_w,
         )
 
@@ -116,9 +113,13 @@ class FpgaMachine:
 def hbm_params(hw: FpgaModel) -> HbmParams:
     """Return the HBM parameters of `hw` for the channel model."""
     h = hw.hbm
+    owners = [0] * h.channels
+    for core in range(hw.cores):
+        for channel in core_channels(hw, core):
+            owners[channel] = core
     return HbmParams(
         channels=h.channels,
-        cores=hw.cores,
+        owners=tuple(owners),
         channel_bytes_per_s=h.bandwidth_per_channel_bytes_per_s,
         same_channel_efficiency=h.same_channel_efficiency,
         cross_channel_efficiency=h.cross_channel_efficiency,

@@ -199,10 +199,11 @@ class _EpochRunner:
 
     def run(self) -> list[Timeline]:
         barrier = np.array([c.barrier for c in self.cache.costs], bool)
-        bounds = [_epoch_ends(barrier[s.ids]) for s in self.priced]
-        if len({len(b) for b in bounds}) > 1:
-            counts = [len(b) for b in bounds]
-            raise InputError(f"program: cores reach different numbers of barriers {counts}")
+        end = np.array([c.end for c in self.cache.costs], bool)
+        bounds = [_epoch_ends(barrier[s.ids], end[s.ids]) for s in self.priced]
+        epochs = max(len(b) for b in bounds)
+        # A core with fewer barriers has ended; it takes no part in the later ones.
+        bounds = [b + [b[-1]] * (epochs - len(b)) for b in bounds]
         n = [len(s) for s in self.priced]
         start = [np.zeros(k) for k in n]
         end = [np.zeros(k) for k in n]
@@ -210,7 +211,7 @@ class _EpochRunner:
         sems = [NO_TOKENS] * len(n)
         lo = [0] * len(n)
         offset, retire, resume = 0.0, [0.0] * len(n), [0.0] * len(n)
-        for k in range(len(bounds[0])):
+        for k in range(epochs):
             epoch_resume = 0.0
             for group in self.groups:
                 spans = [(lo[c], bounds[c][k]) for c in group]
@@ -221,7 +222,7 @@ class _EpochRunner:
                     busy[c] += t.busy_s
                     retire[c] = max(retire[c], offset + t.retire_s)
                     sems[c] = sem
-                    epoch_resume = max(epoch_resume, t.resume_s)
+                    epoch_resume = max(epoch_resume, t.resume_s, t.retire_s)
             offset += epoch_resume
             resume = [offset] * len(n)
             lo = [bounds[c][k] for c in range(len(n))]
@@ -247,12 +248,14 @@ class _EpochRunner:
         return hit
 
 
-def _epoch_ends(is_barrier: np.ndarray) -> list[int]:
-    """Return the exclusive end index of each epoch: just after each barrier, and the end."""
-    ends = (np.flatnonzero(is_barrier) + 1).tolist()
-    if not ends or ends[-1] != len(is_barrier):
-        ends.append(len(is_barrier))
-    return ends
+def _epoch_ends(is_barrier: np.ndarray, is_end: np.ndarray) -> list[int]:
+    """Return the exclusive end index of each epoch: after each barrier, up to SYS END."""
+    ends = np.flatnonzero(is_end)
+    stop = int(ends[0]) + 1 if len(ends) else len(is_barrier)
+    bounds = (np.flatnonzero(is_barrier[:stop]) + 1).tolist()
+    if not bounds or bounds[-1] != stop:
+        bounds.append(stop)
+    return bounds
 
 
 class _Core:

@@ -2,10 +2,11 @@
 
 Model (FlightLLM-style accelerator on an HBM FPGA):
 - The device has `channels` pseudo-channels of `bandwidth_per_channel_bytes_per_s` peak each.
-- Each core owns an even slice of the channels (its local channels, wired to its own AXI
-  ports); an access to a local channel runs at `same_channel_efficiency` of the peak, an
-  access to another core's channel crosses the HBM switch at `cross_channel_efficiency`
-  (both from the FlightLLM artifact's simulator).
+- Each core owns some channels (its local channels, wired to its own AXI ports: the ones the
+  compiler places that core's weights on, `backends.fpga.layout.core_channels`). An access
+  to a local channel runs at `same_channel_efficiency` of the peak, an access to another
+  core's channel crosses the HBM switch at `cross_channel_efficiency` (both from the
+  FlightLLM artifact's simulator).
 - A channel serves its active transfers by fair sharing: with n transfers in flight each gets
   1/n of the channel's time (per-channel contention), at its own access efficiency.
 - A transfer never exceeds its AXI port: `port_bytes_per_cycle` x the accelerator clock.
@@ -23,15 +24,15 @@ class HbmParams:
     """Describe the HBM as the engine needs it (see the module docstring)."""
 
     channels: int
-    cores: int
+    owners: tuple[int, ...]  # the core owning each channel
     channel_bytes_per_s: float
     same_channel_efficiency: float
     cross_channel_efficiency: float
     port_bytes_per_s: float
 
     def owner(self, channel: int) -> int:
-        """Return the core whose AXI ports are wired to `channel` (even split)."""
-        return channel * self.cores // self.channels
+        """Return the core whose AXI ports are wired to `channel`."""
+        return self.owners[channel]
 
     def solo_rate(self, core: int, channel: int) -> float:
         """Return the bytes/s one transfer of `core` gets from an otherwise idle channel."""

@@ -1,0 +1,239 @@
+"""`estimate` for FPGA targets: run the compiled program's length buckets on the event engine.
+
+A request = the prefill bucket serving the prompt, then `gen_len` decode steps; step i runs
+the decode bucket serving KV length prompt_len + i + 1 (the cache after appending the step's
+token). Length-adaptive compilation makes every length inside a bucket run the bucket's
+program, so each distinct bucket is simulated once and its result reused for every step it
+serves; a `ReuseCache` shares priced instructions and epochs across buckets.
+
+Time by op class: every instant of a bucket's run is charged to the instruction that
+completes next on any core (the one the run was waiting on), so the classes add up to the
+run's time; an instruction's class comes from what it touches: loads by the HBM region they
+read (weight -> linear, kv -> attention, others -> data), matrix instructions by the last
+weight-buffer load before them, SFU instructions by their function. Energy by class =
+its instructions' dynamic energy + static power x its time. The report has the keys of
+DESIGN.md "Report", like `estimate.estimate_analytical`.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+import numpy as np
+
+from sparseflow.backends.fpga import isa
+from sparseflow.backends.fpga.program import Bucket, HbmLayout, Program
+from sparseflow.hw_models.schema import FpgaModel
+from sparseflow.ir.errors import InputError
+from sparseflow.ir.graph import Graph
+from sparseflow.simulator.energy import EnergyLedger, dynamic_energy, sum_ledgers
+from sparseflow.simulator.estimate import Workload, _kv_cache_bytes, deployed_weight_bytes
+from sparseflow.simulator.fpga_costs import FpgaMachine
+from sparseflow.simulator.fpga_engine import ReuseCache, SimResult, simulate_streams
+
+OP_CLASSES = ("linear", "attention", "norm", "elementwise", "data")
+LINEAR, ATTENTION, NORM, ELEMENTWISE, DATA = range(len(OP_CLASSES))
+REGION_CLASS = {"weight": LINEAR, "kv": ATTENTION}
+SFU_CLASS = {isa.SfuOp.SOFTMAX: ATTENTION, isa.SfuOp.RMSNORM: NORM, isa.SfuOp.LAYERNORM: NORM}
+UNIT_BOUND = {
+    int(isa.Queue.LOAD): "memory",
+    int(isa.Queue.STORE): "memory",
+    int(isa.Queue.MATRIX): "compute",
+    int(isa.Queue.SFU): "sfu",
+}
+
+
+@dataclass(frozen=True)
+class BucketRun:
+    """One bucket's simulated run, summarised for a report."""
+
+    bucket: Bucket
+    result: SimResult
+    class_time_s: np.ndarray  # [len(OP_CLASSES)]
+    class_dynamic_j: np.ndarray  # [len(OP_CLASSES)]
+    class_bound_s: dict[tuple[int, str], float]  # (class, bound) -> seconds
+    macs: float
+
+    @property
+    def time_s(self) -> float:
+        return self.result.time_s
+
+
+def run_bucket(
+    bucket: Bucket, program: Program, hw: FpgaModel, cache: ReuseCache, reuse: bool = True
+) -> BucketRun:
+    """Simulate one bucket and charge its time and energy to op classes."""
+    result = simulate_streams(list(bucket.streams), cache.machine, reuse=reuse, cache=cache)
+    time_s = np.zeros(len(OP_CLASSES))
+    dyn_j = np.zeros(len(OP_CLASSES))
+    bound: Counter = Counter()
+    ends, owners = [], []
+    for core, stream in enumerate(bucket.streams):
+        classes = instruction_classes(stream.table(), program.layout)
+        ids = result.streams[core].ids
+        units = result.units[core]
+        active = units >= 0
+        dyn_j += class_energy(classes[active], ids[active], cache, hw)
+        ends.append(result.cores[core].end_s[active])
+        owners.append(np.stack([classes[active], units[active]], axis=1))
+    if ends:
+        end = np.concatenate(ends)
+        owner = np.concatenate(owners)
+        order = np.argsort(end, kind="stable")
+        spans = np.diff(np.concatenate([[0.0], end[order]]))
+        for (cls, unit), span in zip(owner[order].tolist(), spans.tolist(), strict=True):
+            time_s[cls] += span
+            bound[cls, UNIT_BOUND[unit]] += span
+    events = result.events
+    macs = events.int8_macs + events.int4_macs
+    return BucketRun(bucket, result, time_s, dyn_j, dict(bound), macs)
+
+
+def instruction_classes(table: dict[str, np.ndarray], layout: HbmLayout) -> np.ndarray:
+    """Return each instruction's op class index (see the module docstring)."""
+    opcode = table["opcode"]
+    classes = np.full(len(opcode), DATA, np.int64)
+    load = opcode == isa.Opcode.LOAD
+    classes[load] = _region_classes(table["channel"][load], table["hbm_addr"][load], layout)
+    sfu = np.flatnonzero(opcode == isa.Opcode.SFU)
+    classes[sfu] = [SFU_CLASS.get(isa.SfuOp(op), ELEMENTWISE) for op in table["op"][sfu]]
+    weight_load = load & (table["buffer"] == isa.Buffer.WEIGHT)
+    feeder = np.maximum.accumulate(np.where(weight_load, np.arange(len(opcode)), -1))
+    matrix = (opcode == isa.Opcode.MM) | (opcode == isa.Opcode.MV)
+    fed = matrix & (feeder >= 0)
+    classes[fed] = classes[feeder[fed]]
+    classes[matrix & (feeder < 0)] = LINEAR
+    return classes
+
+
+def _region_classes(channels: np.ndarray, addrs: np.ndarray, layout: HbmLayout) -> np.ndarray:
+    out = np.full(len(channels), DATA, np.int64)
+    for channel in np.unique(channels).tolist():
+        regions = sorted((r.addr, r.end, r.kind) for r in layout.regions if r.channel == channel)
+        if not regions:
+            continue
+        starts = np.array([r[0] for r in regions])
+        kinds = np.array([REGION_CLASS.get(r[2], DATA) for r in regions])
+        rows = np.flatnonzero(channels == channel)
+        at = np.searchsorted(starts, addrs[rows], side="right") - 1
+        out[rows] = np.where(at >= 0, kinds[np.maximum(at, 0)], DATA)
+    return out
+
+
+def class_energy(
+    classes: np.ndarray, ids: np.ndarray, cache: ReuseCache, hw: FpgaModel
+) -> np.ndarray:
+    """Return dynamic joules per op class of the instructions (`ids` into cache.costs)."""
+    out = np.zeros(len(OP_CLASSES))
+    pairs = Counter(zip(classes.tolist(), ids.tolist(), strict=True))
+    for (cls, cost_id), count in pairs.items():
+        out[cls] += count * dynamic_energy(hw, cache.costs[cost_id].events).total_j
+    return out
+
+
+def check_fits(hw: FpgaModel, decode: Graph, workload: Workload) -> None:
+    """Raise InputError naming the field when weights and the KV cache overflow the HBM."""
+    weights = deployed_weight_bytes(decode)
+    kv = _kv_cache_bytes(decode, workload.prompt_len + workload.gen_len, 1)
+    capacity = hw.hbm.capacity_bytes
+    if weights + kv > capacity:
+        raise InputError(
+            f"{hw.source_file or hw.name}: field 'hbm.bytes_per_channel': {hw.hbm.channels} "
+            f"channels x {hw.hbm.bytes_per_channel} bytes = {capacity} cannot hold the model: "
+            f"weights {weights} + KV cache {kv} bytes"
+        )
+
+
+def estimate_program(
+    program: Program,
+    hw: FpgaModel,
+    workload: Workload,
+    labels: dict[str, str],
+    weight_bytes: int,
+    reuse: bool = True,
+) -> dict[str, object]:
+    """Return the report (DESIGN.md keys) of one request running `program` on `hw`."""
+    cache = ReuseCache(FpgaMachine.from_hw(hw, program.engine, program.buffers))
+    prompt_bucket = program.bucket_for("prefill", workload.prompt_len)
+    prefill = run_bucket(prompt_bucket, program, hw, cache, reuse)
+    lengths = [workload.prompt_len + i + 1 for i in range(workload.gen_len)]
+    steps = Counter(program.bucket_length("decode", n) for n in lengths)
+    runs = {
+        length: run_bucket(program.bucket_for("decode", length), program, hw, cache, reuse)
+        for length in steps
+    }
+    first = runs[program.bucket_length("decode", lengths[0])]
+    weighted = [(prefill, 1)] + [(runs[length], n) for length, n in steps.items()]
+    return _report(hw, workload, labels, weight_bytes, prefill, first, weighted)
+
+
+def _report(
+    hw: FpgaModel,
+    workload: Workload,
+    labels: dict[str, str],
+    weight_bytes: int,
+    prefill: BucketRun,
+    first: BucketRun,
+    weighted: list[tuple[BucketRun, int]],
+) -> dict[str, object]:
+    decode_s = sum(run.time_s * n for run, n in weighted[1:])
+    total_s = prefill.time_s + decode_s
+    ledger = sum_ledgers(
+        _scaled(dynamic_energy(hw, run.result.events), n) for run, n in weighted
+    ) + EnergyLedger(static_j=hw.power.static_power_w * total_s)
+    energy_j = ledger.total_j
+    tokens = workload.batch * workload.gen_len
+    macs = sum(run.macs * n for run, n in weighted)
+    hbm_bytes = sum(run.result.events.hbm_bytes * n for run, n in weighted)
+    machine = FpgaMachine.from_hw(hw)
+    peak_macs_per_s = hw.cores * machine.macs_per_issue * hw.clock_hz
+    return {
+        **labels,
+        "batch": workload.batch,
+        "prompt_len": workload.prompt_len,
+        "gen_len": workload.gen_len,
+        "prefill_latency_s": prefill.time_s,
+        "decode_first_step_s": first.time_s,
+        "decode_mean_step_s": decode_s / workload.gen_len,
+        "decode_tokens_per_s": tokens / decode_s,
+        "e2e_latency_s": total_s,
+        "energy_j": energy_j,
+        "energy_per_token_j": energy_j / tokens,
+        "tokens_per_j": tokens / energy_j,
+        "avg_power_w": energy_j / total_s,
+        "weight_bytes": weight_bytes,
+        "utilization": {
+            "compute": macs / (peak_macs_per_s * total_s),
+            "memory_bandwidth": hbm_bytes / (hw.hbm.bandwidth_bytes_per_s * total_s),
+        },
+        "breakdown": _breakdown(hw, weighted),
+        "energy_split_j": ledger.to_dict(),
+    }
+
+
+def _scaled(ledger: EnergyLedger, times: int) -> EnergyLedger:
+    return EnergyLedger(**{k: v * times for k, v in ledger.to_dict().items() if k != "total_j"})
+
+
+def _breakdown(hw: FpgaModel, weighted: list[tuple[BucketRun, int]]) -> list[dict[str, object]]:
+    time_s = sum(run.class_time_s * n for run, n in weighted)
+    dyn_j = sum(run.class_dynamic_j * n for run, n in weighted)
+    bound: Counter = Counter()
+    for run, n in weighted:
+        for key, seconds in run.class_bound_s.items():
+            bound[key] += seconds * n
+    rows = []
+    for cls, name in enumerate(OP_CLASSES):
+        if time_s[cls] == 0 and dyn_j[cls] == 0:
+            continue
+        bounds = {b: s for (c, b), s in bound.items() if c == cls}
+        rows.append(
+            {
+                "name": name,
+                "time_s": float(time_s[cls]),
+                "energy_j": float(dyn_j[cls] + hw.power.static_power_w * time_s[cls]),
+                "bound": max(bounds, key=bounds.get) if bounds else "compute",
+            }
+        )
+    return sorted(rows, key=lambda r: -r["time_s"])
