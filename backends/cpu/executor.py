@@ -33,7 +33,7 @@ from sparseflow.backends.cpu.formats import BsrMatrix, CsrMatrix, NmMatrix
 from sparseflow.backends.cpu.int4 import int4_gemm
 from sparseflow.backends.cpu.int8 import bsr_int8_spmm, int8_gemm
 from sparseflow.backends.cpu.plan import GraphPlan, Kernel, KernelPolicy, LayerPlan, plan_graph
-from sparseflow.backends.cpu.pointwise import gelu, layernorm, softmax_last
+from sparseflow.backends.cpu.pointwise import gelu, layernorm
 from sparseflow.backends.cpu.quant import quantize_int8_rows
 from sparseflow.backends.registry import CompileRequest, register_backend
 from sparseflow.backends.runner import GraphRunner
@@ -109,12 +109,10 @@ def _identity(xs: list[np.ndarray]) -> np.ndarray:
 
 
 def _row_op_kernel(node: Node, weights: Weights) -> NodeKernel:
-    """Return the `pointwise` kernel of a planned GELU, LayerNorm or softmax node."""
+    """Return the `pointwise` kernel of a planned GELU or LayerNorm node."""
     if node.op.name == "gelu":
         approximate = str(node.attr("approximate", "none"))
         return lambda xs: gelu(xs[0], approximate)
-    if node.op.name == "softmax":
-        return lambda xs: softmax_last(xs[0])
     scale, shift = (weights.dense(p) for p in node.inputs[1:])
     eps = float(node.attr("eps"))
     return lambda xs: layernorm(xs[0], scale, shift, eps)

@@ -127,7 +127,7 @@ class GraphPlan:
     tokens: int
     layers: tuple[LayerPlan, ...]
     folded_quantize: tuple[str, ...]
-    row_ops: tuple[str, ...]  # gelu / layernorm / softmax nodes run by `pointwise` kernels
+    row_ops: tuple[str, ...]  # gelu / layernorm nodes run by `pointwise` kernels
 
     def listing(self) -> list[str]:
         """Return the readable plan: a header, one line per linear, the folded quantizes."""
@@ -237,13 +237,11 @@ def _folded_quantize(graph: Graph, layers: tuple[LayerPlan, ...]) -> tuple[str, 
 
 
 def _is_row_op(graph: Graph, node: Node) -> bool:
-    """Return whether a node is a GELU, a LayerNorm with weight parameters, or a last-axis
-    softmax (the ops `pointwise` implements)."""
-    if node.op.name == "gelu":
-        return True
+    """Return whether a node is a GELU or a LayerNorm with weight parameters (the ops
+    `pointwise` implements)."""
     if node.op.name == "layernorm":
         return all(graph.node(p).op.name == "weight" for p in node.inputs[1:])
-    return node.op.name == "softmax" and int(node.attr("axis", -1)) in (-1, node.type.rank - 1)
+    return node.op.name == "gelu"
 
 
 def plan_graph(graph: Graph, tokens: int, policy: KernelPolicy = KernelPolicy.AUTO) -> GraphPlan:
