@@ -77,7 +77,7 @@ def compile_program(request: CompileRequest, options: CompileOptions | None = No
             buckets.append(
                 _bucket(request.decode, "decode", length, hw, engine, plan, layout, weights)
             )
-    program_meta = {"hidden_size": meta.get("hidden_size"), "vocab_size": meta.get("vocab_size")}
+    program_meta = {"sfu_precision": hw.core.sfu.precision, "vocab_size": meta.get("vocab_size")}
     return Program(hw.name, hw.cores, engine, layout, plan, tuple(buckets),
                    options.prefill_step, options.decode_step, program_meta)  # fmt: skip
 

@@ -1,0 +1,96 @@
+"""Check the FPGA compiler: layout, buckets, replication of layers, errors naming the limit."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import pytest
+
+from sparseflow.backends.fpga.compiler import compile_program
+from sparseflow.backends.registry import CompileRequest, compile_model
+from sparseflow.hw_models import load_hw
+from sparseflow.ir.errors import InputError
+from sparseflow.ir.models import load_model
+from sparseflow.passes.recipe import load_recipe, recipe_from_dict
+
+
+def request(model: str = "tiny-llama", recipe: str = "flightllm", **kw) -> CompileRequest:
+    r = load_recipe(recipe)
+    pre, dec = (r.apply(load_model(model, phase)) for phase in ("prefill", "decode"))
+    return CompileRequest(pre, dec, load_hw("u280"), **kw)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return compile_program(request(prompt_len=20, gen_len=30))
+
+
+def test_layout_fits_and_does_not_overlap(tiny) -> None:
+    tiny.layout.check()
+    assert tiny.layout.channel_bytes().max() <= load_hw("u280").hbm.bytes_per_channel
+    for w in tiny.layout.weights:
+        covered = sum(t.rows * t.k for t in w.tiles)
+        assert covered == w.rows * w.k  # tiles cover each weight exactly once
+
+
+def test_buckets_are_reused_within_their_length(tiny) -> None:
+    assert [(b.phase, b.length) for b in tiny.buckets] == [
+        ("prefill", 128), ("decode", 32), ("decode", 48), ("decode", 64)
+    ]  # fmt: skip
+    assert tiny.bucket_for("decode", 33) is tiny.bucket_for("decode", 48)
+    with pytest.raises(InputError, match="no decode bucket for length 65"):
+        tiny.bucket_for("decode", 65)
+
+
+def test_every_stream_ends_and_tokens_balance(tiny) -> None:
+    for bucket in tiny.buckets:
+        for stream in bucket.streams:
+            table = stream.table()
+            assert table["opcode"][-1] == 6  # SYS END
+            releases = sum(bin(int(m)).count("1") for m in table["release"])
+            waits = sum(bin(int(m)).count("1") for m in table["wait"])
+            assert waits <= releases
+
+
+def test_summary_and_write(tmp_path) -> None:
+    compiled = compile_model(request(prompt_len=8, gen_len=4))
+    summary = compiled.summary()
+    assert summary["programs"] == len(summary["buckets"]) == 2
+    assert summary["program_bytes"] == sum(b["bytes"] for b in summary["buckets"])
+    paths = compiled.write(tmp_path)
+    assert (tmp_path / "program").stat().st_size == summary["program_bytes"]
+    assert "core 0" in (tmp_path / "program.lst").read_text()
+    assert any(p.suffix == ".sv" for p in paths)
+
+
+def test_llama2_7b_shape_only_compiles_quickly() -> None:
+    start = time.perf_counter()
+    program = compile_program(request("llama2-7b", prompt_len=128, gen_len=64))
+    assert time.perf_counter() - start < 30  # 5.5 s for 128 + 512 on 2 cores (docs)
+    decode = program.bucket_for("decode", 129)
+    assert 0.5e6 < decode.nbytes < 4e6  # FlightLLM artifact: ~3 MB per decode program
+    assert 3.0e9 < program.layout.used_bytes("weight") < 3.6e9  # artifact image: 3.43 GB
+
+
+def test_unsupported_sparsity_names_layer_and_modes() -> None:
+    r = recipe_from_dict({"passes": [
+        {"pass": "sparsify_nm", "options": {"n": 2, "m": 4}},
+        {"pass": "quantize_int4", "options": {"group_size": "channel", "symmetric": True}},
+        {"pass": "quantize_activations"}]}, "t")  # fmt: skip
+    req = CompileRequest(r.apply(load_model("tiny-llama")), None, load_hw("u280"))
+    with pytest.raises(
+        InputError, match=r"layer layers.0.attn.q_proj: sparsity .*2:4.*\[2, 4, 8, 16\]"
+    ):
+        compile_program(req)
+
+
+def test_float_weights_and_small_hbm_are_named() -> None:
+    dense = CompileRequest(load_model("tiny-llama"), None, load_hw("u280"))
+    with pytest.raises(InputError, match="layer layers.0.attn.q_proj"):
+        compile_program(dense)
+    hw = load_hw("u280")
+    tiny_hbm = dataclasses.replace(hw, hbm=dataclasses.replace(hw.hbm, bytes_per_channel=4096))
+    req = dataclasses.replace(request(prompt_len=4, gen_len=2), hw=tiny_hbm)
+    with pytest.raises(InputError, match="bytes of HBM.*hbm.bytes_per_channel"):
+        compile_program(req)
