@@ -10,7 +10,8 @@ Time by op class: every instant of a bucket's run is charged to the instruction 
 completes next on any core (the one the run was waiting on), so the classes add up to the
 run's time; an instruction's class comes from what it touches: loads by the HBM region they
 read (weight -> linear, kv -> attention, others -> data), matrix instructions by the last
-weight-buffer load before them, SFU instructions by their function. Energy by class =
+weight-buffer load before them, SFU instructions by their function (DEQUANT and QUANTIZE by
+the matrix instruction before them). Energy by class =
 its instructions' dynamic energy + static power x its time. The report has the keys of
 DESIGN.md "Report", like `estimate.estimate_analytical`.
 """
@@ -19,11 +20,13 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from sparseflow.backends.fpga import isa
 from sparseflow.backends.fpga.program import Bucket, HbmLayout, Program
+from sparseflow.backends.registry import CompileRequest, compile_model
 from sparseflow.hw_models.schema import FpgaModel
 from sparseflow.ir.errors import InputError
 from sparseflow.ir.graph import Graph
@@ -31,11 +34,19 @@ from sparseflow.simulator.energy import EnergyLedger, dynamic_energy, sum_ledger
 from sparseflow.simulator.estimate import Workload, _kv_cache_bytes, deployed_weight_bytes
 from sparseflow.simulator.fpga_costs import FpgaMachine
 from sparseflow.simulator.fpga_engine import ReuseCache, SimResult, simulate_streams
+from sparseflow.simulator.trace import trace_events, write_trace
 
 OP_CLASSES = ("linear", "attention", "norm", "elementwise", "data")
 LINEAR, ATTENTION, NORM, ELEMENTWISE, DATA = range(len(OP_CLASSES))
 REGION_CLASS = {"weight": LINEAR, "kv": ATTENTION}
-SFU_CLASS = {isa.SfuOp.SOFTMAX: ATTENTION, isa.SfuOp.RMSNORM: NORM, isa.SfuOp.LAYERNORM: NORM}
+SFU_CLASS = {
+    isa.SfuOp.SOFTMAX: ATTENTION,
+    isa.SfuOp.MASK: ATTENTION,
+    isa.SfuOp.RMSNORM: NORM,
+    isa.SfuOp.LAYERNORM: NORM,
+}
+# Conversions around a matrix op (int32 -> FP16, FP16 -> INT8) belong to that op's class.
+SFU_CONVERSIONS = (isa.SfuOp.DEQUANT, isa.SfuOp.QUANTIZE)
 UNIT_BOUND = {
     int(isa.Queue.LOAD): "memory",
     int(isa.Queue.STORE): "memory",
@@ -61,7 +72,7 @@ class BucketRun:
 
 
 def run_bucket(
-    bucket: Bucket, program: Program, hw: FpgaModel, cache: ReuseCache, reuse: bool = True
+    bucket: Bucket, regions: RegionIndex, hw: FpgaModel, cache: ReuseCache, reuse: bool = True
 ) -> BucketRun:
     """Simulate one bucket and charge its time and energy to op classes."""
     result = simulate_streams(list(bucket.streams), cache.machine, reuse=reuse, cache=cache)
@@ -70,7 +81,7 @@ def run_bucket(
     bound: Counter = Counter()
     ends, owners = [], []
     for core, stream in enumerate(bucket.streams):
-        classes = instruction_classes(stream.table(), program.layout)
+        classes = instruction_classes(stream.table(), regions)
         ids = result.streams[core].ids
         units = result.units[core]
         active = units >= 0
@@ -90,35 +101,52 @@ def run_bucket(
     return BucketRun(bucket, result, time_s, dyn_j, dict(bound), macs)
 
 
-def instruction_classes(table: dict[str, np.ndarray], layout: HbmLayout) -> np.ndarray:
+class RegionIndex:
+    """Find the op class of HBM addresses: per channel, region starts and their classes."""
+
+    def __init__(self, layout: HbmLayout) -> None:
+        self.by_channel: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        for channel in range(layout.channels):
+            regions = sorted((r.addr, r.kind) for r in layout.regions if r.channel == channel)
+            starts = np.array([addr for addr, _ in regions], np.int64)
+            kinds = np.array([REGION_CLASS.get(kind, DATA) for _, kind in regions], np.int64)
+            self.by_channel[channel] = (starts, kinds)
+
+    def classes(self, channels: np.ndarray, addrs: np.ndarray) -> np.ndarray:
+        """Return the op class of each (channel, word address) read."""
+        out = np.full(len(channels), DATA, np.int64)
+        for channel in np.unique(channels).tolist():
+            starts, kinds = self.by_channel[channel]
+            if not len(starts):
+                continue
+            rows = np.flatnonzero(channels == channel)
+            at = np.searchsorted(starts, addrs[rows], side="right") - 1
+            out[rows] = np.where(at >= 0, kinds[np.maximum(at, 0)], DATA)
+        return out
+
+
+def instruction_classes(table: dict[str, np.ndarray], regions: RegionIndex) -> np.ndarray:
     """Return each instruction's op class index (see the module docstring)."""
     opcode = table["opcode"]
     classes = np.full(len(opcode), DATA, np.int64)
     load = opcode == isa.Opcode.LOAD
-    classes[load] = _region_classes(table["channel"][load], table["hbm_addr"][load], layout)
+    classes[load] = regions.classes(table["channel"][load], table["hbm_addr"][load])
     sfu = np.flatnonzero(opcode == isa.Opcode.SFU)
     classes[sfu] = [SFU_CLASS.get(isa.SfuOp(op), ELEMENTWISE) for op in table["op"][sfu]]
-    weight_load = load & (table["buffer"] == isa.Buffer.WEIGHT)
-    feeder = np.maximum.accumulate(np.where(weight_load, np.arange(len(opcode)), -1))
     matrix = (opcode == isa.Opcode.MM) | (opcode == isa.Opcode.MV)
-    fed = matrix & (feeder >= 0)
-    classes[fed] = classes[feeder[fed]]
-    classes[matrix & (feeder < 0)] = LINEAR
+    classes[matrix] = LINEAR
+    weight_load = load & (table["buffer"] == isa.Buffer.WEIGHT)
+    _inherit(classes, matrix, weight_load)
+    conversion = (opcode == isa.Opcode.SFU) & np.isin(table["op"], SFU_CONVERSIONS)
+    _inherit(classes, conversion, matrix)
     return classes
 
 
-def _region_classes(channels: np.ndarray, addrs: np.ndarray, layout: HbmLayout) -> np.ndarray:
-    out = np.full(len(channels), DATA, np.int64)
-    for channel in np.unique(channels).tolist():
-        regions = sorted((r.addr, r.end, r.kind) for r in layout.regions if r.channel == channel)
-        if not regions:
-            continue
-        starts = np.array([r[0] for r in regions])
-        kinds = np.array([REGION_CLASS.get(r[2], DATA) for r in regions])
-        rows = np.flatnonzero(channels == channel)
-        at = np.searchsorted(starts, addrs[rows], side="right") - 1
-        out[rows] = np.where(at >= 0, kinds[np.maximum(at, 0)], DATA)
-    return out
+def _inherit(classes: np.ndarray, takers: np.ndarray, givers: np.ndarray) -> None:
+    """Give each taker the class of the last giver before it in the stream (if any)."""
+    last = np.maximum.accumulate(np.where(givers, np.arange(len(classes)), -1))
+    fed = takers & (last >= 0)
+    classes[fed] = classes[last[fed]]
 
 
 def class_energy(
@@ -145,6 +173,29 @@ def check_fits(hw: FpgaModel, decode: Graph, workload: Workload) -> None:
         )
 
 
+def estimate_fpga(
+    prefill: Graph,
+    decode: Graph,
+    hw: FpgaModel,
+    workload: Workload,
+    labels: dict[str, str],
+    trace_path: str | Path | None = None,
+) -> dict[str, object]:
+    """Compile the graphs for `hw` and return the report (DESIGN.md keys) of one request.
+
+    The request has `gen_len` decode steps, as `estimate_analytical` counts them, so the
+    program is compiled for KV lengths up to prompt_len + gen_len. With `trace_path`, also
+    write the trace of the prefill and the first decode step (`trace.write_trace`).
+    """
+    check_fits(hw, decode, workload)
+    request = CompileRequest(
+        prefill, decode, hw, workload.batch, workload.prompt_len, workload.gen_len + 1
+    )
+    program = compile_model(request).program
+    weight_bytes = deployed_weight_bytes(decode)
+    return estimate_program(program, hw, workload, labels, weight_bytes, trace_path=trace_path)
+
+
 def estimate_program(
     program: Program,
     hw: FpgaModel,
@@ -152,20 +203,33 @@ def estimate_program(
     labels: dict[str, str],
     weight_bytes: int,
     reuse: bool = True,
+    trace_path: str | Path | None = None,
 ) -> dict[str, object]:
     """Return the report (DESIGN.md keys) of one request running `program` on `hw`."""
     cache = ReuseCache(FpgaMachine.from_hw(hw, program.engine, program.buffers))
+    regions = RegionIndex(program.layout)
     prompt_bucket = program.bucket_for("prefill", workload.prompt_len)
-    prefill = run_bucket(prompt_bucket, program, hw, cache, reuse)
+    prefill = run_bucket(prompt_bucket, regions, hw, cache, reuse)
     lengths = [workload.prompt_len + i + 1 for i in range(workload.gen_len)]
     steps = Counter(program.bucket_length("decode", n) for n in lengths)
     runs = {
-        length: run_bucket(program.bucket_for("decode", length), program, hw, cache, reuse)
+        length: run_bucket(program.bucket_for("decode", length), regions, hw, cache, reuse)
         for length in steps
     }
     first = runs[program.bucket_length("decode", lengths[0])]
+    if trace_path is not None:
+        write_trace(trace_path, request_trace([("prefill", prefill), ("decode step 1", first)]))
     weighted = [(prefill, 1)] + [(runs[length], n) for length, n in steps.items()]
     return _report(hw, workload, labels, weight_bytes, prefill, first, weighted)
+
+
+def request_trace(phases: list[tuple[str, BucketRun]]) -> list[dict]:
+    """Return trace events of consecutive bucket runs (one track per core x unit)."""
+    mnemonics = {int(op): op.name for op in isa.Opcode}
+    return trace_events(
+        [(label, run.result, [s.opcodes for s in run.bucket.streams]) for label, run in phases],
+        mnemonics,
+    )
 
 
 def _report(
