@@ -113,8 +113,8 @@ class ReuseCache:
         if not len(stream):
             return PricedStream(np.zeros(0, np.int64), np.zeros(0, np.int64))
         cols = np.stack([table[c] for c in TIMING_COLUMNS], axis=1)
-        rows, inverse = np.unique(cols, axis=0, return_inverse=True)
-        ids = np.array([self._id(tuple(int(v) for v in row)) for row in rows], np.int64)
+        rows, inverse = _unique_rows(cols)
+        ids = np.array([self._id(tuple(row)) for row in rows.tolist()], np.int64)
         opcode = table["opcode"]
         transfer = (opcode == isa.Opcode.LOAD) | (opcode == isa.Opcode.STORE)
         channels = np.where(transfer, table["channel"], -1)
@@ -124,7 +124,7 @@ class ReuseCache:
                 f"program: instruction {int(np.argmax(bad))} uses HBM channel "
                 f"{int(channels[bad][0])}; the device has {self.machine.hbm.channels}"
             )
-        return PricedStream(ids[inverse.reshape(-1)], channels)
+        return PricedStream(ids[inverse], channels)
 
     def _id(self, row: tuple[int, ...]) -> int:
         found = self.ids.get(row)
@@ -133,6 +133,22 @@ class ReuseCache:
             fields = dict(zip(TIMING_COLUMNS, row, strict=True))
             self.costs.append(instruction_cost(fields, self.machine))
         return found
+
+
+def _unique_rows(cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Return (distinct rows, index of each row's distinct row), like np.unique(axis=0).
+
+    Rows are hashed to one int64 (random odd multipliers, wrapping) and the hash is checked
+    to be exact; on a collision the slower row-wise np.unique answers.
+    """
+    multipliers = np.random.default_rng(0).integers(1, 1 << 62, cols.shape[1]) | 1
+    with np.errstate(over="ignore"):
+        hashed = (cols * multipliers).sum(axis=1)
+    _, first, inverse = np.unique(hashed, return_index=True, return_inverse=True)
+    rows = cols[first]
+    if not np.array_equal(rows[inverse], cols):
+        rows, inverse = np.unique(cols, axis=0, return_inverse=True)
+    return rows, inverse.reshape(-1)
 
 
 def simulate_streams(

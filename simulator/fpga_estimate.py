@@ -153,11 +153,8 @@ def class_energy(
     classes: np.ndarray, ids: np.ndarray, cache: ReuseCache, hw: FpgaModel
 ) -> np.ndarray:
     """Return dynamic joules per op class of the instructions (`ids` into cache.costs)."""
-    out = np.zeros(len(OP_CLASSES))
-    pairs = Counter(zip(classes.tolist(), ids.tolist(), strict=True))
-    for (cls, cost_id), count in pairs.items():
-        out[cls] += count * dynamic_energy(hw, cache.costs[cost_id].events).total_j
-    return out
+    per_cost = np.array([dynamic_energy(hw, c.events).total_j for c in cache.costs])
+    return np.bincount(classes, weights=per_cost[ids], minlength=len(OP_CLASSES))
 
 
 def check_fits(hw: FpgaModel, decode: Graph, workload: Workload) -> None:
