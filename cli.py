@@ -120,19 +120,26 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     from sparseflow.hw_models.schema import Kind
     from sparseflow.ir.models.zoo import load_model
     from sparseflow.simulator.estimate import Workload, estimate_analytical
+    from sparseflow.simulator.fpga_estimate import estimate_fpga
+    from sparseflow.simulator.plot import plot_report
 
     hw = load_hw(args.target)
-    if hw.kind is Kind.FPGA:
+    if args.trace and hw.kind is not Kind.FPGA:
         raise InputError(
-            f"target {hw.name!r} is an FPGA: its event-driven simulator is not built yet; "
-            "estimate a gpu or cpu target (see `sparseflow targets`)"
+            f"--trace: target {hw.name!r} is a {hw.kind}; unit-activity traces come from the "
+            "FPGA event simulator (fpga targets such as u280)"
         )
     workload = Workload(args.batch, args.prompt, args.gen)
     recipe = _recipe(args, hw.default_recipe)
     prefill = recipe.apply(load_model(args.model, "prefill", args.batch, args.prompt))
     decode = recipe.apply(load_model(args.model, "decode", args.batch))
     labels = {"model": args.model, "target": hw.name, "recipe": recipe.name}
-    report = estimate_analytical(prefill, decode, hw, workload, labels)
+    if hw.kind is Kind.FPGA:
+        report = estimate_fpga(prefill, decode, hw, workload, labels, trace_path=args.trace)
+    else:
+        report = estimate_analytical(prefill, decode, hw, workload, labels)
+    if args.plot:
+        plot_report(report, args.plot, hw, decode)
     if args.json:
         _print_json(report)
     else:
@@ -303,6 +310,8 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--context", type=int, default=512, help="KV length for per-token costs")
     show.set_defaults(func=cmd_show)
     estimate = _model_command(commands, "estimate", "latency, throughput and energy of a request")
+    estimate.add_argument("--plot", metavar="FILE.png", help="write breakdown + roofline plot")
+    estimate.add_argument("--trace", metavar="FILE.json", help="write a Perfetto trace (fpga)")
     estimate.set_defaults(func=cmd_estimate)
     compile_ = _model_command(commands, "compile", "compress and compile a model for a target")
     compile_.add_argument("-o", "--output", required=True, help="output folder")

@@ -89,3 +89,20 @@ def test_bad_recipes_exit_2_naming_file_pass_and_option(capsys, tmp_path, recipe
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1
     assert all(word in err for word in words), err
+
+
+def test_fpga_estimate_writes_plot_and_trace(capsys, tmp_path):
+    plot, trace = tmp_path / "r.png", tmp_path / "t.json"
+    report = run_json(
+        capsys, "estimate", "tiny-llama", "--target", "u280", "--prompt", "8", "--gen", "4",
+        "--plot", str(plot), "--trace", str(trace),
+    )  # fmt: skip
+    assert report["recipe"] == "flightllm" and report["decode_tokens_per_s"] > 0
+    assert plot.read_bytes()[:4] == b"\x89PNG"
+    events = json.loads(trace.read_text())["traceEvents"]
+    assert any(e.get("ph") == "X" for e in events)
+
+
+def test_trace_on_a_gpu_target_is_refused(capsys, tmp_path):
+    code = main(["estimate", "tiny-llama", "--target", "a100", "--trace", str(tmp_path / "t")])
+    assert code == 2 and "--trace" in capsys.readouterr().err
