@@ -219,14 +219,21 @@ def cmd_compile(args: argparse.Namespace) -> int:
         _print_json(report)
         return 0
     print(f"{report['model']} -> {report['target']} with recipe {report['recipe']}")
-    gb, dense_gb = report["weight_bytes"] / 1e9, report["dense_weight_bytes"] / 1e9
     print(
-        f"  weight bytes {report['weight_bytes']:,} ({gb:.3f} GB, "
-        f"{report['compression_ratio']:.2f}x smaller than {dense_gb:.3f} GB)"
+        f"  weight bytes {report['weight_bytes']:,} ({_human(report['weight_bytes'])}, "
+        f"{report['compression_ratio']:.2f}x smaller than {_human(report['dense_weight_bytes'])})"
     )
     for name in report["files"]:
         print(f"  wrote {out / name}")
     return 0
+
+
+def _human(n_bytes: float) -> str:
+    """Return a byte count with a decimal unit: 3.60 GB, 129 kB."""
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n_bytes >= size:
+            return f"{n_bytes / size:.3g} {unit}"
+    return f"{n_bytes:.0f} B"
 
 
 def cmd_run(args: argparse.Namespace) -> int:
