@@ -3,6 +3,7 @@
 Requires a verified graph. Ensures an equivalent graph in which every chain
     %s = matmul(%q, %k_rep) {transpose_b} ; %s2 = scale(%s) ; %s3 = causal_mask(%s2, %pos)
     %p = softmax(%s3) {axis: -1} ; %ctx = matmul(%p, %v_rep)
+(the `scale` may be absent, as in OPT, which scales q: the fused scale is then 1)
 with one query token (q [B, H, 1, D]), each intermediate read only by the next op, and keys and
 values read directly from their caches or through one `repeat_kv` each (same n_rep), becomes
     %ctx = decode_attention(%q, %k, %v, %pos) {"n_rep": R, "scale": f}
@@ -86,8 +87,10 @@ def _match(graph: Graph, users: dict[str, int], ctx: Node) -> _Chain | None:
     if probs is None or int(probs.attr("axis", -1)) not in (-1, 3):
         return None
     masked = _single_use(graph, users, probs.inputs[0], "causal_mask")
-    scaled = masked and _single_use(graph, users, masked.inputs[0], "scale")
-    scores = scaled and _single_use(graph, users, scaled.inputs[0], "matmul")
+    if masked is None:
+        return None
+    scaled = _single_use(graph, users, masked.inputs[0], "scale")  # OPT scales q instead
+    scores = _single_use(graph, users, (scaled or masked).inputs[0], "matmul")
     if scores is None or not scores.attr("transpose_b", False):
         return None
     q = graph.node(scores.inputs[0])
@@ -97,10 +100,13 @@ def _match(graph: Graph, users: dict[str, int], ctx: Node) -> _Chain | None:
     v, v_rep, v_removed = _cache(graph, users, ctx.inputs[1])
     if k_rep != v_rep:
         return None
-    attrs = make_attrs({"n_rep": k_rep, "scale": float(scaled.attr("factor"))})
+    factor = float(scaled.attr("factor")) if scaled is not None else 1.0
+    attrs = make_attrs({"n_rep": k_rep, "scale": factor})
     inputs = (q.name, k, v, masked.inputs[1])
     fused = Node(ctx.name, DECODE_ATTENTION, inputs, ctx.type, attrs)
-    removed = {probs.name, masked.name, scaled.name, scores.name} | k_removed | v_removed
+    removed = {probs.name, masked.name, scores.name} | k_removed | v_removed
+    if scaled is not None:
+        removed.add(scaled.name)
     return _Chain(frozenset(removed), fused)
 
 

@@ -144,6 +144,22 @@ def test_fusion_keeps_the_decode_graph_equivalent() -> None:
     np.testing.assert_array_equal(Interpreter(fused).run(feed)["logits"], expected)
 
 
+def test_fusion_without_a_scale_node_as_in_opt() -> None:
+    config = BUILTINS["opt-125m"].replace(
+        name="tiny-opt", vocab_size=64, hidden_size=32, num_layers=1, num_heads=2,
+        num_kv_heads=2, head_dim=16, intermediate_size=64, max_positions=40, random_seed=0,
+    )  # fmt: skip
+    decode = build_graph(config, "decode")
+    fused = fuse_decode_attention(decode)
+    (node,) = fused.nodes_of("decode_attention")
+    assert node.attr("scale") == 1.0 and node.attr("n_rep") == 1  # OPT scales q itself
+    rng = np.random.default_rng(0)
+    feed = {"ids": np.array([[5]]), "pos": np.array([3])}
+    feed |= {f"past_{c}.0": rng.standard_normal((1, 2, 3, 16)).astype(np.float32) for c in "kv"}
+    expected = Interpreter(decode).run(feed)["logits"]
+    np.testing.assert_array_equal(Interpreter(fused).run(feed)["logits"], expected)
+
+
 def test_token_codes_recover_the_quantize_codes_exactly() -> None:
     rng = np.random.default_rng(1)
     x = rng.standard_normal((5, 40)).astype(np.float32) * np.array([[1e-3], [1], [30], [0], [7]])
