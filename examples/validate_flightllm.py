@@ -15,6 +15,7 @@ import time
 from sparseflow.backends.fpga.compiler import compile_program
 from sparseflow.backends.registry import CompileRequest
 from sparseflow.hw_models.loader import load_hw
+from sparseflow.ir.errors import InputError
 from sparseflow.ir.models.zoo import load_model
 from sparseflow.passes.recipe import load_recipe
 from sparseflow.simulator.estimate import Workload, deployed_weight_bytes
@@ -44,8 +45,14 @@ def main() -> None:
         prefill = recipe.apply(load_model(MODEL, "prefill", 1, prompt))
         check_fits(hw, decode, Workload(1, prompt, max(GENS)))
         # One program serves every row of this prompt: its buckets cover the longest request.
-        program = compile_program(CompileRequest(prefill, decode, hw, 1, prompt, max(GENS) + 1))
-        for gen in (1, *GENS):
+        gens = (1, *GENS)
+        try:
+            program = compile_program(CompileRequest(prefill, decode, hw, 1, prompt, max(gens) + 1))
+        except InputError as err:
+            print(f"{prompt:>6} {max(gens):>5} not compiled: {err}")
+            gens = (1,)
+            program = compile_program(CompileRequest(prefill, decode, hw, 1, prompt, 2))
+        for gen in gens:
             start = time.perf_counter()
             r = estimate_program(program, hw, Workload(1, prompt, gen), labels, weight_bytes)
             elapsed = time.perf_counter() - start
