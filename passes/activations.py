@@ -5,9 +5,15 @@ linear reads its input through a per-token symmetric `quantize` node (shared by 
 read the same value), so backends run integer matmuls.
     %q = linear(%h, %w.q)  ->  %h.q8 : i8[..] q=int8:token = quantize(%h) ; %q = linear(%h.q8, %w.q)
 
-quantize_kv_cache requires: decode or prefill graphs with `kv_append`. Ensures: new keys and
-values are quantized per token and head before they enter the cache, and cache inputs are typed
-as the quantized tensors they are.
+quantize_attention requires nothing. Ensures: both operands of every `matmul` (scores = q k^T,
+context = p v) are read through per-vector `quantize` nodes (unless already quantized), the
+precision of an integer attention datapath such as FlightLLM's.
+
+quantize_kv_cache requires: a decode graph (keys and values enter the cache through
+`kv_append`) or a prefill graph (its outputs after the first are the caches it fills). Ensures:
+keys and values are quantized per token and head before they enter the cache, attention reads
+the quantized cache, and cache inputs are typed as the quantized tensors they are.
+    prefill: %k.0 = rope(..)  ->  %k.0.f = rope(..) ; %k.0 : i8[..] q=int8:token = quantize(%k.0.f)
 """
 
 from __future__ import annotations
@@ -81,7 +87,7 @@ def quantize_kv_cache(
     appends = graph.nodes_of("kv_append")
     caches = {n.inputs[0] for n in appends}
     if not appends:
-        return graph
+        return _quantize_outputs(graph, graph.outputs[1:], opts.bits)
     quant_type = get_op("quantize").infer_type(
         [graph.node(appends[0].inputs[1]).type], make_attrs({"bits": opts.bits}), "kv"
     )
@@ -93,6 +99,38 @@ def quantize_kv_cache(
     ]
     retyped = graph.with_nodes(_retype(nodes))
     return _insert_quantize(retyped, lambda n: 1 if n.op.name == "kv_append" else None, opts.bits)
+
+
+@register_pass("quantize_attention", ActivationOptions, roles=())
+def quantize_attention(
+    graph: Graph, layers: tuple[str, ...], ctx: PassContext, opts: ActivationOptions
+) -> Graph:
+    """Quantize both operands of every attention matmul per vector (q per token and head,
+    probabilities per row), as an integer matrix engine computes attention."""
+    for position in (0, 1):
+        graph = _insert_quantize(
+            graph, lambda n, p=position: p if n.op.name == "matmul" else None, opts.bits
+        )
+    return graph
+
+
+def _quantize_outputs(graph: Graph, outputs: tuple[str, ...], bits: int) -> Graph:
+    """Make each named output, and every reader of it, the quantized value: the computed
+    node is renamed `<name>.f` and `<name>` becomes its quantize node."""
+    chosen = set(outputs)
+    types: dict[str, object] = {}
+    nodes: list[Node] = []
+    for node in graph.nodes:
+        if node.name not in chosen or node.type.quant is not None:
+            nodes.append(node)
+            types[node.name] = node.type
+            continue
+        computed = replace(node, name=f"{node.name}.f")
+        types[computed.name] = computed.type
+        q = replace(_quantize_node(types, computed.name, bits), name=node.name)
+        nodes += [computed, q]
+        types[q.name] = q.type
+    return graph.with_nodes(_retype(nodes))
 
 
 def _retype(nodes: list[Node]) -> list[Node]:

@@ -154,3 +154,20 @@ def test_shorthands_build_recipes(sparsity, quant, passes):
 def test_bad_shorthands_exit_with_a_message(sparsity, quant):
     with pytest.raises(InputError, match="--sparsity|--quant"):
         shorthand_recipe(sparsity, quant)
+
+
+def test_kv_cache_quantization_covers_prefill_outputs_and_attention():
+    passes = [{"pass": "quantize_kv_cache"}, {"pass": "quantize_attention"}]
+    prefill, decode = compress(passes)
+    for graph in (prefill, decode):
+        for name in graph.outputs[1:]:
+            assert graph.node(name).type.quant is not None, name
+        for node in graph.nodes_of("matmul"):
+            assert all(graph.node(i).type.quant is not None for i in node.inputs), node.name
+    # the prefill cache output is the quantized value the decode step reads back
+    from sparseflow.ir.interpreter import Interpreter, prefill_inputs
+
+    ids = np.random.default_rng(2).integers(0, 256, (1, 5))
+    k = Interpreter(prefill).run(prefill_inputs(prefill, ids))["k.0"]
+    scale = np.abs(k).max(axis=-1, keepdims=True) / 127
+    np.testing.assert_allclose(k / scale, np.round(k / scale), atol=1e-3)
