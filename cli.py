@@ -298,6 +298,18 @@ def cmd_bench_spmm(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_gpu(args: argparse.Namespace) -> int:
+    """Time the numba.cuda kernels against a GPU hardware model's peaks (and cuBLAS)."""
+    from sparseflow.backends.gpu.bench_report import bench_gpu, format_gpu_bench
+
+    record = bench_gpu(args.target, kernels=args.kernel or None, repeats=args.repeats)
+    if args.json:
+        _print_json(record)
+    else:
+        print(format_gpu_bench(record))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of every sub-command."""
     parser = argparse.ArgumentParser(prog="sparseflow", description=__doc__.splitlines()[0])
@@ -334,6 +346,12 @@ def build_parser() -> argparse.ArgumentParser:
     spmm.add_argument("--quick", action="store_true", help="a small subset of the cases")
     spmm.add_argument("--plot", metavar="FILE.png", help="write speedup vs sparsity plot")
     spmm.set_defaults(func=cmd_bench_spmm)
+    gpu = bench.add_parser("gpu", help="numba.cuda kernels vs the GPU model's peaks and cuBLAS")
+    gpu.add_argument("--target", default="a100", help="GPU hardware model for the peaks")
+    gpu.add_argument("--kernel", action="append", help="only this kernel (repeatable)")
+    gpu.add_argument("--repeats", type=int, default=20, help="timed runs per kernel")
+    gpu.add_argument("--json", action="store_true", help="print the record as JSON")
+    gpu.set_defaults(func=cmd_bench_gpu)
     return parser
 
 

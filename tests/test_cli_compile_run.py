@@ -106,3 +106,19 @@ def test_fpga_estimate_writes_plot_and_trace(capsys, tmp_path):
 def test_trace_on_a_gpu_target_is_refused(capsys, tmp_path):
     code = main(["estimate", "tiny-llama", "--target", "a100", "--trace", str(tmp_path / "t")])
     assert code == 2 and "--trace" in capsys.readouterr().err
+
+
+def test_bench_gpu_says_when_the_simulator_ran(capsys):
+    record = run_json(capsys, "bench", "gpu", "--kernel", "gemm_fp32", "--repeats", "1")
+    assert record["rows"] and record["rows"][0]["kernel"] == "gemm_fp32"
+    if record["simulator"]:
+        assert "simulator" in record["warning"]
+
+
+def test_run_on_a_gpu_target_uses_the_gpu_kernels(capsys):
+    result = run_json(
+        capsys, "run", "tiny-llama", "--target", "a100", "--sparsity", "2:4", "--quant", "int8",
+        "--prompt", "2", "--gen", "2",
+    )  # fmt: skip
+    assert result["executor"] == "gpu" and "cuda_simulator" in result["program"]
+    assert result["logits_rel_error_vs_reference"] < 1e-3
