@@ -18,6 +18,13 @@ import numpy as np
 
 from sparseflow.ir.errors import InputError
 
+# numba's OpenMP (GNU libgomp) workers spin after every parallel region by default, and on a
+# few cores they then steal time from OpenBLAS's threads between our kernels and numpy's
+# matmuls (BERT-base, block-sparse linears, 2 threads: 337 ms spinning vs 142 ms passive;
+# docs/cpu_executor.md). libgomp reads the policy when numba first starts its pool, after
+# this module is imported by the package; a value the user set is kept.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 _SET_SYMBOLS = (
     "scipy_openblas_set_num_threads64_",
     "openblas_set_num_threads64_",
