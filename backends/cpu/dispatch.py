@@ -17,10 +17,12 @@ from sparseflow.ir.errors import InputError
 
 # Relative efficiency e per (kernel, phase), phase "prefill" (T > 1) or "decode" (T = 1).
 # Source: docs/bench_spmm.md, 1-thread table (e = speedup_vs_dense x density, median over
-# its rows); bsr_row and bsr_generic from the development runs noted there (1x4, 1x16, 2x2).
+# its rows); bsr_row and bsr_generic from the development runs noted there (1x4, 1x16, 2x2);
+# bsr_col decode re-measured after its rewrite in docs/cpu_executor.md (0.092 on 3072x768,
+# 0.245 on 4096x4096: mean 0.17).
 SPARSE_EFFICIENCY: dict[tuple[str, str], float] = {
     ("bsr_col", "prefill"): 0.45,
-    ("bsr_col", "decode"): 0.1,
+    ("bsr_col", "decode"): 0.17,
     ("bsr_row", "prefill"): 0.2,
     ("bsr_row", "decode"): 0.2,
     ("bsr_generic", "prefill"): 0.1,
