@@ -200,9 +200,14 @@ def choose_layer(
 
 
 def _act_bits(graph: Graph, node: Node) -> int | None:
-    """Return the bits of the `quantize` node feeding a linear, or None."""
+    """Return the bits of the per-token `quantize` node feeding a linear, or None.
+
+    Only the one-input (per-token, dynamic) form is folded into int8 kernels; a quantize with
+    a static scale input stays a reference node and the linear takes its float path.
+    """
     source = graph.node(node.inputs[0])
-    return int(source.attr("bits", 8)) if source.op.name == "quantize" else None
+    per_token = source.op.name == "quantize" and len(source.inputs) == 1
+    return int(source.attr("bits", 8)) if per_token else None
 
 
 def _plan_layer(graph: Graph, node: Node, tokens: int, policy: KernelPolicy) -> LayerPlan:
