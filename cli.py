@@ -118,6 +118,7 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     """Estimate one request (prefill + decode) of a compressed model on a target."""
     from sparseflow.hw_models.loader import load_hw
     from sparseflow.hw_models.schema import Kind
+    from sparseflow.ir.graph import shape_only
     from sparseflow.ir.models.zoo import load_model
     from sparseflow.simulator.estimate import Workload, estimate_analytical
     from sparseflow.simulator.fpga_estimate import estimate_fpga
@@ -131,8 +132,12 @@ def cmd_estimate(args: argparse.Namespace) -> int:
         )
     workload = Workload(args.batch, args.prompt, args.gen)
     recipe = _recipe(args, hw.default_recipe)
-    prefill = recipe.apply(load_model(args.model, "prefill", args.batch, args.prompt))
-    decode = recipe.apply(load_model(args.model, "decode", args.batch))
+    # Estimates need types, not values: drop weights so checkpoints cost nothing to compress.
+    shapes = [
+        shape_only(load_model(args.model, phase, args.batch, seq))
+        for phase, seq in (("prefill", args.prompt), ("decode", "T"))
+    ]
+    prefill, decode = recipe.apply_model(*shapes)
     labels = {"model": args.model, "target": hw.name, "recipe": recipe.name}
     if hw.kind is Kind.FPGA:
         report = estimate_fpga(prefill, decode, hw, workload, labels, trace_path=args.trace)

@@ -104,6 +104,24 @@ class Graph:
         return dag
 
 
+def shape_only(graph: Graph) -> Graph:
+    """Return `graph` without weight values (types are all an estimate needs)."""
+    return replace(graph, weights=Weights())
+
+
+def infer_types(nodes: Iterable[Node]) -> list[Node]:
+    """Re-run type inference in order, so that retyped nodes' types flow to their users."""
+    types: dict[str, TensorType] = {}
+    out = []
+    for node in nodes:
+        if not node.op.is_source:
+            inferred = node.op.infer_type([types[i] for i in node.inputs], node.attrs, node.name)
+            node = replace(node, type=inferred)
+        types[node.name] = node.type
+        out.append(node)
+    return out
+
+
 def _check_name(name: str) -> None:
     if not NAME_PATTERN.fullmatch(name):
         raise GraphError(f"bad value name %{name}: use letters, digits, '_' and '.'")

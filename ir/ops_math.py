@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from sparseflow.ir.dims import Dim, same_dim
-from sparseflow.ir.dtypes import DType
+from sparseflow.ir.dtypes import DType, parse_dtype
 from sparseflow.ir.ops import AttrDict, Cost, TypeMismatch, dense_bytes, register, storage_bytes
 from sparseflow.ir.ops_tensor import axis_index
 from sparseflow.ir.types import QuantParams, QuantScheme, TensorType
@@ -211,11 +211,13 @@ class RmsNorm:
         return (x / rms * w).astype(np.float32)
 
 
-@register("quantize", "elementwise", (1, 1))
+@register("quantize", "elementwise", (1, 2))
 class Quantize:
-    """Quantize activations symmetrically to attr `bits` (default 8), one absmax scale per
-    token (row over the last axis): s = max|x| / (2^(b-1) - 1), q = round(x / s). The value
-    held is q * s, the real number the integer tensor represents."""
+    """Quantize symmetrically to attr `bits` (default 8). With one input, one absmax scale per
+    token (row over the last axis): s = max|x| / (2^(b-1) - 1), q = round(x / s). With a
+    second input, that static scale [1] (calibrated ahead of time) serves the whole tensor and
+    q is clipped to +-(2^(b-1) - 1). The value held is q * s, the real number the integer
+    tensor represents."""
 
     cost = staticmethod(pointwise_cost(3))
 
@@ -224,12 +226,49 @@ class Quantize:
         bits = int(a.get("bits", 8))
         if bits not in (4, 8):
             raise TypeMismatch(f"activation quantization to {bits} bits (4 or 8 supported)")
-        quant = QuantParams(QuantScheme.INT, bits, "token")
+        if len(ins) == 2 and (ins[1].rank != 1 or not same_dim(ins[1].shape[0], 1)):
+            raise TypeMismatch(f"a static quantization scale is [1], got {list(ins[1].shape)}")
+        quant = QuantParams(QuantScheme.INT, bits, "tensor" if len(ins) == 2 else "token")
         return TensorType(ins[0].shape, DType.I8 if bits == 8 else DType.I4, quant=quant)
 
     @staticmethod
     def reference(xs: list[np.ndarray], a: AttrDict) -> np.ndarray:
         qmax = 2 ** (int(a.get("bits", 8)) - 1) - 1
         x = xs[0].astype(np.float32)
-        scale = np.maximum(np.abs(x).max(axis=-1, keepdims=True), np.float32(1e-5)) / qmax
+        if len(xs) == 2:
+            scale = np.float32(xs[1].reshape(()))
+        else:
+            scale = np.maximum(np.abs(x).max(axis=-1, keepdims=True), np.float32(1e-5)) / qmax
         return (np.clip(np.round(x / scale), -qmax, qmax) * scale).astype(np.float32)
+
+
+@register("cast", "elementwise", (1, 1))
+class Cast:
+    """Round float values to attr `dtype` (f16, bf16 or f32), as a datapath of that precision
+    stores them; the values are carried as float32 numbers exactly representable in it."""
+
+    cost = staticmethod(pointwise_cost(0))
+
+    @staticmethod
+    def infer(ins: Sequence[TensorType], a: AttrDict) -> TensorType:
+        dtype = parse_dtype(str(a.get("dtype", "")))
+        if not dtype.is_float or not ins[0].dtype.is_float:
+            raise TypeMismatch(f"cast rounds floats to a float dtype, not {ins[0].dtype}->{dtype}")
+        return TensorType(ins[0].shape, dtype)
+
+    @staticmethod
+    def reference(xs: list[np.ndarray], a: AttrDict) -> np.ndarray:
+        return round_to_dtype(xs[0], parse_dtype(str(a["dtype"])))
+
+
+def round_to_dtype(x: np.ndarray, dtype: DType) -> np.ndarray:
+    """Return float32 `x` rounded to the nearest value of `dtype` (ties to even)."""
+    x = np.asarray(x, dtype=np.float32)
+    if dtype is DType.F16:
+        with np.errstate(over="ignore"):  # beyond 65504 is +-inf in FP16, as the hardware's
+            return x.astype(np.float16).astype(np.float32)
+    if dtype is DType.BF16:
+        bits = x.view(np.uint32)
+        rounded = bits + np.uint32(0x7FFF) + ((bits >> np.uint32(16)) & np.uint32(1))
+        return (rounded & np.uint32(0xFFFF0000)).view(np.float32)
+    return x.copy()

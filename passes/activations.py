@@ -20,9 +20,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from sparseflow.ir.graph import Graph
+import numpy as np
+
+from sparseflow.ir.dtypes import DType
+from sparseflow.ir.graph import Graph, infer_types
 from sparseflow.ir.node import Node, make_attrs
 from sparseflow.ir.ops import get_op
+from sparseflow.ir.types import QuantParams, QuantScheme, TensorType
+from sparseflow.passes.calibration import collect_values
 from sparseflow.passes.manager import PassContext, register_pass
 
 
@@ -79,26 +84,87 @@ def quantize_activations(
     return _insert_quantize(graph, wanted, opts.bits)
 
 
-@register_pass("quantize_kv_cache", ActivationOptions, roles=())
+@dataclass(frozen=True)
+class KvCacheOptions:
+    """bits: cache bit width (8, or 4); static_values: quantize the value cache with one scale
+    per layer, calibrated on the prefill graph (so an integer engine can multiply
+    probabilities by it exactly), instead of one scale per token and head."""
+
+    bits: int = 8
+    static_values: bool = False
+
+    def __post_init__(self) -> None:
+        ActivationOptions(self.bits)
+
+
+@register_pass("quantize_kv_cache", KvCacheOptions, roles=())
 def quantize_kv_cache(
-    graph: Graph, layers: tuple[str, ...], ctx: PassContext, opts: ActivationOptions
+    graph: Graph, layers: tuple[str, ...], ctx: PassContext, opts: KvCacheOptions
 ) -> Graph:
-    """Store new keys and values in the KV cache quantized per token and head."""
+    """Store keys and values in the KV cache quantized (per token and head, or static)."""
     appends = graph.nodes_of("kv_append")
-    caches = {n.inputs[0] for n in appends}
+    caches = tuple(n.name for n in appends) or graph.outputs[1:]
+    scales = _value_scales(graph, caches, ctx, opts.bits) if opts.static_values else {}
     if not appends:
-        return _quantize_outputs(graph, graph.outputs[1:], opts.bits)
-    quant_type = get_op("quantize").infer_type(
-        [graph.node(appends[0].inputs[1]).type], make_attrs({"bits": opts.bits}), "kv"
-    )
-    nodes = [
-        replace(n, type=n.type.with_(dtype=quant_type.dtype, quant=quant_type.quant))
-        if n.name in caches
-        else n
-        for n in graph.nodes
-    ]
-    retyped = graph.with_nodes(_retype(nodes))
-    return _insert_quantize(retyped, lambda n: 1 if n.op.name == "kv_append" else None, opts.bits)
+        return _quantize_outputs(graph, caches, opts.bits, scales)
+    past = {n.inputs[0]: n.name for n in appends}
+    nodes: list[Node] = []
+    types: dict[str, object] = {}
+    for node in graph.nodes:
+        if node.name in past:
+            cache_type = _cache_type(node.type, opts.bits, past[node.name] in scales)
+            node = replace(node, type=cache_type)
+        if node.op.name == "kv_append":
+            q = _quantizer(types, node.inputs[1], opts.bits, node.name, node.name in scales)
+            for extra in q:
+                types[extra.name] = extra.type
+            nodes += q
+            node = replace(node, inputs=(node.inputs[0], q[-1].name))
+        types[node.name] = node.type
+        nodes.append(node)
+    return graph.with_nodes(infer_types(nodes), graph.weights.replace(_scale_weights(scales)))
+
+
+def _cache_type(tensor_type, bits: int, static: bool):  # noqa: ANN001, ANN202
+    quant = QuantParams(QuantScheme.INT, bits, "tensor" if static else "token")
+    return tensor_type.with_(dtype=DType.I8 if bits == 8 else DType.I4, quant=quant)
+
+
+def _value_scales(
+    graph: Graph, caches: tuple[str, ...], ctx: PassContext, bits: int
+) -> dict[str, np.ndarray | None]:
+    """Return {value cache name: static scale [1]}: absmax over calibration / qmax."""
+    values = tuple(name for name in caches if name.startswith("v."))
+    if not graph.weights:  # shape-only: the scale weights are typed, without values
+        return dict.fromkeys(values)
+    if ctx.reuse is not None and all(f"{v}.scale" in ctx.reuse for v in values):
+        return {v: np.asarray(ctx.reuse[f"{v}.scale"]) for v in values}
+    seen = collect_values(graph, values, ctx)
+    qmax = 2 ** (bits - 1) - 1
+    return {
+        v: np.array([max(float(np.abs(x).max()), 1e-5) / qmax], np.float32) for v, x in seen.items()
+    }
+
+
+def _scale_weights(scales: dict[str, np.ndarray | None]) -> dict[str, np.ndarray]:
+    return {f"{name}.scale": value for name, value in scales.items() if value is not None}
+
+
+def _quantizer(
+    types: dict, value: str, bits: int, cache: str, static: bool, name: str | None = None
+) -> list[Node]:
+    """Return the nodes quantizing `value` (entering `cache`): a quantize node, after the
+    cache's scale weight `<cache>.scale` if static."""
+    if not static:
+        q = _quantize_node(types, value, bits)
+        return [replace(q, name=name) if name else q]
+    scale_type = TensorType((1,), DType.F32)
+    role = make_attrs({"role": "scale"})
+    weight = Node(f"{cache}.scale", get_op("weight"), (), scale_type, role)
+    op, attrs = get_op("quantize"), make_attrs({"bits": bits})
+    out_name = name or f"{value}.q{bits}"
+    out_type = op.infer_type([types[value], scale_type], attrs, out_name)
+    return [weight, Node(out_name, op, (value, weight.name), out_type, attrs)]
 
 
 @register_pass("quantize_attention", ActivationOptions, roles=())
@@ -114,7 +180,9 @@ def quantize_attention(
     return graph
 
 
-def _quantize_outputs(graph: Graph, outputs: tuple[str, ...], bits: int) -> Graph:
+def _quantize_outputs(
+    graph: Graph, outputs: tuple[str, ...], bits: int, scales: dict[str, np.ndarray]
+) -> Graph:
     """Make each named output, and every reader of it, the quantized value: the computed
     node is renamed `<name>.f` and `<name>` becomes its quantize node."""
     chosen = set(outputs)
@@ -127,22 +195,9 @@ def _quantize_outputs(graph: Graph, outputs: tuple[str, ...], bits: int) -> Grap
             continue
         computed = replace(node, name=f"{node.name}.f")
         types[computed.name] = computed.type
-        q = replace(_quantize_node(types, computed.name, bits), name=node.name)
-        nodes += [computed, q]
-        types[q.name] = q.type
-    return graph.with_nodes(_retype(nodes))
-
-
-def _retype(nodes: list[Node]) -> list[Node]:
-    """Re-run type inference in order, so retyped inputs flow to their users."""
-    types: dict[str, object] = {}
-    out = []
-    for node in nodes:
-        if not node.op.is_source:
-            node = replace(
-                node,
-                type=node.op.infer_type([types[i] for i in node.inputs], node.attrs, node.name),
-            )
-        types[node.name] = node.type
-        out.append(node)
-    return out
+        static = node.name in scales
+        made = _quantizer(types, computed.name, bits, node.name, static, name=node.name)
+        for extra in made:
+            types[extra.name] = extra.type
+        nodes += [computed, *made]
+    return graph.with_nodes(infer_types(nodes), graph.weights.replace(_scale_weights(scales)))

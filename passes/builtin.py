@@ -1,3 +1,9 @@
 """Import every module that registers passes, so `get_pass` sees them all."""
 
-from sparseflow.passes import activations, quantize_weights, smoothquant, sparsify  # noqa: F401
+from sparseflow.passes import (  # noqa: F401
+    activations,
+    precision,
+    quantize_weights,
+    smoothquant,
+    sparsify,
+)

@@ -1,8 +1,9 @@
 """Calibration: activations seen by the model's layers on calibration token ids.
 
 Requires a prefill graph with weights. Ensures, for each selected linear weight, the input
-activations X[tokens, K] of the linear that reads it, gathered by running the reference
-interpreter on the calibration ids (the user's, or `CALIBRATION_SHAPE` seeded random ids).
+activations X[tokens, K] of the linear that reads it (or any named values), gathered by running
+the reference interpreter on the calibration ids (the user's, or `CALIBRATION_SHAPE` seeded
+random ids).
 Decode graphs are never calibrated: `Recipe.apply_model` reuses the prefill graph's results.
 """
 
@@ -55,20 +56,28 @@ def read_calibration_ids(path: str | Path) -> np.ndarray:
 
 def linear_inputs(graph: Graph, layers: tuple[str, ...], ctx: PassContext) -> dict[str, np.ndarray]:
     """Return {weight name: X[tokens, K]} for the linears reading the selected weights."""
+    source = {n.inputs[1]: n.inputs[0] for n in graph.nodes_of("linear") if n.inputs[1] in layers}
+    values = collect_values(graph, tuple(dict.fromkeys(source.values())), ctx)
+    return {w: values[x] for w, x in source.items()}
+
+
+def collect_values(graph: Graph, names: tuple[str, ...], ctx: PassContext) -> dict[str, np.ndarray]:
+    """Return {value name: its values over the calibration ids, rows of the last axis}."""
     if graph.meta_dict.get("phase") == "decode":
         raise InputError(
             f"graph {graph.name!r} is a decode graph: calibrate on the prefill graph "
             "(Recipe.apply_model compresses both phases with one calibration)"
         )
-    source = {n.inputs[1]: n.inputs[0] for n in graph.nodes_of("linear") if n.inputs[1] in layers}
-    probe = replace(graph, outputs=tuple(dict.fromkeys(source.values())))
-    runner = Interpreter(probe)
-    batch = int(graph.node("ids").type.shape[0])
-    chunks: dict[str, list[np.ndarray]] = {name: [] for name in probe.outputs}
-    for ids in _batches(calibration_ids(graph, ctx), batch):
+    runner = Interpreter(replace(graph, outputs=names))
+    batch, seq = graph.node("ids").type.shape
+    all_ids = calibration_ids(graph, ctx)
+    if isinstance(seq, int):  # a graph built for one prompt length: cut the ids to it
+        all_ids = np.resize(all_ids, (-(-all_ids.size // seq), seq))
+    chunks: dict[str, list[np.ndarray]] = {name: [] for name in names}
+    for ids in _batches(all_ids, int(batch)):
         for name, value in runner.run(prefill_inputs(graph, ids)).items():
             chunks[name].append(value.reshape(-1, value.shape[-1]))
-    return {w: np.concatenate(chunks[x]) for w, x in source.items()}
+    return {name: np.concatenate(chunks[name]) for name in names}
 
 
 def _batches(ids: np.ndarray, batch: int) -> list[np.ndarray]:

@@ -86,7 +86,8 @@ class FunctionalRunner:
         return self.interpreter.run(inputs)
 
     def _round(self, x: np.ndarray) -> np.ndarray:
-        return np.asarray(x, np.float32).astype(self.dtype).astype(np.float32)
+        with np.errstate(over="ignore"):  # beyond the FP16 range is +-inf, as in the SFU
+            return np.asarray(x, np.float32).astype(self.dtype).astype(np.float32)
 
     def _sfu_kernel(self, node: Node):  # noqa: ANN202
         weights = [i for i in node.inputs if self.graph.node(i).op.name == "weight"]
@@ -139,20 +140,36 @@ class FunctionalRunner:
     def _attention_kernel(self, node: Node):  # noqa: ANN202
         engine = self.program.engine
         scores = bool(node.attr("transpose_b", False))
+        static = None if scores else self._static_scale(node.inputs[1])
 
         def kernel(values: list[np.ndarray]) -> np.ndarray:
             a, b = values  # scores: q [B,H,T,D], k [B,H,S,D]; context: p [B,H,T,S], v [B,H,S,D]
             out = np.zeros((*a.shape[:-1], b.shape[-1] if not scores else b.shape[-2]), np.float32)
             for bh in np.ndindex(*a.shape[:2]):
-                cache_codes, cache_scale = int_codes(b[bh])  # exact: the cache holds INT8 rows
                 if scores:
+                    cache_codes, cache_scale = int_codes(b[bh])  # exact: INT8 rows
                     q_codes, q_scale = int_codes(self._round(a[bh]))
                     acc = engine_matmul(engine, DENSE_N, q_codes, cache_codes)
                     out[bh] = acc * q_scale[:, None] * cache_scale[None, :]
-                else:
+                elif static is not None:  # one value scale per layer: p codes x v codes exactly
+                    p_codes, p_scale = int_codes(self._round(a[bh]))
+                    v_codes = np.rint(b[bh] / static).astype(np.int64)
+                    acc = engine_matmul(engine, DENSE_N, p_codes, v_codes.T)
+                    out[bh] = acc * p_scale[:, None] * static
+                else:  # per-row value scales fold into the probabilities before quantizing
+                    cache_codes, cache_scale = int_codes(b[bh])
                     p_codes, p_scale = int_codes(self._round(a[bh]) * cache_scale[None, :])
                     acc = engine_matmul(engine, DENSE_N, p_codes, cache_codes.T)
                     out[bh] = acc * p_scale[:, None]
             return self._round(out)
 
         return kernel
+
+    def _static_scale(self, value: str) -> np.float32 | None:
+        """Return the static scale of the value cache that `value` reads, if it has one."""
+        node = self.graph.node(value)
+        while node.op.name in ("repeat_kv", "kv_append", "quantize"):
+            if node.op.name == "quantize" and len(node.inputs) == 2:
+                return np.float32(self.graph.weights.dense(node.inputs[1]).reshape(()))
+            node = self.graph.node(node.inputs[1 if node.op.name == "kv_append" else 0])
+        return None

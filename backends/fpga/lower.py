@@ -49,7 +49,8 @@ SFU_OPS = {
     "causal_mask": isa.SfuOp.MASK,
 }
 FUSABLE = {"silu", "gelu", "add", "mul"}
-FREE = {"input", "weight", "reshape", "transpose", "repeat_kv", "kv_append"}
+# cast (rounding to FP16) is free: the SFU already holds its results in FP16.
+FREE = {"input", "weight", "reshape", "transpose", "repeat_kv", "kv_append", "cast"}
 ATTENTION = {"matmul", "scale", "causal_mask", "softmax"}
 
 

@@ -27,7 +27,7 @@ def small_attention_graph(seed=0):
     rng = np.random.default_rng(seed)
     b = GraphBuilder("attn", {"family": "test"})
     x = b.input("x", TensorType((1, "T", 8), F32))
-    pos = b.input("pos", TensorType(("T",), DType.I64))
+    b.input("pos", TensorType(("T",), DType.I64))
     past = b.input("past", TensorType((1, 1, "L", 8), F32))
     w = b.weight("w.q", TensorType((8, 8), F32), "linear", rng.standard_normal((8, 8)))
     q = b.add("linear", [x, w], name="q")

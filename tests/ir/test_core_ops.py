@@ -38,6 +38,7 @@ SAMPLES = {
     "layernorm": ([t(2, 3, 8), t(8), t(8)], {"eps": 1e-5}),
     "rmsnorm": ([t(2, 3, 8), t(8)], {"eps": 1e-6}),
     "quantize": ([t(3, 16)], {"bits": 8}),
+    "cast": ([t(3, 16)], {"dtype": "f16"}),
     "embedding": ([t(2, 3, dtype=I64), t(11, 8)], {"offset": 0}),
     "linear": ([t(2, 3, 8), t(5, 8), t(5)], {}),
     "matmul": ([t(2, 3, 4, 8), t(2, 3, 6, 8)], {"transpose_b": True}),
@@ -151,6 +152,23 @@ def test_quantize_is_within_half_a_step_per_token():
     step = np.abs(x).max(-1, keepdims=True) / 127
     assert (np.abs(q - x) <= step / 2 + 1e-6).all()
     assert len(np.unique(np.round(q[0] / step[0]))) > 10
+
+
+def test_static_quantize_uses_the_given_scale_and_clips():
+    x = np.array([[0.26, -0.5, 3.0]], np.float32)
+    q = run("quantize", x, np.array([0.01], np.float32), bits=8)
+    np.testing.assert_allclose(q, [[0.26, -0.5, 1.27]], rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype, bits", [("f16", 10), ("bf16", 7)])
+def test_cast_rounds_to_the_mantissa_of_the_dtype(dtype, bits):
+    x = np.random.default_rng(6).standard_normal(1000).astype(np.float32)
+    y = run("cast", x, dtype=dtype)
+    rel = np.abs(y - x) / np.abs(x)
+    assert rel.max() <= 2.0 ** -(bits + 1) and rel.mean() > 0
+    np.testing.assert_array_equal(run("cast", y, dtype=dtype), y)  # idempotent
+    if dtype == "f16":
+        np.testing.assert_array_equal(y, x.astype(np.float16).astype(np.float32))
 
 
 def test_embedding_rejects_ids_out_of_range():

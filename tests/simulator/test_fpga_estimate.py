@@ -22,9 +22,8 @@ LABELS = {"model": "tiny-llama", "target": "u280", "recipe": "flightllm"}
 
 def graphs(model="tiny-llama", prompt=128):
     recipe = load_recipe("flightllm")
-    return (
-        recipe.apply(load_model(model, "prefill", 1, prompt)),
-        recipe.apply(load_model(model, "decode", 1)),
+    return recipe.apply_model(
+        load_model(model, "prefill", 1, prompt), load_model(model, "decode", 1)
     )
 
 
@@ -58,8 +57,9 @@ def test_bucket_reuse_equals_full_simulation():
 
 def test_plot_works_for_an_analytical_report(tmp_path):
     recipe = load_recipe("dense")
-    prefill = recipe.apply(load_model("tiny-llama", "prefill", 1, 16))
-    decode = recipe.apply(load_model("tiny-llama", "decode", 1))
+    prefill, decode = recipe.apply_model(
+        load_model("tiny-llama", "prefill", 1, 16), load_model("tiny-llama", "decode", 1)
+    )
     a100 = load_hw("a100")
     report = estimate_analytical(prefill, decode, a100, Workload(1, 16, 4), LABELS)
     assert plot_report(report, tmp_path / "a.png", a100, decode).exists()

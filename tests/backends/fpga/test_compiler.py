@@ -17,7 +17,7 @@ from sparseflow.passes.recipe import load_recipe, recipe_from_dict
 
 def request(model: str = "tiny-llama", recipe: str = "flightllm", **kw) -> CompileRequest:
     r = load_recipe(recipe)
-    pre, dec = (r.apply(load_model(model, phase)) for phase in ("prefill", "decode"))
+    pre, dec = r.apply_model(load_model(model, "prefill"), load_model(model, "decode"))
     return CompileRequest(pre, dec, load_hw("u280"), **kw)
 
 

@@ -13,9 +13,10 @@ from sparseflow.ir.interpreter import Interpreter
 from sparseflow.ir.models import load_model
 from sparseflow.passes.recipe import load_recipe
 
-# Measured on tiny-llama (docs/fpga_compiler.md): INT8 attention operands (q, probabilities)
-# that the graph keeps in f32 give ~1.5e-2; FP16 SFU rounding adds little on top.
-REL_ERROR_BOUND = 3e-2
+# The flightllm graph carries every rounding point of the accelerator (INT8 attention
+# operands, a static value-cache scale, FP16 special functions), so only float summation
+# order differs: the bound.
+REL_ERROR_BOUND = 1e-3
 
 
 def test_engine_matmul_is_the_integer_product() -> None:
@@ -31,7 +32,9 @@ def test_engine_matmul_is_the_integer_product() -> None:
 
 def test_tiny_llama_logits_track_the_reference() -> None:
     recipe = load_recipe("flightllm")
-    pre, dec = (recipe.apply(load_model("tiny-llama", p)) for p in ("prefill", "decode"))
+    pre, dec = recipe.apply_model(
+        load_model("tiny-llama", "prefill"), load_model("tiny-llama", "decode")
+    )
     compiled = compile_model(CompileRequest(pre, dec, load_hw("u280"), prompt_len=6, gen_len=3))
     ids = prompt_ids(256, 1, 6)
     ref = generate(Interpreter(pre), Interpreter(dec), pre, ids, 3)
