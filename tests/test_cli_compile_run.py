@@ -122,3 +122,21 @@ def test_run_on_a_gpu_target_uses_the_gpu_kernels(capsys):
     )  # fmt: skip
     assert result["executor"] == "gpu" and "cuda_simulator" in result["program"]
     assert result["logits_rel_error_vs_reference"] < 1e-3
+
+
+def test_run_on_the_fpga_functional_model_matches_the_reference(capsys):
+    result = run_json(
+        capsys, "run", "tiny-llama", "--target", "u280", "--recipe", "flightllm",
+        "--prompt", "8", "--gen", "4",
+    )  # fmt: skip
+    assert result["executor"] == "fpga" and result["program"]["programs"] >= 2
+    assert 0 < result["logits_rel_error_vs_reference"] < 1e-3
+
+
+def test_run_on_the_cpu_meets_the_block_sparse_int8_bound(capsys):
+    result = run_json(
+        capsys, "run", "tiny-llama", "--target", "host-cpu", "--sparsity", "block4x1:0.9",
+        "--quant", "int8", "--prompt", "8", "--gen", "4",
+    )  # fmt: skip
+    assert result["executor"] == "cpu"
+    assert result["logits_rel_error_vs_reference"] < 1e-3
