@@ -100,6 +100,15 @@ def has_backend(kind: Kind) -> bool:
     return True
 
 
+def write_plan_listing(out_dir: Path, header: list[str], lines: list[str]) -> list[Path]:
+    """Write `out_dir/program`, a kernel plan's readable listing (header comments, then one
+    line per planned node); return its path."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "program"
+    path.write_text("\n".join(header + lines) + "\n")
+    return [path]
+
+
 def compile_model(request: CompileRequest) -> CompiledModel:
     """Compile `request` with the backend of its hardware model's kind."""
     return get_backend(request.hw.kind)(request)

@@ -35,7 +35,7 @@ from sparseflow.backends.cpu.int8 import bsr_int8_spmm, int8_gemm
 from sparseflow.backends.cpu.plan import GraphPlan, Kernel, KernelPolicy, LayerPlan, plan_graph
 from sparseflow.backends.cpu.pointwise import gelu, layernorm
 from sparseflow.backends.cpu.quant import quantize_int8_rows
-from sparseflow.backends.registry import CompileRequest, register_backend
+from sparseflow.backends.registry import CompileRequest, register_backend, write_plan_listing
 from sparseflow.backends.runner import GraphRunner
 from sparseflow.hw_models.schema import Kind
 from sparseflow.ir.errors import InputError
@@ -169,13 +169,10 @@ class CpuProgram:
 
     def write(self, out_dir: Path) -> list[Path]:
         """Write `out_dir/program`, the readable kernel plan; return its path."""
-        out_dir.mkdir(parents=True, exist_ok=True)
-        path = out_dir / "program"
         header = [f"# sparseflow cpu kernel plan for {self.hw_name}", "# node kernel/variant "
                   "weight activation storage bytes # reason"]  # fmt: skip
         body = [line for plan in self.plans() for line in plan.listing()]
-        path.write_text("\n".join(header + body) + "\n")
-        return [path]
+        return write_plan_listing(out_dir, header, body)
 
     def summary(self) -> dict:
         """Return the plans as JSON: per graph the layers, kernel counts and fallbacks."""

@@ -29,7 +29,7 @@ from sparseflow.backends.gpu.device import simulator_switching, using_simulator
 from sparseflow.backends.gpu.fusion import fuse_decode_attention
 from sparseflow.backends.gpu.node_kernels import DeviceWeights, graph_kernels
 from sparseflow.backends.gpu.plan import GpuKernel, GraphPlan, plan_graph
-from sparseflow.backends.registry import CompileRequest, register_backend
+from sparseflow.backends.registry import CompileRequest, register_backend, write_plan_listing
 from sparseflow.backends.runner import GraphRunner
 from sparseflow.hw_models.schema import Kind
 from sparseflow.ir.graph import Graph
@@ -64,16 +64,13 @@ class GpuProgram:
 
     def write(self, out_dir: Path) -> list[Path]:
         """Write `out_dir/program`, the readable kernel plan; return its path."""
-        out_dir.mkdir(parents=True, exist_ok=True)
-        path = out_dir / "program"
         where = "numba's CUDA simulator" if using_simulator() else "a CUDA GPU"
         header = [
             f"# sparseflow gpu kernel plan for {self.hw_name} (kernels run on {where})",
             "# node kernel inputs -> output weight-bytes # reason (host: numpy reference)",
         ]
         body = [line for plan in self.plans() for line in plan.listing()]
-        path.write_text("\n".join(header + body) + "\n")
-        return [path]
+        return write_plan_listing(out_dir, header, body)
 
     def summary(self) -> dict:
         """Return the plans as JSON: per graph the kernel counts and the GPU nodes."""
