@@ -44,6 +44,15 @@ def test_compile_2_4_reports_half_density_and_exact_bytes(capsys, tmp_path):
     assert "%layers.0.attn.q_proj : f32[64,64] nm=2:4" in (tmp_path / "graph").read_text()
 
 
+def test_compile_for_the_fpga_writes_program_listing_and_rtl(capsys, tmp_path):
+    report = run_json(capsys, "compile", "tiny-llama", "--target", "u280", "-o", str(tmp_path))
+    assert {"graph", "program", "program.lst", "report.json"} <= set(report["files"])
+    assert any(name.startswith("rtl/") for name in report["files"])
+    assert report["program"]["programs"] >= 2
+    scale = [row for row in report["layers"] if row["name"] == "v.0.scale"]
+    assert scale and "rel_error" not in scale[0]  # a calibrated scale has no dense original
+
+
 def test_flightllm_llama2_7b_weight_bytes_in_published_range(capsys, tmp_path):
     report = run_json(
         capsys, "compile", "llama2-7b", "--target", "u280", "--recipe", "flightllm",
