@@ -22,14 +22,18 @@ import numpy as np
 from sparseflow.backends.fpga import isa
 from sparseflow.backends.fpga.layout import (
     ChannelAllocator,
+    RowSplitter,
     buffer_plan,
+    core_channels,
     engine_for,
     hbm_layout,
+    head_core,
+    kv_regions,
     linear_spec,
     place_weight,
 )
 from sparseflow.backends.fpga.lower import Lowering, PassShape, lower_nodes
-from sparseflow.backends.fpga.program import Bucket, Program, Stream
+from sparseflow.backends.fpga.program import Bucket, Program, Stream, WeightPlacement
 from sparseflow.backends.registry import CompileRequest, register_backend
 from sparseflow.hw_models.schema import FpgaModel, Kind
 from sparseflow.ir.errors import InputError
@@ -62,12 +66,19 @@ def compile_program(request: CompileRequest, options: CompileOptions | None = No
     meta = graph.meta_dict
     hbm = ChannelAllocator(hw)
     names = _linear_weights(graph)
-    placements = [place_weight(linear_spec(graph, n, hw), hw, engine, plan, hbm) for n in names]
-    max_keys = request.prompt_len + request.gen_len
-    _place_tables(graph, hbm, max_keys, options)
-    layout = hbm_layout(hw, hbm, placements)
+    splitter, shared = RowSplitter(hw), _shared_splits(graph)
+    placements = []
+    for name in names:
+        spec = linear_spec(graph, name, hw)
+        row_tiles = -(-spec.rows // engine.rows_per_tile(spec.n))
+        counts = splitter.split(name, row_tiles, shared.get(name))
+        placements.append(place_weight(spec, hw, engine, plan, hbm, counts))
     weights = {p.name: p for p in placements}
     prefill_len = -(-request.prompt_len // options.prefill_step) * options.prefill_step
+    max_keys = request.prompt_len + request.gen_len
+    kv_keys = -(-max_keys // options.decode_step) * options.decode_step
+    _place_tables(graph, hbm, kv_keys, prefill_len, weights[names[-1]])
+    layout = hbm_layout(hw, hbm, placements, kv_keys)
     buckets = [_bucket(graph, "prefill", prefill_len, hw, engine, plan, layout, weights)]
     if request.decode is not None:
         kv_lengths = range(request.prompt_len + 1, request.prompt_len + request.gen_len)
@@ -96,27 +107,55 @@ def _linear_weights(graph: Graph) -> list[str]:
     return names
 
 
+def _shared_splits(graph: Graph) -> dict[str, str]:
+    """Return weight -> weight whose row split it must copy: the two linears feeding one
+    mul/add (through a single-input activation) are fused row by row (see `lower.py`)."""
+
+    def producer(value: str) -> str | None:
+        node = graph.node(value)
+        while node.op.name in ("silu", "gelu") and len(node.inputs) == 1:
+            node = graph.node(node.inputs[0])
+        return node.inputs[1] if node.op.name == "linear" else None
+
+    shared = {}
+    for node in graph.nodes:
+        if node.op.name in ("mul", "add") and len(node.inputs) == 2:
+            first, second = (producer(i) for i in node.inputs)
+            if first and second:
+                shared[second] = first
+    return shared
+
+
 def _place_tables(
-    graph: Graph, hbm: ChannelAllocator, max_keys: int, options: CompileOptions
+    graph: Graph, hbm: ChannelAllocator, kv_keys: int, prompt_tokens: int, output: WeightPlacement
 ) -> None:
-    """Allocate norm weights, the KV cache and the host I/O areas."""
+    """Allocate norm tables, the KV cache and the host I/O areas.
+
+    Every core gets its own copy of the norm/bias tables and the RoPE table on its last
+    channel (the one its weight tiles fill least), so cores never share a channel; the
+    KV cache of each head goes to its core's channels (`layout.kv_regions`); the logits of
+    the output linear `output` are stored by each core for its rows.
+    """
     meta = graph.meta_dict
-    hidden, vocab = int(meta["hidden_size"]), int(meta["vocab_size"])
+    hidden = int(meta["hidden_size"])
     head_dim, kv_heads = int(meta["head_dim"]), int(meta["num_kv_heads"])
-    last = hbm.hw.hbm.channels - 1  # small tables and host I/O share the last channel
+    cores = hbm.hw.cores
+    last = [core_channels(hbm.hw, c)[-1] for c in range(cores)]
     for node in graph.nodes_of("weight"):
         if node.attr("role") in ("norm", "bias"):
-            hbm.take(node.name, "table", last, node.type.numel() * FP16_BYTES)
-    keys = -(-max_keys // options.decode_step) * options.decode_step
+            for c in range(cores):
+                hbm.take(f"{node.name}@{c}", "table", last[c], node.type.numel() * FP16_BYTES)
     for layer in range(int(meta["num_layers"])):
-        for kind, head in ((kind, h) for kind in ("k", "v") for h in range(kv_heads)):
-            channel = (2 * head + (kind == "v")) % hbm.hw.hbm.channels  # spread heads
-            nbytes = keys * (head_dim + 4)  # INT8 rows + an f32 scale per row
-            hbm.take(f"kv.{kind}.{layer}.{head}", "kv", channel, nbytes)
-    tokens = -(-max_keys // options.prefill_step) * options.prefill_step
-    hbm.take("io.hidden", "io", last, tokens * hidden * FP16_BYTES)
-    hbm.take("io.rope", "io", last, tokens * head_dim * 2 * FP16_BYTES)
-    hbm.take("io.logits", "io", last, tokens * vocab * FP16_BYTES)
+        for kind in ("k", "v"):
+            for head in range(kv_heads):
+                core = head_core(head, cores)
+                slot = 2 * (head // cores) + (kind == "v")
+                kv_regions(hbm, f"kv.{kind}.{layer}.{head}", core, slot, kv_keys, head_dim)
+    hbm.take("io.hidden", "io", last[0], prompt_tokens * hidden * FP16_BYTES)
+    for c in range(cores):
+        hbm.take(f"io.rope@{c}", "io", last[c], kv_keys * head_dim * 2 * FP16_BYTES)
+        rows = sum(t.rows for t in output.tiles if t.core == c and t.k0 == 0)
+        hbm.take(f"io.logits@{c}", "io", last[c], prompt_tokens * max(rows, 1) * FP16_BYTES)
 
 
 def _bucket(graph, phase, length, hw, engine, plan, layout, weights) -> Bucket:  # noqa: ANN001
@@ -168,54 +207,97 @@ def _segments(graph: Graph) -> list[tuple[int | None, list[Node]]]:
 
 
 def _kv_quant(node: Node) -> str | None:
-    if node.op.name == "quantize" and re.search(r"\.attn\.(k|v)_new\.q\d+$", node.name):
-        return node.name.split(".attn.")[1][0]
+    """Return 'k' or 'v' for a quantizer of new KV-cache rows (decode: `...attn.k_new.q8`;
+    prefill: the cache outputs `k.0`, `v.0`), else None."""
+    if node.op.name != "quantize":
+        return None
+    if match := re.search(r"\.attn\.(k|v)_new\.q\d+$", node.name):
+        return match.group(1)
+    if match := re.fullmatch(r"(k|v)\.\d+", node.name):
+        return match.group(1)
     return None
 
 
 def _lower_segments(graph, segments, shape, hw, engine, plan, layout, weights) -> list[Stream]:  # noqa: ANN001
-    """Lower every segment for one pass; derive repeated layers from layers 0 and 1."""
-    lowered: dict[int, list[Stream]] = {}
+    """Lower every segment for one pass in order, each starting from the tiles the one before
+    loaded ahead; derive the middle layers from explicitly lowered ones (`_Layers`)."""
+    firsts = [next((n for n in nodes if n.op.name == "linear"), None) for _, nodes in segments]
 
-    def lower(nodes: list[Node]) -> list[Stream]:
-        lowering = Lowering(graph, engine, plan, layout, weights, shape, hw.cores)
-        lower_nodes(lowering, nodes, _kv_quant)
-        return [Stream.from_instructions(e.instructions()) for e in lowering.emitters]
+    def lower(index: int, carry: tuple) -> tuple[list[Stream], tuple]:
+        ahead = firsts[index + 1] if index + 1 < len(segments) else None
+        lowering = Lowering(graph, engine, plan, layout, weights, shape, hw.cores,
+                            segments[index][1], carry, ahead)  # fmt: skip
+        lower_nodes(lowering, _kv_quant)
+        streams = [Stream.from_encoded(e.encoded()) for e in lowering.emitters]
+        return streams, tuple(e.carry() for e in lowering.emitters)
 
-    layers = [(i, nodes) for i, nodes in segments if i is not None]
-    out = [lower(nodes) for i, nodes in segments if i is None and nodes is segments[0][1]]
-    for index, (layer, nodes) in enumerate(layers):
-        if index < 2 or not _affine(lowered, layers, lower):
-            lowered[layer] = lower(nodes)
+    out, carry = [], ()
+    layers = _Layers([i for i, (layer, _) in enumerate(segments) if layer is not None], lower)
+    for index in range(len(segments)):
+        if index in layers:
+            streams, carry = layers.get(index, carry)
         else:
-            lowered[layer] = _shifted(lowered[layers[0][0]], lowered[layers[1][0]], index)
-        out.append(lowered[layer])
-    out += [lower(nodes) for i, nodes in segments[1:] if i is None]
+            streams, carry = lower(index, carry)
+        out.append(streams)
     return [_concat([parts[c] for parts in out]) for c in range(hw.cores)]
 
 
-def _affine(lowered: dict, layers: list, lower) -> bool:  # noqa: ANN001
-    """Return whether layer 2 equals layer 0 plus twice the step from layer 0 to layer 1."""
-    if "affine" not in lowered:
-        (i0, _), (i1, _), (i2, nodes2) = layers[:3]
-        actual = lower(nodes2)
-        lowered[i2] = actual
-        derived = _shifted(lowered[i0], lowered[i1], 2)
-        lowered["affine"] = derived is not None and all(
-            np.array_equal(a.words, d.words) for a, d in zip(actual, derived, strict=True)
+class _Layers:
+    """Lower the layer segments, deriving the middle ones by their address step.
+
+    Layers of one shape lower to the same words up to HBM addresses, which step by a fixed
+    amount per layer, as long as they start from the same tiles loaded ahead (the carry).
+    Layer 0 starts from the prologue's carry, and the carry may alternate between layers
+    (period 2: a layer's tiles end in the other weight-buffer half). So layers are lowered
+    until a period p in (1, 2) shows in layers 1 .. p + 2 (words and carries); layer j of the
+    middle is then layer 1 + (j - 1) % p plus (j - 1) // p steps of (layer 1 + p - layer 1).
+    The last layer is lowered too: its lookahead is the epilogue's linear. Without a period
+    every layer is lowered.
+    """
+
+    def __init__(self, indices: list[int], lower) -> None:  # noqa: ANN001
+        self.indices, self.lower = indices, lower
+        self.done: dict[int, tuple[list[Stream], tuple]] = {}
+        self.period: int | None = None
+
+    def __contains__(self, index: int) -> bool:
+        return index in self.indices
+
+    def get(self, index: int, carry: tuple) -> tuple[list[Stream], tuple]:
+        j = self.indices.index(index)
+        if self.period is None or j == len(self.indices) - 1:
+            self.done[j] = self.lower(index, carry)
+            if self.period is None and j in (3, 4):
+                self.period = self._check(j - 2)
+            return self.done[j]
+        p = self.period
+        base = 1 + (j - 1) % p
+        return self._derive(base, (j - 1) // p, p), self.done[base][1]
+
+    def _derive(self, base: int, steps: int, p: int) -> list[Stream] | None:
+        return _shifted(self.done[base][0], self.done[1][0], self.done[1 + p][0], steps)
+
+    def _check(self, p: int) -> int | None:
+        """Return `p` if layer p + 2 derives from layers 1 .. p + 1 and carries repeat."""
+        d, last = self.done, p + 2
+        derived = self._derive(1 + (last - 1) % p, (last - 1) // p, p)
+        same = derived is not None and all(
+            np.array_equal(a.words, b.words) for a, b in zip(derived, d[last][0], strict=True)
         )
-    return lowered["affine"]
+        return p if same and all(d[j][1] == d[j + p][1] for j in range(1, last - p + 1)) else None
 
 
-def _shifted(first: list[Stream], second: list[Stream], index: int) -> list[Stream] | None:
-    """Return layer `index` = first + index * (second - first), word by word (mod 2**32);
-    None when the two layers differ in length."""
+def _shifted(
+    base: list[Stream], first: list[Stream], later: list[Stream], steps: int
+) -> list[Stream] | None:
+    """Return base + steps * (later - first), word by word (mod 2**32); None when the
+    layers differ in length."""
     out = []
-    for a, b in zip(first, second, strict=True):
-        if len(a.words) != len(b.words):
+    for a, f, b in zip(base, first, later, strict=True):
+        if not len(a.words) == len(f.words) == len(b.words):
             return None
-        step = b.words.astype(np.int64) - a.words.astype(np.int64)
-        words = (a.words.astype(np.int64) + index * step) & 0xFFFFFFFF
+        step = b.words.astype(np.int64) - f.words.astype(np.int64)
+        words = (a.words.astype(np.int64) + steps * step) & 0xFFFFFFFF
         out.append(Stream(words.astype(np.uint32), a.offsets))
     return out
 

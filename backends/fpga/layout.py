@@ -6,9 +6,10 @@ or N:M with M = 16) with every N a mode of the target's chains; shape-only weigh
 planned from their type (N = density * 16 rounded up to a supported N).
 Ensures `LinearSpec`s (one per linear weight) and an `HbmLayout` in which every weight is
 split into `WeightTile`s: each core owns a contiguous range of row tiles of every linear
-(model parallelism, FlightLLM [P]); a tile is as many row tiles x one K group as half the
-weight buffer holds (double buffering), and its engine words are spread over the core's HBM
-channels so that one tile streams from all of them at once.
+(model parallelism, FlightLLM [P]), in proportion to its HBM channels (`RowSplitter`); a tile
+is as many row tiles x one K group as half the weight buffer holds (double buffering), and its
+engine words are spread over the core's HBM channels so that one tile streams from all of
+them at once. `kv_regions` spreads each KV head's cache over its core's channels.
 """
 
 from __future__ import annotations
@@ -194,10 +195,64 @@ def core_channels(hw: FpgaModel, core: int) -> list[int]:
     return list(range(core, hw.hbm.channels, hw.cores))
 
 
+def head_core(kv_head: int, cores: int) -> int:
+    """Return the core that stores KV head `kv_head` and runs the query heads that read it."""
+    return kv_head % cores
+
+
+class RowSplitter:
+    """Split each weight's row tiles over the cores in proportion to their HBM channels.
+
+    A decode step streams every weight once, so a core's time is its bytes over its channels'
+    bandwidth: shares follow channel counts. Rounding per weight would give the same core the
+    extra row tile of every small weight; the splitter carries each core's deficit from weight
+    to weight within a layer (reset at each layer, so layers split alike) and hands each tile
+    to the core furthest behind its share. `share_with` makes a weight copy another's split
+    (a fused op reading both outputs row by row needs the same rows on the same core).
+    """
+
+    def __init__(self, hw: FpgaModel) -> None:
+        counts = np.array([len(core_channels(hw, c)) for c in range(hw.cores)], float)
+        self.fraction = counts / counts.sum()
+        self.splits: dict[str, list[int]] = {}
+        self.scope: str | None = None
+        self.deficit = np.zeros(hw.cores)
+
+    def split(self, name: str, row_tiles: int, share_with: str | None = None) -> list[int]:
+        """Return the row tiles of each core for weight `name`."""
+        scope = _layer_scope(name)
+        if scope != self.scope:
+            self.scope, self.deficit = scope, np.zeros(len(self.fraction))
+        if share_with in self.splits:
+            counts = list(self.splits[share_with])
+        else:
+            counts = [0] * len(self.fraction)
+            want = self.deficit + row_tiles * self.fraction
+            for _ in range(row_tiles):
+                core = int(np.argmax(want - counts))
+                counts[core] += 1
+        self.deficit += row_tiles * self.fraction - np.array(counts)
+        self.splits[name] = counts
+        return counts
+
+
+def _layer_scope(name: str) -> str | None:
+    parts = name.split(".")
+    return ".".join(parts[:2]) if parts[0] == "layers" and len(parts) > 1 else None
+
+
 def place_weight(
-    spec: LinearSpec, hw: FpgaModel, engine: EngineParams, plan: BufferPlan, hbm: ChannelAllocator
+    spec: LinearSpec,
+    hw: FpgaModel,
+    engine: EngineParams,
+    plan: BufferPlan,
+    hbm: ChannelAllocator,
+    counts: list[int] | None = None,
 ) -> WeightPlacement:
-    """Tile weight `spec` by the weight buffer and place its tiles on the cores' channels."""
+    """Tile weight `spec` by the weight buffer and place its tiles on the cores' channels.
+
+    `counts` gives each core's row tiles (`RowSplitter`); by default they split evenly.
+    """
     rpt = engine.rows_per_tile(spec.n)
     k_steps = -(-spec.k_group // engine.k_per_step(spec.n))
     half = plan.weight_half_words()
@@ -209,7 +264,9 @@ def place_weight(
     max_rt = half // k_steps
     word_bytes = engine.n_chains * engine.chain.chain_len * _stored_bits(spec) // 8
     row_tiles = -(-spec.rows // rpt)
-    bounds = np.linspace(0, row_tiles, hw.cores + 1).round().astype(int)
+    if counts is None:
+        counts = np.diff(np.linspace(0, row_tiles, hw.cores + 1).round().astype(int)).tolist()
+    bounds = np.concatenate([[0], np.cumsum(counts)]).astype(int)
     tiles = []
     for core in range(hw.cores):
         channels = core_channels(hw, core)
@@ -234,6 +291,27 @@ def place_weight(
     )  # fmt: skip
 
 
+def kv_regions(
+    hbm: ChannelAllocator, name: str, core: int, slot: int, keys: int, head_dim: int
+) -> None:
+    """Allocate one KV head's cache for `keys` rows, spread over the channels of `core`.
+
+    Each INT8 row is split column-wise into parts of whole 32-byte words (the HBM word), one
+    part per channel, and the rows' f32 scales form one more part, so a head's keys (or values)
+    stream from several channels at once instead of one (a single channel's port would bound
+    a step's attention). `slot` (the region's index among its core's KV regions of a layer)
+    rotates the channels so that heads spread evenly. Parts are named `name.p`.
+    """
+    channels = core_channels(hbm.hw, core)
+    words = max(1, head_dim // isa.HBM_WORD_BYTES)
+    n_parts = min(words, len(channels) - 1) if len(channels) > 1 else 1
+    sizes = [w * isa.HBM_WORD_BYTES for w in _split(words, n_parts)]
+    sizes[-1] += head_dim - sum(sizes)  # rows narrower than a word stay in one part
+    for p, row_bytes in enumerate([*sizes, SCALE_BYTES]):
+        channel = channels[(slot * (n_parts + 1) + p) % len(channels)]
+        hbm.take(f"{name}.{p}", "kv", channel, keys * row_bytes)
+
+
 def _stored_bits(spec: LinearSpec) -> int:
     return spec.wbits + (INDEX_BITS if spec.sparse else 0)
 
@@ -244,11 +322,13 @@ def _split(words: int, parts: int) -> list[int]:
     return [base + (i < extra) for i in range(parts)]
 
 
-def hbm_layout(hw: FpgaModel, hbm: ChannelAllocator, weights: list[WeightPlacement]) -> HbmLayout:
+def hbm_layout(
+    hw: FpgaModel, hbm: ChannelAllocator, weights: list[WeightPlacement], kv_keys: int
+) -> HbmLayout:
     """Return the checked layout of everything `hbm` allocated."""
     hbm.check_capacity()
     layout = HbmLayout(
-        hw.hbm.channels, hw.hbm.bytes_per_channel, tuple(weights), tuple(hbm.regions)
+        hw.hbm.channels, hw.hbm.bytes_per_channel, tuple(weights), tuple(hbm.regions), kv_keys
     )
     layout.check()
     return layout

@@ -2,29 +2,37 @@
 
 Requires the `LinearSpec`s and `HbmLayout` of `layout.py`. Ensures instruction lists (one per
 core) whose token masks order every producer before its consumers (see `Emitter`), with:
-- linears as weight tiles on every core: LOAD (one per channel part) -> MM/MV -> SFU
-  DEQUANT, the load of tile i + 1 issued before the matrix op of tile i (double buffering:
-  tile i loads into weight-buffer half i % 2 and waits for the matrix op of tile i - 2);
+- linears as weight tiles on every core: LOAD (one per channel part) -> MM/MV -> SFU DEQUANT
+  over the tile's rows. Tiles live in a ring over the weight buffer (`WeightRing`): a load
+  waits only for the matrix ops that last read the words it overwrites, so loads run ahead
+  of the matrix engine by up to a buffer (double buffering for half-buffer tiles);
 - fusion linear -> activation / eltwise: a silu, gelu, add or mul reading a linear's output
-  runs per tile on that tile's core right after its DEQUANT (no barrier, no extra pass);
-- attention per head (heads dealt round robin over the cores): LOAD K -> MM/MV scores ->
-  DEQUANT -> MASK -> SOFTMAX (fused) -> QUANTIZE -> LOAD V -> MM/MV -> DEQUANT;
-- the KV cache: new keys and values are QUANTIZEd and STOREd to their cache region (the host
-  adds position x row bytes to the address at launch), earlier ones LOADed per head;
+  runs per tile on that tile's core over the tile's rows, right after its DEQUANT, once its
+  other inputs exist (mul(silu(gate), up) fuses into up, whose rows split like gate's);
+- norms run on every core on a core-local copy (each core needs the whole normalised vector
+  to QUANTIZE its matrix engine's input), RoPE, the KV-cache stores and attention per head on
+  the head's core (`layout.head_core`): LOAD K parts -> MM/MV scores -> DEQUANT -> MASK ->
+  SOFTMAX -> QUANTIZE -> LOAD V parts -> MM/MV -> DEQUANT, every SFU op over one head's
+  elements; K/V loads wait for the store of the pass's new rows;
 - decode keeps activations on chip: the only STOREs are KV-cache rows and the logits.
-Other SFU work (norms, RoPE, unfused eltwise) runs on core 0; a SYS BARRIER separates work
-of core 0 from work of all cores, and resets the token bookkeeping (every queue is empty).
+Barriers: cores exchange vectors only through the device-wide SFU buffer, so a SYS BARRIER
+(on every core) goes exactly before a node that reads, on some core, a value another core
+wrote since the last barrier (`Lowering.reads`). Before each barrier every core prefetches
+the first tiles of the next linear into free weight-buffer words: those loads overlap the
+tail of the epoch (the last matrix op, DEQUANT and fused SFU work), and the next epoch's
+matrix engine starts on data already on chip. Other SFU work runs on core 0.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from sparseflow.backends.fpga import isa
 from sparseflow.backends.fpga.engine_model import BLOCK_M, EngineParams, plan_linear
-from sparseflow.backends.fpga.layout import ADDRESS_WORDS, SFU_WORD_ELEMENTS
-from sparseflow.backends.fpga.program import BufferPlan, HbmLayout, HbmRegion, WeightPlacement
+from sparseflow.backends.fpga.layout import ADDRESS_WORDS, SFU_WORD_ELEMENTS, head_core
+from sparseflow.backends.fpga.program import BufferPlan, HbmLayout, WeightPlacement, WeightTile
 from sparseflow.ir.graph import Graph
 from sparseflow.ir.node import Node
 
@@ -48,10 +56,15 @@ SFU_OPS = {
     "scale": isa.SfuOp.MASK,
     "causal_mask": isa.SfuOp.MASK,
 }
+NORMS = {"rmsnorm", "layernorm"}
 FUSABLE = {"silu", "gelu", "add", "mul"}
 # cast (rounding to FP16) is free: the SFU already holds its results in FP16.
 FREE = {"input", "weight", "reshape", "transpose", "repeat_kv", "kv_append", "cast"}
+ALIASES = {"reshape", "transpose", "repeat_kv", "cast"}  # reading one reads its input
 ATTENTION = {"matmul", "scale", "causal_mask", "softmax"}
+PENDING = -2  # reader of ring words loaded ahead for a matrix op not emitted yet
+LOCAL = ("local",)  # partition key: every core holds its own copy
+HEADS = ("heads",)  # partition key: per head, on the head's core
 
 
 @dataclass
@@ -60,6 +73,66 @@ class _Item:
     fields: dict
     wait: int = 0
     release: int = 0
+
+
+@dataclass
+class WeightRing:
+    """Weight-buffer words as a ring of tile spans [start, end, reader].
+
+    `reader` is the index of the matrix op reading the span, PENDING for a tile loaded ahead
+    whose matrix op comes later, or None once a barrier has retired its reader. A new tile
+    goes at the ring's top (wrapping to 0, never over a PENDING span) and its load waits for
+    the latest matrix op that read any word it overwrites.
+    """
+
+    depth: int
+    spans: list[list] = field(default_factory=list)
+    top: int = 0
+
+    def place(self, words: int) -> int | None:
+        """Return where the next `words` words go, or None if PENDING spans leave no room."""
+        base = self.top
+        for _ in range(len(self.spans) + 2):
+            if base + words > self.depth:
+                base = 0
+            clash = [s[1] for s in self.spans if s[2] == PENDING and _overlap(s, base, words)]
+            if not clash:
+                return base
+            base = max(clash)
+        return None
+
+    def take(self, base: int, words: int, reader: int | None) -> tuple[list, int | None]:
+        """Occupy [base, base + words); return the new span and the reader to wait for."""
+        latest, kept = None, []
+        for s in self.spans:
+            if not _overlap(s, base, words):
+                kept.append(s)
+                continue
+            if s[2] is not None:
+                latest = s[2] if latest is None else max(latest, s[2])
+            kept += [p for p in ([s[0], base, s[2]], [base + words, s[1], s[2]]) if p[0] < p[1]]
+        span = [base, base + words, reader]
+        self.spans = [*kept, span]
+        self.top = base + words
+        return span, latest
+
+    def pending_words(self) -> int:
+        return sum(s[1] - s[0] for s in self.spans if s[2] == PENDING)
+
+    def after_barrier(self) -> None:
+        """Forget retired readers; keep PENDING spans, the top right after them."""
+        self.spans = [s for s in self.spans if s[2] == PENDING]
+        self.top = max((s[1] for s in self.spans), default=0)
+
+
+@lru_cache(maxsize=1 << 16)
+def _encode(cls: type[isa.Instruction], fields: tuple, wait: int, release: int) -> tuple[int, ...]:
+    """Return the words of one instruction; buckets and layers repeat most instructions."""
+    return tuple(cls(**dict(fields), wait=wait, release=release).encode())
+
+
+def _overlap(span: list, base: int, words: int) -> bool:
+    return span[0] < base + words and base < span[1]
 
 
 @dataclass
@@ -72,17 +145,21 @@ class Emitter:
     already waited for it or a later one (queues run in order, so that covers it).
     """
 
+    ring: WeightRing
     items: list[_Item] = field(default_factory=list)
     synced: dict = field(default_factory=dict)  # (to queue, from queue) -> index
-    tiles: int = 0  # weight tiles since the last barrier (selects the buffer half)
-    mv_by_half: dict = field(default_factory=dict)
+    prefetched: dict = field(default_factory=dict)  # (weight, tile ordinal) -> ring span
+    act_writer: int | None = None  # last QUANTIZE into the ACT buffer
+    act_reader: int | None = None  # last matrix op reading the ACT buffer
+    out_readers: dict = field(default_factory=dict)  # OUT half -> last SFU reading it
+    matrix_ops: int = 0
 
     def emit(self, cls: type[isa.Instruction], after: tuple = (), **fields: object) -> int:
         q = QUEUE_OF.get(cls)
         item = _Item(cls, dict(fields))
         latest: dict[int, int] = {}
         for dep in after:
-            if dep is None:
+            if dep is None or dep < 0:
                 continue
             p = QUEUE_OF[self.items[dep].cls]
             if p != q:
@@ -98,10 +175,20 @@ class Emitter:
     def barrier(self) -> None:
         self.items.append(_Item(isa.Sys, {"op": isa.SysOp.BARRIER}))
         self.synced = {(q, p): len(self.items) for q in Q for p in Q}
-        self.tiles, self.mv_by_half = 0, {}
+        self.ring.after_barrier()
+        self.act_writer = self.act_reader = None
+        self.out_readers = {}
 
-    def instructions(self) -> list[isa.Instruction]:
-        return [i.cls(**i.fields, wait=i.wait, release=i.release) for i in self.items]
+    def encoded(self) -> list[tuple[int, ...]]:
+        """Return every instruction's words (validated and encoded by `isa`)."""
+        return [_encode(i.cls, tuple(i.fields.items()), i.wait, i.release) for i in self.items]
+
+    def carry(self) -> tuple:
+        """Return the tiles loaded ahead: ((tile ordinal, base, words), ...) in ring order."""
+        return tuple(
+            (ordinal, span[0], span[1] - span[0])
+            for (_, ordinal), span in sorted(self.prefetched.items(), key=lambda kv: kv[1][0])
+        )
 
 
 @dataclass
@@ -115,7 +202,12 @@ class PassShape:
 
 @dataclass
 class Lowering:
-    """Lower nodes of `graph` for one pass; `emitters` hold one Emitter per core."""
+    """Lower the nodes of one segment of `graph` for one pass; one Emitter per core.
+
+    `carry_in` (per core, see `Emitter.carry`) names the tiles of the segment's first linear
+    that the previous segment loaded ahead; `lookahead` is the first linear after the
+    segment, whose first tiles `finish` loads ahead before the closing barrier.
+    """
 
     graph: Graph
     engine: EngineParams
@@ -124,26 +216,38 @@ class Lowering:
     weights: dict[str, WeightPlacement]
     shape: PassShape
     cores: int
+    nodes: list[Node]
+    carry_in: tuple = ()
+    lookahead: Node | None = None
     emitters: list[Emitter] = field(default_factory=list)
     vec: dict[str, int] = field(default_factory=dict)  # value -> SFU-buffer word
     vec_top: int = 0
-    owner_all: bool = False  # last work ran on all cores (else on core 0)
-    tile_sfu: dict = field(default_factory=dict)  # (core, linear) -> [(row0, rows, sfu idx)]
     done: set = field(default_factory=set)
     scratch: dict[str, int] = field(default_factory=dict)  # SFU vectors outside the graph
+    written: dict = field(default_factory=dict)  # value -> (cores, partition) this epoch
+    kv_stores: dict = field(default_factory=dict)  # (kind, kv head) -> STORE index
+    position: int = 0  # index in `nodes` of the node being lowered
 
     def __post_init__(self) -> None:
-        self.emitters = [Emitter() for _ in range(self.cores)]
+        depth = self.plan.depth_words[isa.Buffer.WEIGHT]
+        self.emitters = [Emitter(WeightRing(depth)) for _ in range(self.cores)]
         self.consumers: dict[str, list[Node]] = {}
         for n in self.graph.nodes:
             for i in n.inputs:
                 self.consumers.setdefault(i, []).append(n)
+        first = next((n for n in self.nodes if n.op.name == "linear"), None)
+        for e, carried in zip(self.emitters, self.carry_in, strict=False):
+            for ordinal, base, words in carried:
+                span, _ = e.ring.take(base, words, PENDING)
+                span.append(None)  # loaded before the barrier that opens this segment
+                e.prefetched[(first.inputs[1], ordinal)] = span
 
     # ------------------------------------------------------------------ buffers
     def addr(self, value: str) -> int:
         """Return the SFU-buffer word of `value` (bump allocation, wrapping the buffer)."""
         if value not in self.vec:
-            words = -(-self.row_elements(value) * self.shape.tokens // SFU_WORD_ELEMENTS)
+            base = value.split("@")[0]
+            words = -(-self.row_elements(base) * self.shape.tokens // SFU_WORD_ELEMENTS)
             if self.vec_top + words > ADDRESS_WORDS:
                 self.vec_top = 0
             self.vec[value] = self.vec_top
@@ -160,12 +264,55 @@ class Lowering:
             numel *= d if isinstance(d, int) else self.shape.keys
         return max(1, numel // (self.shape.tokens if self.shape.phase == "prefill" else 1))
 
-    def switch(self, all_cores: bool) -> None:
-        """Insert a device-wide barrier when work moves between core 0 and all cores."""
-        if all_cores != self.owner_all:
-            for e in self.emitters:
-                e.barrier()
-            self.owner_all = all_cores
+    # ------------------------------------------------------------------ epochs
+    def source(self, value: str) -> str:
+        """Return the value whose data `value` views (through reshapes and transposes)."""
+        while value in self.graph and self.graph.node(value).op.name in ALIASES:
+            value = self.graph.node(value).inputs[0]
+        return value
+
+    def reads(self, values: list[str], cores: list[int], partition: tuple | None = None) -> None:
+        """Barrier first if a core of `cores` reads (its `partition` part of) a value that
+        another core wrote in this epoch."""
+        for value in values:
+            cores_written, wrote = self.written.get(self.source(value), ((), None))
+            mine = partition is not None and partition == wrote
+            if not mine and any(set(cores_written) - {c} for c in cores):
+                self.barrier()
+                return
+
+    def wrote(self, value: str, cores: list[int] | range, partition: tuple | None) -> None:
+        self.written[value] = (tuple(cores), partition)
+
+    def barrier(self) -> None:
+        """Load the next linear's first tiles ahead, then a barrier on every core."""
+        upcoming = [n for n in self.nodes[self.position :] if n.op.name == "linear"]
+        nxt = upcoming[0] if upcoming else self.lookahead
+        if nxt is not None:
+            self.prefetch(nxt)
+        for e in self.emitters:
+            e.barrier()
+        self.written = {}
+
+    def finish(self) -> None:
+        """Close the segment: load ahead and barrier when a linear follows it."""
+        self.position = len(self.nodes)
+        if self.lookahead is not None:
+            self.barrier()
+
+    def prefetch(self, node: Node) -> None:
+        """Load the first tiles of linear `node` on every core into free ring words."""
+        placement = self.weights[node.inputs[1]]
+        budget = self.plan.weight_half_words()
+        for core, e in enumerate(self.emitters):
+            for ordinal, tile in enumerate(t for t in placement.tiles if t.core == core):
+                key = (placement.name, ordinal)
+                if key in e.prefetched:
+                    continue
+                base = e.ring.place(tile.words)
+                if base is None or e.ring.pending_words() + tile.words > budget:
+                    break
+                e.prefetched[key] = self.load_tile(e, tile, base, PENDING)[0]
 
     # ------------------------------------------------------------------ nodes
     def lower(self, node: Node) -> None:
@@ -174,195 +321,314 @@ class Lowering:
         if op in FREE or node.name in self.done:
             return
         if op == "embedding":
-            self.switch(False)
-            self.io_load(self.emitters[0], "io.hidden", node.name)
+            self.io_load(self.emitters[0], "io.hidden", node.name, self.row_elements(node.name))
+            self.wrote(node.name, [0], None)
         elif op == "quantize":
             self.quantize(node)
         elif op == "linear":
             self.linear(node)
         elif op == "matmul":
             self.attention(node)
+        elif op in NORMS:
+            self.norm(node)
+        elif op == "rope":
+            self.rope(node)
         elif op in SFU_OPS:
             self.sfu_node(node)
         else:
             raise NotImplementedError(f"no FPGA lowering for op {op} (node %{node.name})")
 
-    def io_load(self, e: Emitter, region: str, value: str) -> int:
+    def io_load(self, e: Emitter, region: str, value: str, elements: int) -> int:
+        """LOAD `elements` FP16 elements per token of an I/O region into the SFU buffer."""
         r = self.layout.region(region)
+        words = -(-elements * self.shape.tokens * 2 // isa.HBM_WORD_BYTES)
         return e.emit(isa.Load, buffer=isa.Buffer.SFU, channel=r.channel, hbm_addr=r.addr,
-                      buf_addr=self.addr(value), length=min(r.words, 0xFFFF))  # fmt: skip
+                      buf_addr=self.addr(value), length=min(words, r.words, 0xFFFF))  # fmt: skip
 
     def sfu(self, e: Emitter, op: isa.SfuOp, out: str, ins: list[str], after: tuple = (),
-            **extra: int) -> int:  # fmt: skip
-        rows = self.shape.tokens
-        fields = {"in_addr": self.addr(ins[0]), "out_addr": self.addr(out), "rows": rows,
-                  "length": min(self.row_elements(out), 0xFFFF)}  # fmt: skip
+            length: int | None = None, **extra: int) -> int:  # fmt: skip
+        """Emit one SFU op over `length` elements per token (default: all of `out`)."""
+        length = self.row_elements(out.split("@")[0]) if length is None else length
+        fields = {"in_addr": self.addr(ins[0]), "out_addr": self.addr(out),
+                  "rows": self.shape.tokens, "length": min(length, 0xFFFF)}  # fmt: skip
         if len(ins) > 1:
             fields["in2_addr"] = self.addr(ins[1])
         fields.update(extra)
         return e.emit(isa.Sfu, after=after, op=op, **fields)
 
-    def sfu_node(self, node: Node) -> None:
-        e = self.emitters[0]
-        values = [i for i in node.inputs if self.graph.node(i).op.name != "weight"]
-        self.switch(False)
-        after: tuple = ()
+    def local(self, value: str, core: int) -> str:
+        """Return the name of `core`'s copy of `value` if cores hold copies, else `value`."""
+        value = self.source(value)
+        return f"{value}@{core}" if self.written.get(value, ((), None))[1] == LOCAL else value
+
+    def table_load(self, e: Emitter, core: int, weight: str) -> int:
+        """LOAD a norm/bias table from the copy on `core`'s channels into the SFU buffer."""
+        r = self.layout.region(f"{weight}@{core}")
+        return e.emit(isa.Load, buffer=isa.Buffer.SFU, channel=r.channel, hbm_addr=r.addr,
+                      buf_addr=self.addr(weight), length=min(r.words, 0xFFFF))  # fmt: skip
+
+    def norm(self, node: Node) -> None:
+        """Normalise on every core into a core-local copy (no barrier before its QUANTIZE)."""
+        value, weights = self.split_inputs(node)
+        cores = list(range(self.cores))
+        self.reads(value, cores)
+        for core, e in enumerate(self.emitters):
+            after = tuple(self.table_load(e, core, w) for w in weights)
+            ins = [self.local(v, core) for v in value] + weights
+            self.sfu(e, SFU_OPS[node.op.name], f"{node.name}@{core}", ins, after)
+        self.wrote(node.name, cores, LOCAL)
+
+    def split_inputs(self, node: Node) -> tuple[list[str], list[str]]:
+        """Return (value inputs, weight inputs) of a node."""
         weights = [i for i in node.inputs if self.graph.node(i).op.name == "weight"]
-        if weights:
-            r = self.layout.region(weights[0])
-            after = (e.emit(isa.Load, buffer=isa.Buffer.SFU, channel=r.channel, hbm_addr=r.addr,
-                            buf_addr=self.addr(weights[0]), length=r.words),)  # fmt: skip
-        if node.op.name == "rope":
-            self.scratch["rope.table"] = 2 * int(node.type.shape[-1])
-            after = (self.io_load(e, "io.rope", "rope.table"),)
-            values = [values[0], "rope.table"]
-        self.sfu(e, SFU_OPS[node.op.name], node.name, values, after)
+        return [i for i in node.inputs if i not in weights], weights
+
+    def sfu_node(self, node: Node) -> None:
+        """Run an unfused SFU node on core 0 over all its elements."""
+        values, weights = self.split_inputs(node)
+        self.reads(values, [0])
+        e = self.emitters[0]
+        after = tuple(self.table_load(e, 0, w) for w in weights)
+        self.sfu(e, SFU_OPS[node.op.name], node.name, values + weights, after)
+        self.wrote(node.name, [0], None)
 
     def quantize(self, node: Node) -> None:
-        """QUANTIZE on every core: linears need their input in each core's ACT buffer."""
-        self.switch(True)
-        for e in self.emitters:
-            self.sfu(e, isa.SfuOp.QUANTIZE, node.name, [node.inputs[0]], out_addr=0)
+        """QUANTIZE on every core: linears need their input in each core's ACT buffer.
+
+        Quantizers feeding attention are done per head by `attention` instead.
+        """
+        users = self.consumers.get(node.name, [])
+        if users and all(u.op.name == "matmul" for u in users):
+            return
+        cores = list(range(self.cores))
+        self.reads([node.inputs[0]], cores, LOCAL)
+        for core, e in enumerate(self.emitters):
+            self.act_quantize(e, node.name, self.local(node.inputs[0], core), None)
+
+    def act_quantize(self, e: Emitter, out: str, value: str, length: int | None,
+                     after: tuple = ()) -> int:  # fmt: skip
+        """QUANTIZE into the ACT buffer once the matrix ops reading it are done."""
+        e.act_writer = self.sfu(e, isa.SfuOp.QUANTIZE, out, [value], (*after, e.act_reader),
+                                length, out_addr=0)  # fmt: skip
+        return e.act_writer
 
     # ------------------------------------------------------------------ linears
     def linear(self, node: Node) -> None:
-        self.switch(True)
         placement = self.weights[node.inputs[1]]
         fused = self.fused_users(node)
+        partition = ("rows", tuple((t.core, t.row0, t.rows) for t in placement.tiles))
+        chain = {node.name} | {u.name for u in fused}
+        for user in fused:
+            others = [i for i in user.inputs if self.source(i) not in chain]
+            self.reads(others, list(range(self.cores)), partition)
         for core, e in enumerate(self.emitters):
             tiles = [t for t in placement.tiles if t.core == core]
-            for tile in tiles:
-                mv = self.weight_tile(e, placement, tile)
-                dq = self.sfu(e, isa.SfuOp.DEQUANT, node.name, [node.name], (mv,),
-                              in_addr=0, imm=self.dequant_imm(placement, tile))  # fmt: skip
+            for ordinal, tile in enumerate(tiles):
+                mv, half = self.weight_tile(e, placement, ordinal, tile)
+                imm = self.dequant_imm(placement, tile)
+                last = self.sfu(e, isa.SfuOp.DEQUANT, node.name, [node.name], (mv,), tile.rows,
+                                in_addr=0, imm=imm)  # fmt: skip
                 if tile.k0 + tile.k == placement.k:
-                    self.fuse(e, fused, dq)
-        for user in fused:
-            self.done.add(user.name)
+                    for user in fused:
+                        last = self.sfu(e, SFU_OPS[user.op.name], user.name, list(user.inputs),
+                                        (last,), tile.rows)  # fmt: skip
+                if not self.consumers.get(node.name):
+                    last = self.store_output(e, core, node.name, tile, last)
+                e.out_readers[half] = last
+        cores_used = sorted({t.core for t in placement.tiles})
+        for value in [node.name] + [u.name for u in fused]:
+            self.wrote(value, cores_used, partition)
+            self.done.add(value)
 
-    def dequant_imm(self, placement: WeightPlacement, tile) -> int:  # noqa: ANN001
+    def store_output(self, e: Emitter, core: int, value: str, tile: WeightTile, after: int) -> int:
+        """STORE a graph output's tile rows (the logits) to the core's I/O region."""
+        r = self.layout.region(f"io.logits@{core}")
+        words = -(-self.shape.tokens * tile.rows * 2 // isa.HBM_WORD_BYTES)
+        return e.emit(isa.Store, after=(after,), buffer=isa.Buffer.SFU, channel=r.channel,
+                      hbm_addr=r.addr, buf_addr=self.addr(value),
+                      length=min(words, 0xFFFF))  # fmt: skip
+
+    def dequant_imm(self, placement: WeightPlacement, tile: WeightTile) -> int:
         stride = -(-placement.rows // SFU_WORD_ELEMENTS) & 0x1FFF
         code = {2: 0, 4: 1, 8: 2, 16: 3}[placement.n]
         return code << 14 | (tile.k0 > 0) << 13 | stride
 
-    def weight_tile(self, e: Emitter, placement: WeightPlacement, tile) -> int:  # noqa: ANN001
-        """Emit the loads and the matrix op of one weight tile; return the matrix op."""
-        half_words = self.plan.weight_half_words()
-        half = e.tiles % 2 if self.plan.double_buffered else 0
-        reuse = e.mv_by_half.get(half)
-        base, loads, offset = half * half_words, [], 0
+    def load_tile(self, e: Emitter, tile: WeightTile, base: int, reader: int | None) -> tuple:
+        """Emit the loads of one weight tile at ring word `base`; return (span, last load)."""
+        span, wait = e.ring.take(base, tile.words, reader)
+        loads, offset = [], base
         for part, words in zip(tile.parts, tile.part_words, strict=True):
-            loads.append(e.emit(isa.Load, after=(reuse,), buffer=isa.Buffer.WEIGHT,
-                                channel=part.channel, hbm_addr=part.addr,
-                                buf_addr=base + offset, length=part.words))  # fmt: skip
+            loads.append(e.emit(isa.Load, after=(wait,), buffer=isa.Buffer.WEIGHT,
+                                channel=part.channel, hbm_addr=part.addr, buf_addr=offset,
+                                length=part.words))  # fmt: skip
             offset += words
-        e.tiles += 1
+        span.append(loads[-1])
+        return span, loads[-1]
+
+    def weight_tile(self, e: Emitter, placement: WeightPlacement, ordinal: int,
+                    tile: WeightTile) -> tuple[int, int]:  # fmt: skip
+        """Emit one weight tile's loads (unless loaded ahead) and matrix op; return the
+        matrix op and the OUT-buffer half it writes."""
+        span = e.prefetched.pop((placement.name, ordinal), None)
+        if span is None:
+            span, _ = self.load_tile(e, tile, e.ring.place(tile.words), None)
         k_padded = -(-tile.k // BLOCK_M) * BLOCK_M  # nmblock pads K to whole 16-blocks
         op = plan_linear(self.engine, placement.n, self.shape.tokens, tile.rows, k_padded)
-        cls = isa.MV if self.shape.tokens == 1 else isa.MM
-        quant = self.last_sfu(e)
-        mv = e.emit(cls, after=(loads[-1], quant), n=op.n, wbits=placement.wbits,
-                    k_steps=op.k_steps, row_tiles=op.row_tiles, tok_pairs=op.tok_pairs,
-                    w_base=base, out_base=half * (self.engine.out_depth // 2))  # fmt: skip
-        e.mv_by_half[half] = mv
-        return mv
+        return self.matrix(e, span, placement.n, placement.wbits, op)
 
-    @staticmethod
-    def last_sfu(e: Emitter) -> int | None:
-        for i in range(len(e.items) - 1, -1, -1):
-            if e.items[i].cls is isa.Sfu:
-                return i
-        return None
+    def matrix(self, e: Emitter, span: list, n: int, wbits: int, op) -> tuple[int, int]:  # noqa: ANN001
+        """Emit the MM/MV reading ring `span`; it waits for its loads, its ACT input and the
+        SFU op that last read the OUT half it overwrites."""
+        half = e.matrix_ops % 2
+        e.matrix_ops += 1
+        cls = isa.MV if self.shape.tokens == 1 else isa.MM
+        after = (span[3], e.act_writer, e.out_readers.get(half))
+        mv = e.emit(cls, after=after, n=n, wbits=wbits, k_steps=op.k_steps,
+                    row_tiles=op.row_tiles, tok_pairs=op.tok_pairs, w_base=span[0],
+                    out_base=half * (self.engine.out_depth // 2))  # fmt: skip
+        span[2] = mv
+        e.act_reader = mv
+        return mv, half
 
     def fused_users(self, node: Node) -> list[Node]:
-        """Return the eltwise nodes that consume this linear's output directly."""
-        users = self.consumers.get(node.name, [])
-        return [u for u in users if u.op.name in FUSABLE and len(users) == 1]
+        """Return the chain of eltwise nodes fused into this linear's tiles.
 
-    def fuse(self, e: Emitter, fused: list[Node], after: int) -> None:
-        for user in fused:
-            after = self.sfu(e, SFU_OPS[user.op.name], user.name, list(user.inputs), (after,))
-            fused_next = self.fused_users(user)
-            if fused_next and user.name not in self.done:
-                self.fuse(e, fused_next, after)
-                for n in fused_next:
-                    self.done.add(n.name)
+        A user fuses when it is the linear's only user and its other inputs are computed
+        already (so mul(silu(gate), up) fuses into up, not gate); the chain continues
+        through each fused node's single fusable user.
+        """
+        chain, value = [], node.name
+        while True:
+            users = self.consumers.get(value, [])
+            while len(users) == 1 and users[0].op.name in ALIASES:
+                users = self.consumers.get(users[0].name, [])
+            if len(users) != 1 or users[0].op.name not in FUSABLE:
+                return chain
+            user = users[0]
+            others = [i for i in user.inputs if self.source(i) != value]
+            if any(self.pending_value(i) for i in others):
+                return chain
+            chain.append(user)
+            value = user.name
+
+    def pending_value(self, value: str) -> bool:
+        """Return whether `value` is produced by a node of this segment not lowered yet."""
+        value = self.source(value)
+        later = {n.name for n in self.nodes[self.position + 1 :]}
+        return value in later and value not in self.done
 
     # ------------------------------------------------------------------ attention
+    def kv_heads(self) -> int:
+        return int(self.graph.meta_dict.get("num_kv_heads", 1))
+
+    def head_dims(self, node: Node) -> tuple[int, int]:
+        t = self.graph.node(node.inputs[0]).type
+        return int(t.shape[1]), int(t.shape[3])
+
+    def rope(self, node: Node) -> None:
+        """RoPE per head on the head's core (the heads the core attends to)."""
+        heads, head_dim = int(node.type.shape[1]), int(node.type.shape[-1])
+        groups = max(1, heads // self.kv_heads())
+        self.reads([node.inputs[0]], list(range(self.cores)))
+        self.scratch["rope.table"] = 2 * head_dim
+        tables: dict[int, int] = {}
+        for head in range(heads):
+            core = head_core(head // groups if heads > self.kv_heads() else head, self.cores)
+            e = self.emitters[core]
+            if core not in tables:
+                tables[core] = self.io_load(e, f"io.rope@{core}", "rope.table", 2 * head_dim)
+            self.sfu(e, isa.SfuOp.ROPE, node.name, [node.inputs[0], "rope.table"],
+                     (tables[core],), head_dim)  # fmt: skip
+        self.wrote(node.name, list(range(self.cores)), HEADS)
+
+    def store_kv(self, node: Node, kind: str, layer: str) -> None:
+        """QUANTIZE and STORE the pass's new keys/values per KV head on the head's core."""
+        head_dim = int(node.type.shape[-1])
+        self.reads([node.inputs[0]], list(range(self.cores)), HEADS)
+        for head in range(self.kv_heads()):
+            core = head_core(head, self.cores)
+            e = self.emitters[core]
+            self.scratch[f"{node.name}.{head}"] = head_dim
+            quant = self.sfu(e, isa.SfuOp.QUANTIZE, f"{node.name}.{head}", [node.inputs[0]],
+                             length=head_dim, out_addr=0)  # fmt: skip
+            stores = []
+            for region in self.kv_parts(kind, layer, head):
+                nbytes = self.shape.tokens * region.nbytes // self.layout.kv_keys
+                stores.append(e.emit(isa.Store, after=(quant,), buffer=isa.Buffer.ACT,
+                                     channel=region.channel, hbm_addr=region.addr,
+                                     length=max(1, nbytes // isa.HBM_WORD_BYTES)))  # fmt: skip
+            self.kv_stores[(kind, head)] = stores[-1]
+        self.done.add(node.name)
+
+    def kv_parts(self, kind: str, layer: str, head: int) -> list:
+        """Return the HBM regions of one KV head's cache (`layout.kv_regions`)."""
+        return self.layout.parts(f"kv.{kind}.{layer}.{head}")
+
     def attention(self, node: Node) -> None:
         """Lower scores -> (scale, mask) -> softmax -> context of one layer, per head."""
         prefix = node.name.rsplit(".", 1)[0] + "."
         part = [n for n in self.graph.nodes if n.name.startswith(prefix) and n.op.name in ATTENTION]
         self.done.update(n.name for n in part)
         layer = prefix.split(".")[1]
-        q_type = self.graph.node(node.inputs[0]).type
-        heads, head_dim = int(q_type.shape[1]), int(q_type.shape[3])
-        self.switch(True)
-        groups = heads // self.kv_heads()  # query heads per KV head (GQA)
+        heads, head_dim = self.head_dims(node)
+        groups = max(1, heads // self.kv_heads())
+        q = self.source(node.inputs[0])
+        q = self.graph.node(q).inputs[0] if self.graph.node(q).op.name == "quantize" else q
+        self.reads([q], list(range(self.cores)), HEADS)
         for head in range(heads):
-            k = self.layout.region(f"kv.k.{layer}.{head // groups}")
-            v = self.layout.region(f"kv.v.{layer}.{head // groups}")
-            self.head(self.emitters[head % self.cores], prefix, head, head_dim, k, v)
+            kv = head // groups
+            e = self.emitters[head_core(kv, self.cores)]
+            self.head(e, prefix, q, head, head_dim, layer, kv)
+        self.wrote(f"{prefix}context", list(range(self.cores)), HEADS)
 
-    def head(self, e: Emitter, prefix: str, head: int, head_dim: int, k: HbmRegion,
-             v: HbmRegion) -> None:  # fmt: skip
+    def head(self, e: Emitter, prefix: str, q: str, head: int, head_dim: int, layer: str,
+             kv: int) -> None:  # fmt: skip
         keys = self.shape.keys
         self.scratch[f"{prefix}q.{head}"] = head_dim
         self.scratch["positions"] = 1
-        self.sfu(e, isa.SfuOp.QUANTIZE, f"{prefix}q.{head}", [f"{prefix}q"], out_addr=0)
-        scores = self.kv_matrix(e, k, head, rows=keys, k=head_dim)
+        self.act_quantize(e, f"{prefix}q.{head}", q, head_dim)
+        scores = self.kv_matrix(e, "k", layer, kv, rows=keys, k=head_dim)
         name = f"{prefix}scores"
-        dq = self.sfu(e, isa.SfuOp.DEQUANT, name, [name], (scores,), in_addr=0)
-        mask = self.sfu(e, isa.SfuOp.MASK, name, [name, "positions"], (dq,))
-        sm = self.sfu(e, isa.SfuOp.SOFTMAX, f"{prefix}probs", [name], (mask,))
-        self.sfu(e, isa.SfuOp.QUANTIZE, f"{prefix}probs", [f"{prefix}probs"], (sm,), out_addr=0)
-        ctx = self.kv_matrix(e, v, head, rows=head_dim, k=keys)
+        dq = self.sfu(e, isa.SfuOp.DEQUANT, name, [name], (scores[0],), keys, in_addr=0)
+        mask = self.sfu(e, isa.SfuOp.MASK, name, [name, "positions"], (dq,), keys)
+        sm = self.sfu(e, isa.SfuOp.SOFTMAX, f"{prefix}probs", [name], (mask,), keys)
+        e.out_readers[scores[1]] = sm
+        self.act_quantize(e, f"{prefix}probs", f"{prefix}probs", keys, (sm,))
+        ctx = self.kv_matrix(e, "v", layer, kv, rows=head_dim, k=keys)
         out = f"{prefix}context"
-        self.sfu(e, isa.SfuOp.DEQUANT, out, [out], (ctx,), in_addr=0)
+        e.out_readers[ctx[1]] = self.sfu(e, isa.SfuOp.DEQUANT, out, [out], (ctx[0],), head_dim,
+                                         in_addr=0)  # fmt: skip
 
-    def kv_matrix(self, e: Emitter, region: HbmRegion, head: int, rows: int, k: int) -> int:
-        """LOAD one head's cached keys (or values) as a dense INT8 tile and multiply."""
+    def kv_matrix(self, e: Emitter, kind: str, layer: str, kv: int, rows: int,
+                  k: int) -> tuple[int, int]:  # fmt: skip
+        """LOAD one head's cached keys (or values) from its parts and multiply (dense INT8)."""
         op = plan_linear(self.engine, 16, self.shape.tokens, rows, k)
-        nbytes = rows * k
-        half = e.tiles % 2 if self.plan.double_buffered else 0
-        load = e.emit(isa.Load, after=(e.mv_by_half.get(half),), buffer=isa.Buffer.WEIGHT,
-                      channel=region.channel, hbm_addr=region.addr,
-                      buf_addr=half * self.plan.weight_half_words(),
-                      length=max(1, nbytes // isa.HBM_WORD_BYTES))  # fmt: skip
-        e.tiles += 1
-        cls = isa.MV if self.shape.tokens == 1 else isa.MM
-        mv = e.emit(cls, after=(load, self.last_sfu(e)), n=16, wbits=8, k_steps=op.k_steps,
-                    row_tiles=op.row_tiles, tok_pairs=op.tok_pairs,
-                    w_base=half * self.plan.weight_half_words(),
-                    out_base=half * (self.engine.out_depth // 2))  # fmt: skip
-        e.mv_by_half[half] = mv
-        return mv
-
-    def kv_heads(self) -> int:
-        return int(self.graph.meta_dict.get("num_kv_heads", 1))
-
-    def store_kv(self, node: Node, kind: str, layer: str) -> None:
-        """STORE the new keys/values of this pass into the cache (per head, head's core)."""
-        for head in range(self.kv_heads()):
-            region = self.layout.region(f"kv.{kind}.{layer}.{head}")
-            e = self.emitters[head % self.cores]
-            self.scratch[f"{node.name}.{head}"] = int(node.type.shape[-1])
-            quant = self.sfu(e, isa.SfuOp.QUANTIZE, f"{node.name}.{head}", [node.inputs[0]],
-                             out_addr=0)  # fmt: skip
-            nbytes = self.shape.tokens * int(self.graph.node(node.name).type.shape[-1])
-            e.emit(isa.Store, after=(quant,), buffer=isa.Buffer.ACT, channel=region.channel,
-                   hbm_addr=region.addr,
-                   length=max(1, nbytes // isa.HBM_WORD_BYTES))  # fmt: skip
+        parts = self.kv_parts(kind, layer, kv)
+        kv_rows = self.shape.keys
+        nbytes = [kv_rows * r.nbytes // self.layout.kv_keys for r in parts]
+        word_bytes = self.plan.word_bytes[isa.Buffer.WEIGHT]
+        words = max(1, -(-sum(nbytes) // word_bytes))
+        span, wait = e.ring.take(e.ring.place(words), words, None)
+        store = self.kv_stores.get((kind, kv))
+        last = None
+        for region, size in zip(parts, nbytes, strict=True):
+            last = e.emit(isa.Load, after=(wait, store), buffer=isa.Buffer.WEIGHT,
+                          channel=region.channel, hbm_addr=region.addr, buf_addr=span[0],
+                          length=max(1, size // isa.HBM_WORD_BYTES))  # fmt: skip
+        span.append(last)
+        return self.matrix(e, span, 16, 8, op)
 
 
-def lower_nodes(
-    lowering: Lowering, nodes: list[Node], kv_quant: Callable[[Node], str | None]
-) -> None:
-    """Lower `nodes` in order; `kv_quant(node)` names 'k'/'v' for quantizers of new KV rows."""
-    for node in nodes:
+def lower_nodes(lowering: Lowering, kv_quant: Callable[[Node], str | None]) -> None:
+    """Lower the segment's nodes in order, then close it (`Lowering.finish`).
+
+    `kv_quant(node)` names 'k'/'v' for quantizers of new KV rows.
+    """
+    for position, node in enumerate(lowering.nodes):
+        lowering.position = position
         kind = kv_quant(node)
         if kind is not None:
-            lowering.switch(True)
             lowering.store_kv(node, kind, node.name.split(".")[1])
         else:
             lowering.lower(node)
+    lowering.finish()

@@ -125,6 +125,7 @@ class HbmLayout:
     bytes_per_channel: int
     weights: tuple[WeightPlacement, ...]
     regions: tuple[HbmRegion, ...]  # all regions: weight tiles, KV cache, I/O, tables
+    kv_keys: int = 0  # KV rows each cache region holds (longest KV length, rounded up)
 
     def weight(self, name: str) -> WeightPlacement:
         for placement in self.weights:
@@ -135,6 +136,13 @@ class HbmLayout:
     def region(self, name: str) -> HbmRegion:
         """Return the region called `name` (weight tiles share their weight's label)."""
         return self._by_name[name]
+
+    def parts(self, name: str) -> list[HbmRegion]:
+        """Return the regions `name.0`, `name.1`, ... of a value split over channels."""
+        found = []
+        while f"{name}.{len(found)}" in self._by_name:
+            found.append(self._by_name[f"{name}.{len(found)}"])
+        return found
 
     @cached_property
     def _by_name(self) -> dict[str, HbmRegion]:
@@ -200,8 +208,13 @@ class Stream:
 
     @classmethod
     def from_instructions(cls, program: list[isa.Instruction]) -> Stream:
-        data = np.frombuffer(isa.encode(program), dtype="<u4").astype(np.uint32)
-        lengths = np.array([i.n_words() for i in program], np.int64)
+        return cls.from_encoded([i.encode() for i in program])
+
+    @classmethod
+    def from_encoded(cls, encoded: list[list[int] | tuple[int, ...]]) -> Stream:
+        """Return the stream of instructions given as their 32-bit words."""
+        lengths = np.array([len(w) for w in encoded], np.int64)
+        data = np.fromiter((w for words in encoded for w in words), np.uint32, int(lengths.sum()))
         return cls(data, np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64))
 
     def __len__(self) -> int:
