@@ -33,7 +33,7 @@ from sparseflow.ir.graph import Graph
 from sparseflow.simulator.energy import EnergyLedger, dynamic_energy, sum_ledgers
 from sparseflow.simulator.estimate import Workload, _kv_cache_bytes, deployed_weight_bytes
 from sparseflow.simulator.fpga_costs import FpgaMachine
-from sparseflow.simulator.fpga_engine import ReuseCache, SimResult, simulate_streams
+from sparseflow.simulator.fpga_engine import N_UNITS, ReuseCache, SimResult, simulate_streams
 from sparseflow.simulator.trace import trace_events, write_trace
 
 OP_CLASSES = ("linear", "attention", "norm", "elementwise", "data")
@@ -93,9 +93,11 @@ def run_bucket(
         owner = np.concatenate(owners)
         order = np.argsort(end, kind="stable")
         spans = np.diff(np.concatenate([[0.0], end[order]]))
-        for (cls, unit), span in zip(owner[order].tolist(), spans.tolist(), strict=True):
-            time_s[cls] += span
-            bound[cls, UNIT_BOUND[unit]] += span
+        cls, unit = owner[order].T
+        time_s += np.bincount(cls, weights=spans, minlength=len(OP_CLASSES))
+        per_pair = np.bincount(cls * N_UNITS + unit, weights=spans)
+        for pair in np.flatnonzero(per_pair).tolist():
+            bound[pair // N_UNITS, UNIT_BOUND[pair % N_UNITS]] += float(per_pair[pair])
     events = result.events
     macs = events.int8_macs + events.int4_macs
     return BucketRun(bucket, result, time_s, dyn_j, dict(bound), macs)

@@ -94,3 +94,30 @@ def test_float_weights_and_small_hbm_are_named() -> None:
     req = dataclasses.replace(request(prompt_len=4, gen_len=2), hw=tiny_hbm)
     with pytest.raises(InputError, match="bytes of HBM.*hbm.bytes_per_channel"):
         compile_program(req)
+
+
+def test_cores_pass_the_same_barriers(tiny) -> None:
+    for bucket in tiny.buckets:
+        counts = {
+            int(((t["opcode"] == 6) & (t["op"] == 0)).sum())
+            for t in (s.table() for s in bucket.streams)
+        }
+        assert len(counts) == 1  # every barrier is device-wide
+
+
+def test_sfu_work_is_per_tile_and_per_head(tiny) -> None:
+    table = tiny.bucket_for("decode", 40).streams[0].table()
+    sfu = table["opcode"] == 5
+    largest = int(table["length"][sfu].max())
+    assert largest <= 256  # tiny-llama: at most the vocabulary, never heads x keys
+
+
+def test_rows_split_by_channels_and_kv_on_own_channels() -> None:
+    from sparseflow.backends.fpga.layout import core_channels
+
+    program = compile_program(request(prompt_len=20, gen_len=30))
+    hw = load_hw("u280")
+    for region in program.layout.regions:
+        if region.kind == "kv":
+            core = int(region.name.split(".")[3]) % hw.cores
+            assert region.channel in core_channels(hw, core)
