@@ -332,13 +332,23 @@ class FpgaCompiled:
         return [out / "program", out / "program.lst", *rtl]
 
     def listing(self) -> str:
-        """Return each bucket's streams: a header line per (bucket, core), then the listing."""
-        lines = []
+        """Return a table of every (bucket, core) stream with its byte offset in DIR/program,
+        then the full listing of one bucket (the first decode bucket, else the prefill one).
+
+        Listing all buckets would print millions of lines for a 7B model (minutes to write,
+        too long to read); the others decode from DIR/program with `isa.decode` at the
+        offsets in the table."""
+        lines, offset = ["# phase bucket core instructions bytes offset\n"], 0
         for bucket in self.program.buckets:
             for core, stream in enumerate(bucket.streams):
-                lines.append(f"# {bucket.phase} bucket {bucket.length} core {core}: "
-                             f"{len(stream)} instructions, {stream.nbytes} bytes\n")  # fmt: skip
-                lines.append(isa.listing(stream.instructions()))
+                lines.append(f"# {bucket.phase} {bucket.length} {core} {len(stream)} "
+                             f"{stream.nbytes} {offset}\n")  # fmt: skip
+                offset += stream.nbytes
+        shown = next((b for b in self.program.buckets if b.phase == "decode"), None)
+        shown = shown or self.program.buckets[0]
+        for core, stream in enumerate(shown.streams):
+            lines.append(f"# listing: {shown.phase} bucket {shown.length} core {core}\n")
+            lines.append(isa.listing(stream.instructions()))
         return "".join(lines)
 
     def summary(self) -> dict:
