@@ -193,29 +193,48 @@ def estimate_analytical(
     step_s = [sum(t.time_s for t in step) for step in steps]
     decode_s = sum(step_s)
     total_s = prefill_s + decode_s
-    energy_j = sum(t.energy_j for t in every)
+    utilization = {
+        "compute": sum(t.flops_executed / t.peak_ops_per_s for t in every) / total_s,
+        "memory_bandwidth": sum(t.bytes_moved / t.peak_bandwidth_bytes_per_s for t in every)
+        / total_s,
+    }
+    return request_report(
+        labels, workload, prefill_s, step_s[0], decode_s, sum(t.energy_j for t in every),
+        weights, utilization, breakdown(every),
+    )  # fmt: skip
+
+
+def request_report(
+    labels: dict[str, str],
+    workload: Workload,
+    prefill_s: float,
+    first_step_s: float,
+    decode_s: float,
+    energy_j: float,
+    weight_bytes: int,
+    utilization: dict[str, float],
+    rows: list[dict[str, object]],
+) -> dict[str, object]:
+    """Return the report record of DESIGN.md from a request's modelled times and energy."""
     tokens = workload.batch * workload.gen_len
+    total_s = prefill_s + decode_s
     return {
         **labels,
         "batch": workload.batch,
         "prompt_len": workload.prompt_len,
         "gen_len": workload.gen_len,
         "prefill_latency_s": prefill_s,
-        "decode_first_step_s": step_s[0],
-        "decode_mean_step_s": decode_s / len(step_s),
+        "decode_first_step_s": first_step_s,
+        "decode_mean_step_s": decode_s / workload.gen_len,
         "decode_tokens_per_s": tokens / decode_s,
         "e2e_latency_s": total_s,
         "energy_j": energy_j,
         "energy_per_token_j": energy_j / tokens,
         "tokens_per_j": tokens / energy_j,
         "avg_power_w": energy_j / total_s,
-        "weight_bytes": weights,
-        "utilization": {
-            "compute": sum(t.flops_executed / t.peak_ops_per_s for t in every) / total_s,
-            "memory_bandwidth": sum(t.bytes_moved / t.peak_bandwidth_bytes_per_s for t in every)
-            / total_s,
-        },
-        "breakdown": breakdown(every),
+        "weight_bytes": weight_bytes,
+        "utilization": utilization,
+        "breakdown": rows,
     }
 
 

@@ -31,7 +31,12 @@ from sparseflow.hw_models.schema import FpgaModel
 from sparseflow.ir.errors import InputError
 from sparseflow.ir.graph import Graph
 from sparseflow.simulator.energy import EnergyLedger, dynamic_energy, sum_ledgers
-from sparseflow.simulator.estimate import Workload, _kv_cache_bytes, deployed_weight_bytes
+from sparseflow.simulator.estimate import (
+    Workload,
+    _kv_cache_bytes,
+    deployed_weight_bytes,
+    request_report,
+)
 from sparseflow.simulator.fpga_costs import FpgaMachine
 from sparseflow.simulator.fpga_engine import N_UNITS, ReuseCache, SimResult, simulate_streams
 from sparseflow.simulator.trace import trace_events, write_trace
@@ -245,34 +250,19 @@ def _report(
     ledger = sum_ledgers(
         _scaled(dynamic_energy(hw, run.result.events), n) for run, n in weighted
     ) + EnergyLedger(static_j=hw.power.static_power_w * total_s)
-    energy_j = ledger.total_j
-    tokens = workload.batch * workload.gen_len
     macs = sum(run.macs * n for run, n in weighted)
     hbm_bytes = sum(run.result.events.hbm_bytes * n for run, n in weighted)
     machine = FpgaMachine.from_hw(hw)
     peak_macs_per_s = hw.cores * machine.macs_per_issue * hw.clock_hz
-    return {
-        **labels,
-        "batch": workload.batch,
-        "prompt_len": workload.prompt_len,
-        "gen_len": workload.gen_len,
-        "prefill_latency_s": prefill.time_s,
-        "decode_first_step_s": first.time_s,
-        "decode_mean_step_s": decode_s / workload.gen_len,
-        "decode_tokens_per_s": tokens / decode_s,
-        "e2e_latency_s": total_s,
-        "energy_j": energy_j,
-        "energy_per_token_j": energy_j / tokens,
-        "tokens_per_j": tokens / energy_j,
-        "avg_power_w": energy_j / total_s,
-        "weight_bytes": weight_bytes,
-        "utilization": {
-            "compute": macs / (peak_macs_per_s * total_s),
-            "memory_bandwidth": hbm_bytes / (hw.hbm.bandwidth_bytes_per_s * total_s),
-        },
-        "breakdown": _breakdown(hw, weighted),
-        "energy_split_j": ledger.to_dict(),
+    utilization = {
+        "compute": macs / (peak_macs_per_s * total_s),
+        "memory_bandwidth": hbm_bytes / (hw.hbm.bandwidth_bytes_per_s * total_s),
     }
+    report = request_report(
+        labels, workload, prefill.time_s, first.time_s, decode_s, ledger.total_j,
+        weight_bytes, utilization, _breakdown(hw, weighted),
+    )  # fmt: skip
+    return {**report, "energy_split_j": ledger.to_dict()}
 
 
 def _scaled(ledger: EnergyLedger, times: int) -> EnergyLedger:
