@@ -25,10 +25,12 @@ class Kind(StrEnum):
     CPU = "cpu"
 
 
+# The built-in recipes each kind's backend can run (a default recipe must be one of them):
+# the FPGA engine multiplies INT8 activations by INT4/INT8 weights, so float recipes cannot run.
 RECIPES_BY_KIND: dict[Kind, tuple[str, ...]] = {
-    Kind.FPGA: ("flightllm", "dense"),
+    Kind.FPGA: ("flightllm",),
     Kind.GPU: ("int8", "2:4", "w4a16", "dense"),
-    Kind.CPU: ("dense",),
+    Kind.CPU: ("dense", "int8", "2:4", "w4a16"),
 }
 
 
