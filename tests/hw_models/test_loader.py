@@ -210,7 +210,7 @@ def test_fpga_bad_fields_are_named(mutate, message: str) -> None:
             "compute.peak_fp32_flops_per_s': 1e\\+12 exceeds",
         ),
         ("host-cpu", lambda d: d["memory"].update(dram_bandwidth_bytes_per_s=0), "must be > 0"),
-        ("xeon-8380", lambda d: d.update(default_recipe="int8"), "default_recipe"),
+        ("xeon-8380", lambda d: d.update(default_recipe="flightllm"), "default_recipe"),
     ],
 )
 def test_gpu_and_cpu_bad_fields_are_named(name: str, mutate, message: str) -> None:
