@@ -2,8 +2,10 @@
 
 Runs the FlightLLM paper's grid ([128, 512] prompt x [512, 1024, 1536] generated tokens) and
 the two single decode steps measured on the released bitstream, then prints ours vs
-published with relative errors. Published figures: /work/shared/refs/flightllm.md ([P] paper,
-[S] secondary). Every number comes from hw_models/u280.yaml as it is: nothing is fitted.
+published with relative errors. Published figures: Zeng et al., "FlightLLM", FPGA 2024 ([P])
+and measurements on its released bitstream ([S] secondary), as cited in
+docs/validate_flightllm.md. Every number comes from hw_models/u280.yaml as it is: nothing is
+fitted.
 
     python examples/validate_flightllm.py
 """
