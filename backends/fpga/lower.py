@@ -33,6 +33,7 @@ from sparseflow.backends.fpga import isa
 from sparseflow.backends.fpga.engine_model import BLOCK_M, EngineParams, plan_linear
 from sparseflow.backends.fpga.layout import ADDRESS_WORDS, SFU_WORD_ELEMENTS, head_core
 from sparseflow.backends.fpga.program import BufferPlan, HbmLayout, WeightPlacement, WeightTile
+from sparseflow.ir.errors import InputError
 from sparseflow.ir.graph import Graph
 from sparseflow.ir.node import Node
 
@@ -336,7 +337,11 @@ class Lowering:
         elif op in SFU_OPS:
             self.sfu_node(node)
         else:
-            raise NotImplementedError(f"no FPGA lowering for op {op} (node %{node.name})")
+            supported = sorted({"embedding", "quantize", "linear", "matmul", *SFU_OPS, *FREE})
+            raise InputError(
+                f"node %{node.name}: op {op!r} has no FPGA lowering (the accelerator runs "
+                f"{', '.join(supported)})"
+            )
 
     def io_load(self, e: Emitter, region: str, value: str, elements: int) -> int:
         """LOAD `elements` FP16 elements per token of an I/O region into the SFU buffer."""

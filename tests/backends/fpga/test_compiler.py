@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 
 import pytest
@@ -83,6 +84,19 @@ def test_unsupported_sparsity_names_layer_and_modes() -> None:
         InputError, match=r"layer layers.0.attn.q_proj: sparsity .*2:4.*\[2, 4, 8, 16\]"
     ):
         compile_program(req)
+
+
+def test_an_op_without_lowering_is_named(tmp_path) -> None:
+    config = {
+        "model_type": "opt", "hidden_size": 64, "num_attention_heads": 4,
+        "num_hidden_layers": 1, "ffn_dim": 128, "vocab_size": 256,
+        "max_position_embeddings": 64, "word_embed_proj_dim": 64,
+        "activation_function": "relu", "tie_word_embeddings": False,
+    }  # fmt: skip
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    graph = load_recipe("flightllm").apply(load_model(str(tmp_path / "config.json")))
+    with pytest.raises(InputError, match=r"node %layers.0.mlp.act: op 'relu' has no FPGA"):
+        compile_program(CompileRequest(graph, None, load_hw("u280")))
 
 
 def test_float_weights_and_small_hbm_are_named() -> None:
