@@ -26,7 +26,7 @@ from sparseflow.ir.dtypes import DType
 from sparseflow.ir.graph import Graph, infer_types
 from sparseflow.ir.node import Node, make_attrs
 from sparseflow.ir.ops import get_op
-from sparseflow.ir.types import QuantParams, QuantScheme, TensorType
+from sparseflow.ir.types import TensorType
 from sparseflow.passes.calibration import collect_values
 from sparseflow.passes.manager import PassContext, register_pass
 
@@ -84,6 +84,9 @@ def quantize_activations(
     return _insert_quantize(graph, wanted, opts.bits)
 
 
+SCALE_TYPE = TensorType((1,), DType.F32)  # a static quantization scale (the quantize op's input)
+
+
 @dataclass(frozen=True)
 class KvCacheOptions:
     """bits: cache bit width (8, or 4); static_values: quantize the value cache with one scale
@@ -125,9 +128,10 @@ def quantize_kv_cache(
     return graph.with_nodes(infer_types(nodes), graph.weights.replace(_scale_weights(scales)))
 
 
-def _cache_type(tensor_type, bits: int, static: bool):  # noqa: ANN001, ANN202
-    quant = QuantParams(QuantScheme.INT, bits, "tensor" if static else "token")
-    return tensor_type.with_(dtype=DType.I8 if bits == 8 else DType.I4, quant=quant)
+def _cache_type(tensor_type: TensorType, bits: int, static: bool) -> TensorType:
+    """Return the type of a cache input: what quantizing such a tensor gives."""
+    ins = [tensor_type, SCALE_TYPE] if static else [tensor_type]
+    return get_op("quantize").infer_type(ins, make_attrs({"bits": bits}), "cache")
 
 
 def _value_scales(
@@ -158,12 +162,11 @@ def _quantizer(
     if not static:
         q = _quantize_node(types, value, bits)
         return [replace(q, name=name) if name else q]
-    scale_type = TensorType((1,), DType.F32)
     role = make_attrs({"role": "scale"})
-    weight = Node(f"{cache}.scale", get_op("weight"), (), scale_type, role)
+    weight = Node(f"{cache}.scale", get_op("weight"), (), SCALE_TYPE, role)
     op, attrs = get_op("quantize"), make_attrs({"bits": bits})
     out_name = name or f"{value}.q{bits}"
-    out_type = op.infer_type([types[value], scale_type], attrs, out_name)
+    out_type = op.infer_type([types[value], SCALE_TYPE], attrs, out_name)
     return [weight, Node(out_name, op, (value, weight.name), out_type, attrs)]
 
 
