@@ -16,13 +16,18 @@ from pathlib import Path
 import numpy as np
 
 from sparseflow.backends.registry import CompileRequest, compile_model, has_backend
-from sparseflow.backends.runner import Generation, generate, prompt_ids, rel_error
+from sparseflow.backends.runner import (
+    Generation,
+    generate,
+    generate_reference,
+    prompt_ids,
+    rel_error,
+)
 from sparseflow.hw_models.loader import load_hw
 from sparseflow.hw_models.schema import HardwareModel
 from sparseflow.ir.errors import InputError
 from sparseflow.ir.formats import PackedWeight, stored_mask
 from sparseflow.ir.graph import Graph
-from sparseflow.ir.interpreter import Interpreter
 from sparseflow.ir.models.random_weights import random_weights
 from sparseflow.ir.models.zoo import load_config, load_model
 from sparseflow.ir.ops import storage_bytes
@@ -153,22 +158,15 @@ def run_request(
     vocab = int(pair.prefill.meta_dict.get("vocab_size", 0))
     ids = prompt_ids(vocab, request["batch"], request["prompt_len"], ctx.seed)
     gen_len = request["gen_len"]
-    reference = (Interpreter(pair.prefill), pair.decode and Interpreter(pair.decode))
     compiled = None
     if has_backend(hw.kind):
         compiled = compile_model(CompileRequest(pair.prefill, pair.decode, hw, **request))
         backend = generate(*compiled.runners(), pair.prefill, ids, gen_len, progress=progress)
-        ref = generate(*reference, pair.prefill, ids, gen_len, forced=backend.tokens)
+        ref = generate_reference(pair.prefill, pair.decode, ids, gen_len, forced=backend.tokens)
     else:
-        backend = ref = generate(*reference, pair.prefill, ids, gen_len, progress=progress)
-    dense_decode = pair.dense_decode and Interpreter(pair.dense_decode)
-    dense = generate(
-        Interpreter(pair.dense_prefill),
-        dense_decode,
-        pair.dense_prefill,
-        ids,
-        gen_len,
-        forced=backend.tokens,
+        backend = ref = generate_reference(pair.prefill, pair.decode, ids, gen_len, None, progress)
+    dense = generate_reference(
+        pair.dense_prefill, pair.dense_decode, ids, gen_len, forced=backend.tokens
     )
     return {
         "model": model,

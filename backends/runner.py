@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from sparseflow.ir.errors import InputError
 from sparseflow.ir.graph import Graph
-from sparseflow.ir.interpreter import prefill_inputs
+from sparseflow.ir.interpreter import Interpreter, prefill_inputs
 
 CACHE_PREFIX = "past_"
 
@@ -98,6 +98,19 @@ def generate(
         caches = {CACHE_PREFIX + k: v for k, v in outputs.items() if k != head}
     decode_s = time.perf_counter() - start
     return Generation(np.stack(tokens, axis=1), tuple(logits), prefill_s, decode_s)
+
+
+def generate_reference(
+    prefill: Graph,
+    decode: Graph | None,
+    ids: np.ndarray,
+    gen_len: int,
+    forced: np.ndarray | None = None,
+    progress: bool = False,
+) -> Generation:
+    """Run `generate` with the numpy reference interpreter on both phases."""
+    decode_runner = Interpreter(decode) if decode is not None else None
+    return generate(Interpreter(prefill), decode_runner, prefill, ids, gen_len, forced, progress)
 
 
 def _next_token(logits: np.ndarray, forced: np.ndarray | None, step: int) -> np.ndarray:

@@ -4,7 +4,7 @@ Run: python examples/compress_and_compare.py [MODEL]   (default tiny-llama; any 
 weights, or a built-in name, which then gets seeded random weights)
 
 Uses the library API that `sparseflow run` is built on: `compress_model` applies a recipe to
-both phases (one calibration), `generate` runs a request, `rel_error` compares logits.
+both phases (one calibration), `generate_reference` runs a request, `rel_error` compares logits.
 """
 
 from __future__ import annotations
@@ -13,8 +13,7 @@ import sys
 from pathlib import Path
 
 from sparseflow.backends.pipeline import compress_model, layer_report
-from sparseflow.backends.runner import generate, prompt_ids, rel_error
-from sparseflow.ir.interpreter import Interpreter
+from sparseflow.backends.runner import generate_reference, prompt_ids, rel_error
 from sparseflow.passes.recipe import load_recipe, shorthand_recipe
 
 HERE = Path(__file__).parent
@@ -35,13 +34,8 @@ def main(model: str) -> None:
         pair = compress_model(model, recipe, batch=1, functional=True)
         vocab = int(pair.prefill.meta_dict["vocab_size"])
         ids = prompt_ids(vocab, 1, 16)
-        runners = (Interpreter(pair.prefill), pair.decode and Interpreter(pair.decode))
-        ours = generate(*runners, pair.prefill, ids, 8)
-        dense_runners = (
-            Interpreter(pair.dense_prefill),
-            pair.dense_decode and Interpreter(pair.dense_decode),
-        )
-        dense = generate(*dense_runners, pair.dense_prefill, ids, 8, forced=ours.tokens)
+        ours = generate_reference(pair.prefill, pair.decode, ids, 8)
+        dense = generate_reference(pair.dense_prefill, pair.dense_decode, ids, 8, ours.tokens)
         mb = (
             sum(row["weight_bytes"] for row in layer_report(pair.dense_prefill, pair.prefill)) / 1e6
         )
