@@ -15,7 +15,7 @@ and the option or pattern at fault.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import yaml
@@ -176,8 +176,6 @@ def shorthand_recipe(sparsity: str | None, quant: str | None, base: Recipe | Non
     first), `llm.int8`, `int4` with optional `:gG` / `:channel` and `:gptq` parts (default
     g128, round to nearest), `fp4`, `olive4`. The LM head is left uncompressed.
     """
-    source = "--sparsity/--quant"
-    raw = [] if base is None else [_step_dict(s) for s in base.steps]
     quant_steps = _quant_steps(quant) if quant else []
     smooth = [s for s in quant_steps if s["pass"] == "smoothquant"]
     rest = [s for s in quant_steps if s["pass"] != "smoothquant"]
@@ -186,17 +184,10 @@ def shorthand_recipe(sparsity: str | None, quant: str | None, base: Recipe | Non
     for step in steps:
         step.setdefault("exclude", ["lm_head"])
     name = "+".join(x for x in ((base.name if base else None), sparsity, quant) if x)
-    recipe = recipe_from_dict({"name": name, "passes": raw + steps}, source)
-    return Recipe(name, f"{base.description + '; ' if base else ''}{name}", recipe.steps, source)
-
-
-def _step_dict(step: RecipeStep) -> dict:
-    return {
-        "pass": step.pass_name,
-        "layers": list(step.layers),
-        "exclude": list(step.exclude),
-        "options": asdict(step.options),
-    }
+    shorthand = recipe_from_dict({"name": name, "passes": steps}, "--sparsity/--quant")
+    base_steps = base.steps if base else ()
+    description = f"{base.description + '; ' if base else ''}{name}"
+    return Recipe(name, description, base_steps + shorthand.steps, shorthand.source)
 
 
 def _sparsity_step(text: str) -> dict:
