@@ -82,7 +82,7 @@ def layer_report(dense: Graph, compressed: Graph) -> list[dict]:
             "shape": [int(d) for d in t.shape],
             "density": t.sparse.density if t.sparse else 1.0,
             "bits": t.quant.bits if t.quant else t.dtype.bits,
-            "format": str(t).split("] ", 1)[1] if "] " in str(t) else str(t.dtype),
+            "format": " ".join(str(x) for x in (t.sparse, t.quant) if x) or str(t.dtype),
             "weight_bytes": storage_bytes(t),
         }
         if node.name in compressed.weights:

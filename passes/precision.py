@@ -27,8 +27,9 @@ from sparseflow.ir.ops import get_op
 from sparseflow.ir.ops_math import round_to_dtype
 from sparseflow.passes.manager import PassContext, register_pass
 
-KEEP = {"input", "weight", "quantize", "cast", "reshape", "transpose", "repeat_kv", "kv_append"}
-KEEP |= {"concat", "slice"}
+# Ops whose outputs are never rounded: sources, integer values, and ops that only move values.
+KEEP = {"input", "weight", "quantize", "cast"}
+KEEP |= {"reshape", "transpose", "repeat_kv", "kv_append", "concat", "slice"}
 ROUNDED_WEIGHT_ROLES = ("norm", "bias")
 
 
