@@ -200,11 +200,9 @@ def _pass_context(args: argparse.Namespace):  # noqa: ANN202
 
 
 def _request(args: argparse.Namespace) -> dict:
-    for flag, value, low in (("--batch", args.batch, 1), ("--prompt", args.prompt, 1)):
-        if value < low:
-            raise InputError(f"{flag} must be at least {low}, got {value}")
-    if args.gen < 0:
-        raise InputError(f"--gen must be at least 0, got {args.gen}")
+    from sparseflow.backends.runner import check_request
+
+    check_request(args.batch, args.prompt, args.gen)
     return {"batch": args.batch, "prompt_len": args.prompt, "gen_len": args.gen}
 
 

@@ -56,10 +56,22 @@ class Generation:
         return np.concatenate([np.ravel(x) for x in self.logits])
 
 
+def check_request(batch: int, prompt_len: int, gen_len: int = 0, min_gen_len: int = 0) -> None:
+    """Reject request sizes out of range; the InputError names the option and field.
+
+    A request needs one sequence and one prompt token; `gen_len` 0 runs the prefill alone
+    (`run` and `compile` allow it), and callers that report decode steps pass `min_gen_len` 1.
+    """
+    sizes = (("--batch", "batch", batch, 1), ("--prompt", "prompt_len", prompt_len, 1))
+    for option, field, value, low in (*sizes, ("--gen", "gen_len", gen_len, min_gen_len)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            problem = f"must be an integer >= {low}, got {value!r}"
+            raise InputError(f"option {option} ({field}): {problem}")
+
+
 def prompt_ids(vocab_size: int, batch: int, prompt_len: int, seed: int = 0) -> np.ndarray:
     """Return seeded random prompt token ids [batch, prompt_len]."""
-    if prompt_len < 1:
-        raise InputError(f"--prompt must be at least 1, got {prompt_len}")
+    check_request(batch, prompt_len)
     return np.random.default_rng(seed).integers(0, vocab_size, (batch, prompt_len))
 
 

@@ -13,6 +13,7 @@ import math
 from collections import defaultdict
 from dataclasses import dataclass
 
+from sparseflow.backends.runner import check_request
 from sparseflow.hw_models.schema import GpuModel, HardwareModel
 from sparseflow.ir.dims import dim_symbols, eval_dim
 from sparseflow.ir.dtypes import DType
@@ -26,16 +27,17 @@ from sparseflow.simulator.graph_work import graph_works
 
 @dataclass(frozen=True)
 class Workload:
-    """One request: batch size, prompt length and number of generated tokens."""
+    """One request: batch size, prompt length and number of generated tokens.
+
+    An estimate reports decode steps, so it needs at least one generated token.
+    """
 
     batch: int = 1
     prompt_len: int = 128
     gen_len: int = 128
 
     def __post_init__(self) -> None:
-        for name in ("batch", "prompt_len", "gen_len"):
-            if getattr(self, name) < 1:
-                raise InputError(f"option --{name.split('_')[0]}: must be >= 1")
+        check_request(self.batch, self.prompt_len, self.gen_len, min_gen_len=1)
 
 
 def deployed_weight_bytes(graph: Graph) -> int:

@@ -51,7 +51,12 @@ def test_lists(capsys):
         (["show", "llama3-900b"], "unknown model 'llama3-900b'"),
         (["estimate", "gpt2", "--target", "tpu9"], "tpu9"),
         (["estimate", "gpt2", "--target", "a100", "--recipe", "nope"], "unknown recipe 'nope'"),
-        (["estimate", "gpt2", "--target", "a100", "--gen", "0"], "--gen"),
+        (["estimate", "gpt2", "--target", "a100", "--gen", "0"], "option --gen (gen_len)"),
+        (["estimate", "gpt2", "--target", "a100", "--prompt", "-1"], "option --prompt"),
+        (["estimate", "gpt2", "--target", "u280", "--batch", "0"], "option --batch"),
+        (["run", "tiny-llama", "--target", "host-cpu", "--gen", "-1"], "option --gen"),
+        (["run", "tiny-llama", "--target", "host-cpu", "--prompt", "0"], "option --prompt"),
+        (["compile", "tiny-llama", "--target", "u280", "--batch", "0", "-o", "x"], "--batch"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(capsys, argv, message):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sparseflow.backends.runner import generate, prompt_ids, rel_error
+from sparseflow.backends.runner import check_request, generate, prompt_ids, rel_error
 from sparseflow.ir.errors import InputError
 from sparseflow.ir.interpreter import Interpreter
 from sparseflow.ir.models.zoo import load_model
@@ -63,3 +63,16 @@ def test_kernel_for_unknown_node_is_an_error(tiny):
 def test_rel_error_is_relative():
     b = np.array([3.0, 4.0])
     assert rel_error(b + np.array([0.3, 0.4]), b) == pytest.approx(0.1)
+
+
+def test_request_sizes_follow_one_rule():
+    check_request(1, 1, 0)  # gen 0: the prefill alone (run, compile)
+    with pytest.raises(InputError, match=r"option --gen \(gen_len\): must be an integer >= 1"):
+        check_request(1, 1, 0, min_gen_len=1)  # an estimate reports decode steps
+    for sizes, option in (((0, 1, 1), "--batch"), ((1, 0, 1), "--prompt"), ((1, 1, -1), "--gen")):
+        with pytest.raises(InputError, match=f"option {option} "):
+            check_request(*sizes)
+    with pytest.raises(InputError, match="--prompt.*got 2.5"):
+        check_request(1, 2.5)
+    with pytest.raises(InputError, match="--batch.*got 0"):
+        prompt_ids(256, 0, 4)
