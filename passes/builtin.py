@@ -6,4 +6,5 @@ from sparseflow.passes import (  # noqa: F401
     quantize_weights,
     smoothquant,
     sparsify,
+    untie,
 )
