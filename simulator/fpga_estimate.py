@@ -51,7 +51,7 @@ SFU_CLASS = {
     isa.SfuOp.LAYERNORM: NORM,
 }
 # Conversions around a matrix op (int32 -> FP16, FP16 -> INT8) belong to that op's class.
-SFU_CONVERSIONS = (isa.SfuOp.DEQUANT, isa.SfuOp.QUANTIZE)
+SFU_CONVERSIONS = (isa.SfuOp.DEQUANT, isa.SfuOp.DEQUANT_BIAS, isa.SfuOp.QUANTIZE)
 UNIT_BOUND = {
     int(isa.Queue.LOAD): "memory",
     int(isa.Queue.STORE): "memory",

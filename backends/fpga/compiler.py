@@ -97,6 +97,12 @@ def _linear_weights(graph: Graph) -> list[str]:
     names = []
     for node in graph.nodes_of("linear"):
         source = graph.node(node.inputs[0])
+        if graph.node(node.inputs[1]).attr("role") == "embedding":
+            raise InputError(
+                f"layer {node.inputs[1]}: %{node.name} multiplies by the embedding table (tied "
+                "embeddings), which the host keeps for lookups; add the untie_lm_head pass "
+                "before the compression passes (as the flightllm recipe does)"
+            )
         if source.op.name != "quantize":
             raise InputError(
                 f"layer {node.inputs[1]}: its input %{source.name} is not quantized; the engine "
@@ -113,7 +119,7 @@ def _shared_splits(graph: Graph) -> dict[str, str]:
 
     def producer(value: str) -> str | None:
         node = graph.node(value)
-        while node.op.name in ("silu", "gelu") and len(node.inputs) == 1:
+        while node.op.name in ("silu", "gelu", "relu") and len(node.inputs) == 1:
             node = graph.node(node.inputs[0])
         return node.inputs[1] if node.op.name == "linear" else None
 
@@ -151,7 +157,8 @@ def _place_tables(
                 core = head_core(head, cores)
                 slot = 2 * (head // cores) + (kind == "v")
                 kv_regions(hbm, f"kv.{kind}.{layer}.{head}", core, slot, kv_keys, head_dim)
-    hbm.take("io.hidden", "io", last[0], prompt_tokens * hidden * FP16_BYTES)
+    for node in graph.nodes_of("embedding"):  # the host looks rows up in its own tables
+        hbm.take(f"io.{node.name}", "io", last[0], prompt_tokens * hidden * FP16_BYTES)
     for c in range(cores):
         hbm.take(f"io.rope@{c}", "io", last[c], kv_keys * head_dim * 2 * FP16_BYTES)
         rows = sum(t.rows for t in output.tiles if t.core == c and t.k0 == 0)

@@ -5,7 +5,8 @@ a runner whose outputs are what the accelerator computes:
 - linears: every weight tile of the program's layout (its core's rows x K group) runs on the
   matrix engine model (`engine_model.execute_matrix`: INT8 activations x INT4/INT8 weights in
   the tile's N:16 mode, int32 accumulation); DEQUANT scales each tile's int32 sums by the
-  token and (row, group) scales in f32 and rounds to the SFU precision;
+  token and (row, group) scales in f32, adds the bias (FP16) if the linear has one, and
+  rounds to the SFU precision;
 - attention runs on the engine too (FlightLLM): q is quantized to INT8 per token and head,
   keys and values are the INT8 cache codes with their per-row scales, probabilities are
   quantized per row after folding in the value scales;
@@ -37,7 +38,7 @@ from sparseflow.ir.interpreter import Interpreter, bind_inputs
 from sparseflow.ir.node import Node
 from sparseflow.passes.quantize import symmetric_quantize
 
-SFU_ROUNDED = {"rmsnorm", "layernorm", "silu", "gelu", "add", "mul", "rope", "softmax",
+SFU_ROUNDED = {"rmsnorm", "layernorm", "silu", "gelu", "relu", "add", "mul", "rope", "softmax",
                "scale", "causal_mask", "embedding"}  # fmt: skip
 PRECISIONS = {"fp16": np.float16, "fp32": np.float32}
 
@@ -122,12 +123,15 @@ class FunctionalRunner:
     def _linear_kernel(self, node: Node):  # noqa: ANN202
         placement = self.program.layout.weight(node.inputs[1])
         engine = self.program.engine
+        bias = node.inputs[2] if len(node.inputs) > 2 else None
 
         def kernel(values: list[np.ndarray]) -> np.ndarray:
             x = values[0]
             x_codes, x_scale = int_codes(x.reshape(-1, x.shape[-1]))
             codes, scales = self._codes(placement)
             y = np.zeros((x_codes.shape[0], placement.rows), np.float32)
+            if bias is not None:  # DEQUANT_BIAS adds the FP16 bias before rounding
+                y += self._round(self.interpreter.weight(bias))
             for t in placement.tiles:
                 rows, ks = slice(t.row0, t.row0 + t.rows), slice(t.k0, t.k0 + t.k)
                 acc = engine_matmul(engine, placement.n, x_codes[:, ks], codes[rows, ks])

@@ -68,6 +68,8 @@ class SfuOp(IntEnum):
     DEQUANT = 8  # int32 OUT words x token scale x row scale -> FP16 (accumulate: imm bit 13)
     QUANTIZE = 9  # FP16 rows -> per-row symmetric INT8 ACT words, scales to aux_addr
     MASK = 10  # scale scores and hide keys beyond each query's position (in2_addr)
+    RELU = 11
+    DEQUANT_BIAS = 12  # DEQUANT plus the FP16 bias vector at in2_addr, rounded once
 
 
 class SysOp(IntEnum):
@@ -312,10 +314,11 @@ class MV(MM):
 class Sfu(Instruction):
     """Run a special function over `rows` rows of `length` FP16 elements.
 
-    Addresses count 16-element SFU-buffer words, except DEQUANT's `in_addr` (an OUT-buffer
-    word) and QUANTIZE's `out_addr` (an ACT-buffer word). `imm` is op-specific: the FP16
-    bits of eps for the norms; for DEQUANT [15:14] the N:16 mode code of the OUT words
-    (as MM.n), bit 13 accumulate, [12:0] the destination row stride in SFU words.
+    Addresses count 16-element SFU-buffer words, except DEQUANT's (and DEQUANT_BIAS's)
+    `in_addr` (an OUT-buffer word) and QUANTIZE's `out_addr` (an ACT-buffer word). `imm` is
+    op-specific: the FP16 bits of eps for the norms; for DEQUANT and DEQUANT_BIAS [15:14]
+    the N:16 mode code of the OUT words (as MM.n), bit 13 accumulate, [12:0] the
+    destination row stride in SFU words.
     """
 
     OPCODE = Opcode.SFU

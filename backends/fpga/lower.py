@@ -3,10 +3,12 @@
 Requires the `LinearSpec`s and `HbmLayout` of `layout.py`. Ensures instruction lists (one per
 core) whose token masks order every producer before its consumers (see `Emitter`), with:
 - linears as weight tiles on every core: LOAD (one per channel part) -> MM/MV -> SFU DEQUANT
-  over the tile's rows. Tiles live in a ring over the weight buffer (`WeightRing`): a load
-  waits only for the matrix ops that last read the words it overwrites, so loads run ahead
-  of the matrix engine by up to a buffer (double buffering for half-buffer tiles);
-- fusion linear -> activation / eltwise: a silu, gelu, add or mul reading a linear's output
+  over the tile's rows (DEQUANT_BIAS, adding the FP16 bias rows loaded once per core, for
+  the first K group of a linear with a bias). Tiles live in a ring over the weight buffer
+  (`WeightRing`): a load waits only for the matrix ops that last read the words it
+  overwrites, so loads run ahead of the matrix engine by up to a buffer (double buffering
+  for half-buffer tiles);
+- fusion linear -> activation / eltwise: a silu, gelu, relu, add or mul reading a linear's output
   runs per tile on that tile's core over the tile's rows, right after its DEQUANT, once its
   other inputs exist (mul(silu(gate), up) fuses into up, whose rows split like gate's);
 - norms run on every core on a core-local copy (each core needs the whole normalised vector
@@ -50,6 +52,7 @@ SFU_OPS = {
     "layernorm": isa.SfuOp.LAYERNORM,
     "silu": isa.SfuOp.SILU,
     "gelu": isa.SfuOp.GELU,
+    "relu": isa.SfuOp.RELU,
     "add": isa.SfuOp.ADD,
     "mul": isa.SfuOp.MUL,
     "rope": isa.SfuOp.ROPE,
@@ -58,7 +61,7 @@ SFU_OPS = {
     "causal_mask": isa.SfuOp.MASK,
 }
 NORMS = {"rmsnorm", "layernorm"}
-FUSABLE = {"silu", "gelu", "add", "mul"}
+FUSABLE = {"silu", "gelu", "relu", "add", "mul"}
 # cast (rounding to FP16) is free: the SFU already holds its results in FP16.
 FREE = {"input", "weight", "reshape", "transpose", "repeat_kv", "kv_append", "cast"}
 ALIASES = {"reshape", "transpose", "repeat_kv", "cast"}  # reading one reads its input
@@ -322,7 +325,8 @@ class Lowering:
         if op in FREE or node.name in self.done:
             return
         if op == "embedding":
-            self.io_load(self.emitters[0], "io.hidden", node.name, self.row_elements(node.name))
+            elements = self.row_elements(node.name)
+            self.io_load(self.emitters[0], f"io.{node.name}", node.name, elements)
             self.wrote(node.name, [0], None)
         elif op == "quantize":
             self.quantize(node)
@@ -426,13 +430,21 @@ class Lowering:
         for user in fused:
             others = [i for i in user.inputs if self.source(i) not in chain]
             self.reads(others, list(range(self.cores)), partition)
+        bias = node.inputs[2] if len(node.inputs) > 2 else None
         for core, e in enumerate(self.emitters):
             tiles = [t for t in placement.tiles if t.core == core]
+            bias_load = self.table_load(e, core, bias) if bias and tiles else None
             for ordinal, tile in enumerate(tiles):
                 mv, half = self.weight_tile(e, placement, ordinal, tile)
                 imm = self.dequant_imm(placement, tile)
-                last = self.sfu(e, isa.SfuOp.DEQUANT, node.name, [node.name], (mv,), tile.rows,
-                                in_addr=0, imm=imm)  # fmt: skip
+                if bias and tile.k0 == 0:  # the bias joins the first K group's sums
+                    in2 = self.addr(bias) + tile.row0 // SFU_WORD_ELEMENTS
+                    last = self.sfu(e, isa.SfuOp.DEQUANT_BIAS, node.name, [node.name],
+                                    (mv, bias_load), tile.rows, in_addr=0, in2_addr=in2,
+                                    imm=imm)  # fmt: skip
+                else:
+                    last = self.sfu(e, isa.SfuOp.DEQUANT, node.name, [node.name], (mv,),
+                                    tile.rows, in_addr=0, imm=imm)  # fmt: skip
                 if tile.k0 + tile.k == placement.k:
                     for user in fused:
                         last = self.sfu(e, SFU_OPS[user.op.name], user.name, list(user.inputs),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 
 import pytest
@@ -13,6 +12,7 @@ from sparseflow.backends.registry import CompileRequest, compile_model
 from sparseflow.hw_models import load_hw
 from sparseflow.ir.errors import InputError
 from sparseflow.ir.models import load_model
+from sparseflow.ir.ops import get_op
 from sparseflow.passes.recipe import load_recipe, recipe_from_dict
 
 
@@ -86,17 +86,14 @@ def test_unsupported_sparsity_names_layer_and_modes() -> None:
         compile_program(req)
 
 
-def test_an_op_without_lowering_is_named(tmp_path) -> None:
-    config = {
-        "model_type": "opt", "hidden_size": 64, "num_attention_heads": 4,
-        "num_hidden_layers": 1, "ffn_dim": 128, "vocab_size": 256,
-        "max_position_embeddings": 64, "word_embed_proj_dim": 64,
-        "activation_function": "relu", "tie_word_embeddings": False,
-    }  # fmt: skip
-    (tmp_path / "config.json").write_text(json.dumps(config))
-    graph = load_recipe("flightllm").apply(load_model(str(tmp_path / "config.json")))
-    with pytest.raises(InputError, match=r"node %layers.0.mlp.act: op 'relu' has no FPGA"):
-        compile_program(CompileRequest(graph, None, load_hw("u280")))
+def test_an_op_without_lowering_is_named() -> None:
+    graph = load_recipe("flightllm").apply(load_model("tiny-llama"))
+    nodes = [
+        dataclasses.replace(n, op=get_op("concat")) if n.name == "layers.0.mlp.act" else n
+        for n in graph.nodes
+    ]
+    with pytest.raises(InputError, match=r"node %layers.0.mlp.act: op 'concat' has no FPGA"):
+        compile_program(CompileRequest(graph.with_nodes(nodes), None, load_hw("u280")))
 
 
 def test_float_weights_and_small_hbm_are_named() -> None:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-import numpy as np
+import dataclasses
 
+import numpy as np
+import pytest
+
+from sparseflow.backends.fpga import isa
 from sparseflow.backends.fpga.functional import engine_matmul
 from sparseflow.backends.fpga.layout import engine_for
 from sparseflow.backends.registry import CompileRequest, compile_model
@@ -11,6 +15,8 @@ from sparseflow.backends.runner import generate, prompt_ids, rel_error
 from sparseflow.hw_models import load_hw
 from sparseflow.ir.interpreter import Interpreter
 from sparseflow.ir.models import load_model
+from sparseflow.ir.models.config import BUILTINS
+from sparseflow.ir.models.zoo import build_graph
 from sparseflow.passes.recipe import load_recipe
 
 # The flightllm graph carries every rounding point of the accelerator (INT8 attention
@@ -40,3 +46,25 @@ def test_tiny_llama_logits_track_the_reference() -> None:
     ref = generate(Interpreter(pre), Interpreter(dec), pre, ids, 3)
     fpga = generate(*compiled.runners(), pre, ids, 3, forced=ref.tokens)
     assert 0 < rel_error(fpga, ref) < REL_ERROR_BOUND
+
+
+@pytest.mark.parametrize("family", ["gpt2", "opt-125m"])
+def test_biased_tied_models_track_the_reference(family: str) -> None:
+    """GPT-2 and OPT: biases (DEQUANT_BIAS), gelu/relu, learned positions, a tied head."""
+    config = dataclasses.replace(
+        BUILTINS[family], name=f"tiny-{family}", vocab_size=128, hidden_size=64, num_layers=2,
+        num_heads=4, num_kv_heads=4, head_dim=16, intermediate_size=256, max_positions=128,
+        random_seed=1,
+    )  # fmt: skip
+    pre, dec = load_recipe("flightllm").apply_model(
+        build_graph(config, "prefill"), build_graph(config, "decode")
+    )
+    compiled = compile_model(CompileRequest(pre, dec, load_hw("u280"), prompt_len=6, gen_len=3))
+    tables = [s.table() for b in compiled.program.buckets for s in b.streams]
+    ops = {int(op) for t in tables for op in t["op"][t["opcode"] == isa.Opcode.SFU]}
+    assert isa.SfuOp.DEQUANT_BIAS in ops
+    assert (isa.SfuOp.RELU in ops) == (config.activation == "relu")
+    ids = prompt_ids(128, 1, 6)
+    ref = generate(Interpreter(pre), Interpreter(dec), pre, ids, 3)
+    fpga = generate(*compiled.runners(), pre, ids, 3, forced=ref.tokens)
+    assert rel_error(fpga, ref) < REL_ERROR_BOUND
