@@ -54,9 +54,15 @@ def transpose_padded(x: np.ndarray, k_pad: int) -> np.ndarray:
 
 
 def pad_vector(x: np.ndarray, k_pad: int) -> np.ndarray:
-    """Return the single row of x[1, K] as a contiguous length-k_pad vector, zero-padded."""
+    """Return the single row of x[1, K] as a contiguous length-k_pad vector, zero-padded.
+
+    Without padding this is x's own row (no copy when it is contiguous): kernels only read it.
+    """
+    row = np.ascontiguousarray(x[0])
+    if k_pad == row.shape[0]:
+        return row
     xv = np.zeros(k_pad, dtype=x.dtype)
-    xv[: x.shape[1]] = x[0]
+    xv[: x.shape[1]] = row
     return xv
 
 
@@ -101,3 +107,23 @@ def rank1x4x4(acc, i0, x0, x1, x2, x3, values, p):  # noqa: ANN001, ANN201 (numb
         acc[i0 + 1, t] += a01 * e0 + a11 * e1 + a21 * e2 + a31 * e3
         acc[i0 + 2, t] += a02 * e0 + a12 * e1 + a22 * e2 + a32 * e3
         acc[i0 + 3, t] += a03 * e0 + a13 * e1 + a23 * e2 + a33 * e3
+
+
+@njit(cache=True, inline="always")
+def col4_dot(vals, cols, x, stride, zero):  # noqa: ANN001, ANN201 (numba-typed)
+    """Return the four sums s_i = zero + sum_q vals[stride q + i] x[cols[q]], i = 0..3.
+
+    Decode kernel of 4-row column blocks. The loop runs from 0 over slices and indexes x with
+    an unsigned column, so no index needs a negative-wraparound select: LLVM then vectorises
+    it with contiguous loads of `vals` (when `stride` is the literal 4) and a gather of x.
+    `zero` sets the accumulator type (f32, or int64 for exact int8 products).
+    """
+    a0 = a1 = a2 = a3 = zero
+    for q in range(cols.shape[0]):
+        xk = x[np.uint32(cols[q])]
+        v = stride * q
+        a0 += vals[v] * xk
+        a1 += vals[v + 1] * xk
+        a2 += vals[v + 2] * xk
+        a3 += vals[v + 3] * xk
+    return a0, a1, a2, a3

@@ -14,6 +14,7 @@ from numba import njit, prange
 from sparseflow.backends.cpu._common import (
     DECODE_MAX_TOKENS,
     check_activation,
+    col4_dot,
     pad_vector,
     transpose_padded,
 )
@@ -114,16 +115,22 @@ def _bsr_int8_col_tokens(indptr, indices, values, xt, acc_out):  # noqa: ANN001,
 
 
 @njit(parallel=True, cache=True)
-def _bsr_int8_col_decode(indptr, indices, values, qx, acc_out):  # noqa: ANN001, ANN201
-    """Compute acc_out[N_pad] = W qx in int32 for int8 column blocks (one token)."""
-    bm = values.shape[1]
+def _bsr_int8_col_decode(indptr, indices, flat, bm, qx, acc_out):  # noqa: ANN001, ANN201
+    """Compute acc_out[N_pad] = W qx in int32 for int8 column blocks flat[nnzb bm] (one token).
+
+    Same loop as the f32 `_bsr_col_decode`; the int64 sums are exact and fit int32 (K bound).
+    """
     for br in prange(indptr.shape[0] - 1):
-        acc = np.zeros(bm, np.int32)
-        for p in range(indptr[br], indptr[br + 1]):
-            xk = np.int32(qx[indices[p]])
-            for i in range(bm):
-                acc[i] += np.int32(values[p, i]) * xk
-        acc_out[br * bm : (br + 1) * bm] = acc
+        p0, p1 = indptr[br], indptr[br + 1]
+        cols = indices[p0:p1]
+        for i0 in range(0, bm, 4):
+            vals = flat[bm * p0 + i0 : bm * p1]
+            if bm == 4:
+                sums = col4_dot(vals, cols, qx, 4, np.int64(0))
+            else:
+                sums = col4_dot(vals, cols, qx, bm, np.int64(0))
+            row = br * bm + i0
+            acc_out[row], acc_out[row + 1], acc_out[row + 2], acc_out[row + 3] = sums
 
 
 @njit(parallel=True, cache=True)
@@ -189,8 +196,8 @@ def bsr_int8_spmm(qx: np.ndarray, sx: np.ndarray, w: BsrMatrix, sw: np.ndarray) 
         return _scale(acc[:n_rows], sx, sw)
     col_blocks = bk == 1 and bm % 4 == 0
     if col_blocks and qx.shape[0] <= DECODE_MAX_TOKENS:
-        values = w.values.reshape(nnzb, bm)
-        _bsr_int8_col_decode(w.indptr, w.indices, values, pad_vector(qx, k_pad), acc[:, 0])
+        flat = w.values.reshape(-1)
+        _bsr_int8_col_decode(w.indptr, w.indices, flat, bm, pad_vector(qx, k_pad), acc[:, 0])
         return _scale(acc[:n_rows], sx, sw)
     xt = transpose_padded(qx, k_pad)
     if col_blocks:

@@ -56,6 +56,17 @@ def test_bsr_tail_of_fewer_than_four_blocks_and_long_rows() -> None:
     H.assert_close(bsr_spmm(x, bsr_from_dense(w, (4, 1))), H.reference(x, w))
 
 
+def test_decode_reads_a_strided_activation_row() -> None:
+    """One token given as a non-contiguous view (every second column of a wider array)."""
+    rng = np.random.default_rng(8)
+    w = H.block_pruned(rng, (36, 21), (4, 1), density=0.5)
+    x = rng.standard_normal((1, 42)).astype(np.float32)[:, ::2]
+    ref = H.reference(x, w)
+    H.assert_close(bsr_spmm(x, bsr_from_dense(w, (4, 1))), ref)
+    H.assert_close(csr_spmm(x, csr_from_dense(w)), ref)
+    H.assert_close(nm_spmm(x, nm_from_dense(w, 4, 4)), ref)
+
+
 def test_bsr_all_zero_matrix_and_zero_tokens() -> None:
     sparse = bsr_from_dense(np.zeros((8, 12), np.float32), (4, 1))
     assert sparse.values.shape[0] == 0

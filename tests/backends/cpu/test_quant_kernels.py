@@ -56,7 +56,10 @@ def test_int8_exact_past_the_f32_flush_interval() -> None:
     dense = Int8Weight(qw, sw)
     ref = _int8_reference(qx, sx, qw, sw)
     assert np.array_equal(int8_gemm(qx, sx, dense), ref)
-    assert np.array_equal(bsr_int8_spmm(qx, sx, bsr_from_dense(qw, (4, 1)), sw), ref)
+    for block in [(4, 1), (16, 1)]:
+        sparse = bsr_from_dense(qw, block)
+        assert np.array_equal(bsr_int8_spmm(qx, sx, sparse, sw), ref)
+        assert np.array_equal(bsr_int8_spmm(qx[:1], sx[:1], sparse, sw), ref[:1])  # decode
 
 
 @pytest.mark.parametrize("block", [(4, 1), (16, 1), (2, 3)])
