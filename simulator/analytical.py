@@ -15,7 +15,10 @@ Modelling choices, each stated where it is made:
   (V100S) tensor cores gain nothing. Unstructured sparsity never speeds up tensor cores.
   Block-sparse GPU kernels, and every sparse CPU kernel, skip zero weights at the device's
   `sparse_compute_efficiency`. A runtime picks the faster of the sparse and dense kernel.
-- Sparse weights are stored compressed (`stored_weight_bytes`), cutting memory traffic.
+- Sparse weights are stored compressed (`stored_weight_bytes`), cutting memory traffic. A
+  kernel built from a graph carries its weights' bytes as deployed (`weight_storage_bytes` of
+  their type: the one count the report's `weight_bytes` sums too); a kernel described only by
+  its pattern uses the per-pattern formats below.
 - Norms, element-wise ops and embeddings run on vector units at the FP32 peak.
 - Every byte crosses DRAM once: no L2/LLC reuse between kernels (pessimistic for small
   layers whose weights fit in cache).
@@ -30,7 +33,11 @@ from dataclasses import dataclass, fields
 from enum import StrEnum
 
 from sparseflow.hw_models.schema import CpuModel, GpuModel, HardwareModel
+from sparseflow.ir import types as ir_types
+from sparseflow.ir.dims import eval_dim
+from sparseflow.ir.dtypes import DType as IrDType
 from sparseflow.ir.errors import InputError
+from sparseflow.ir.ops import storage_bytes
 from sparseflow.simulator.energy import EnergyEvents, EnergyLedger, energy_of
 
 
@@ -65,8 +72,6 @@ class SparsePattern(StrEnum):
 AMOUNT_FIELDS = ("flops", "weight_bytes", "activation_bytes_read", "bytes_written", "kv_bytes_read")
 MATRIX_OPS = frozenset({OpClass.LINEAR, OpClass.ATTENTION})
 DTYPE_BITS = {Dtype.FP32: 32, Dtype.FP16: 16, Dtype.BF16: 16, Dtype.INT8: 8, Dtype.INT4: 4}
-# NVIDIA's 2:4 compressed format keeps a 2-bit position per kept value.
-NM_2_4_INDEX_BITS = 2
 # Unstructured weights: a 1-bit-per-element bitmap plus the kept values (an assumption; CSR
 # with 16-bit indices costs more above ~6% density).
 BITMAP_BITS_PER_ELEMENT = 1
@@ -81,7 +86,9 @@ class KernelWork:
     flops: dense-equivalent operations (a MAC counts 2). weight_bytes: dense layout at
     weight_bits (default: the dtype's bits). sparse_pattern: None (dense) or how the weights
     are stored; density: fraction of weights kept (exactly 0.5 for 2:4, 1 when dense).
-    block_size: elements per block for the block pattern.
+    block_size: elements per block for the block pattern. packed_weight_bytes: the weights'
+    bytes as deployed, when their type is known (`weight_storage_bytes`); None models them
+    from the pattern.
     """
 
     name: str
@@ -96,6 +103,7 @@ class KernelWork:
     sparse_pattern: SparsePattern | None = None
     density: float = 1.0
     block_size: int = 4
+    packed_weight_bytes: int | None = None
 
     def __post_init__(self) -> None:
         set_field = object.__setattr__
@@ -108,6 +116,9 @@ class KernelWork:
                 value = getattr(self, f.name)
                 if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
                     self.fail(f.name, f"must be a finite number >= 0, got {value!r}")
+        packed = self.packed_weight_bytes
+        if packed is not None and not (isinstance(packed, int) and packed >= 0):
+            self.fail("packed_weight_bytes", f"must be an integer >= 0 or None, got {packed!r}")
         self.check_sparsity()
 
     def as_enum(self, enum: type[StrEnum], name: str) -> StrEnum:
@@ -142,11 +153,42 @@ class KernelWork:
         return self.weight_bits if self.weight_bits is not None else DTYPE_BITS[self.dtype]
 
 
+def nm_offset_bits(m: int) -> int:
+    """Return the bits of a kept value's position within its group of `m` (2 for 2:4).
+
+    Deployed N:M kernels bit-pack the positions (NVIDIA's 2:4 format keeps 2 bits per kept
+    value), where the graph's packed layout (`storage_bytes`) keeps one byte per offset.
+    """
+    return math.ceil(math.log2(m))
+
+
+def weight_storage_bytes(weight_type: ir_types.TensorType) -> int:
+    """Return a weight's bytes as GPU/CPU kernels and the accelerator store it.
+
+    The graph's packed layout (`storage_bytes`: kept values, indices, quant scales and zero
+    points) with two deployment choices: unquantized float weights in fp16, and N:M offsets
+    bit-packed at `nm_offset_bits` instead of a byte each.
+    """
+    if weight_type.dtype.is_float and weight_type.quant is None:
+        weight_type = weight_type.with_(dtype=IrDType.F16)
+    total = storage_bytes(weight_type)
+    sparse = weight_type.sparse
+    if sparse is not None and sparse.pattern is ir_types.SparsePattern.NM:
+        rows, cols = (eval_dim(d) for d in weight_type.shape)
+        offsets = rows * -(-cols // sparse.m) * sparse.n
+        total -= offsets - math.ceil(offsets * nm_offset_bits(sparse.m) / 8)
+    return total
+
+
 def stored_weight_bytes(work: KernelWork) -> float:
     """Return the weights' bytes as stored: compressed values plus index metadata.
 
-    A format never costs more than the dense layout: a runtime would keep such weights dense.
+    A kernel from a graph has them from its weights' type (`packed_weight_bytes`). Otherwise
+    they follow the pattern, and a format never costs more than the dense layout: a runtime
+    would keep such weights dense.
     """
+    if work.packed_weight_bytes is not None:
+        return work.packed_weight_bytes
     dense = work.weight_bytes
     pattern = work.sparse_pattern
     if pattern is None:
@@ -154,7 +196,7 @@ def stored_weight_bytes(work: KernelWork) -> float:
     elements = dense * 8 / work.stored_weight_bits
     kept_values = dense * work.density
     if pattern is SparsePattern.NM_2_4:
-        metadata = elements * work.density * NM_2_4_INDEX_BITS / 8
+        metadata = elements * work.density * nm_offset_bits(4) / 8
     elif pattern is SparsePattern.UNSTRUCTURED:
         metadata = elements * BITMAP_BITS_PER_ELEMENT / 8
     else:

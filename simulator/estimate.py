@@ -9,19 +9,21 @@ the others are timed at every step, so the result equals timing each step in ful
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 from dataclasses import dataclass
 
 from sparseflow.backends.runner import check_request
 from sparseflow.hw_models.schema import GpuModel, HardwareModel
-from sparseflow.ir.dims import dim_symbols, eval_dim
-from sparseflow.ir.dtypes import DType
+from sparseflow.ir.dims import dim_symbols
 from sparseflow.ir.errors import InputError
 from sparseflow.ir.graph import Graph
-from sparseflow.ir.ops import storage_bytes
-from sparseflow.ir.types import SparsePattern
-from sparseflow.simulator.analytical import Dtype, KernelTiming, bound_of, estimate_kernel
+from sparseflow.simulator.analytical import (
+    Dtype,
+    KernelTiming,
+    bound_of,
+    estimate_kernel,
+    weight_storage_bytes,
+)
 from sparseflow.simulator.graph_work import graph_works
 
 
@@ -41,21 +43,8 @@ class Workload:
 
 
 def deployed_weight_bytes(graph: Graph) -> int:
-    """Return the weight bytes as GPU/CPU kernels store them: float weights in fp16, and N:M
-    offsets bit-packed at log2(M) bits (the 2:4 kernels' 2-bit metadata) instead of the
-    graph layout's one byte per offset."""
-    total = 0
-    for node in graph.nodes_of("weight"):
-        tensor_type = node.type
-        if tensor_type.dtype.is_float and tensor_type.quant is None:
-            tensor_type = tensor_type.with_(dtype=DType.F16)
-        total += storage_bytes(tensor_type)
-        sparse = tensor_type.sparse
-        if sparse is not None and sparse.pattern is SparsePattern.NM:
-            rows, cols = (eval_dim(d) for d in tensor_type.shape)
-            offsets = rows * -(-cols // sparse.m) * sparse.n
-            total -= offsets - math.ceil(offsets * math.log2(sparse.m) / 8)
-    return total
+    """Return the graph's weight bytes as deployed (`weight_storage_bytes` of each weight)."""
+    return sum(weight_storage_bytes(node.type) for node in graph.nodes_of("weight"))
 
 
 def _kv_cache_bytes(decode: Graph, length: int, float_bytes: int) -> int:

@@ -3,7 +3,8 @@
 Every node with work becomes one kernel (views such as reshape and repeat_kv cost nothing and
 are skipped). Numbers come from the op registry's cost functions at the given symbol bindings:
 FLOPs, bytes per input and bytes written. Inputs are split into weight bytes (from `weight`
-nodes, at their stored bit width), KV-cache bytes (cache values, read through kv_append and
+nodes: dense at their stored bit width, and as deployed by `weight_storage_bytes`, the count
+the report's weight bytes sum too), KV-cache bytes (cache values, read through kv_append and
 repeat_kv) and activation bytes. Float tensors run at `float_dtype` (fp16 on GPUs, fp32 on
 CPUs); a linear whose input is int8-quantized runs on the int8 path.
 """
@@ -16,7 +17,13 @@ from sparseflow.ir.node import Node
 from sparseflow.ir.ops import Cost
 from sparseflow.ir.types import SparsePattern as IrPattern
 from sparseflow.ir.types import TensorType
-from sparseflow.simulator.analytical import Dtype, KernelWork, OpClass, SparsePattern
+from sparseflow.simulator.analytical import (
+    Dtype,
+    KernelWork,
+    OpClass,
+    SparsePattern,
+    weight_storage_bytes,
+)
 
 _OP_CLASS = {
     "linear": OpClass.LINEAR,
@@ -69,11 +76,13 @@ def _work(
     float_dtype: Dtype,
 ) -> KernelWork:
     weight_bytes = kv_bytes = activation_bytes = 0.0
+    packed_bytes = 0
     weight_type = None
     for name, tensor_type, read in zip(node.inputs, ins, cost.bytes_read, strict=True):
         if graph.node(name).op.name == "weight":
             weight_type = tensor_type
             weight_bytes += _dense_weight_bytes(tensor_type, bindings)
+            packed_bytes += weight_storage_bytes(tensor_type)
         elif name in kv:
             kv_bytes += read
         else:
@@ -94,6 +103,7 @@ def _work(
         sparse_pattern=pattern,
         density=density,
         block_size=block,
+        packed_weight_bytes=packed_bytes if weight_type is not None else None,
     )
 
 

@@ -8,11 +8,13 @@ from hypothesis import strategies as st
 
 from sparseflow.hw_models.loader import load_hw, with_overrides
 from sparseflow.ir.errors import InputError
+from sparseflow.ir.types import parse_type
 from sparseflow.simulator.analytical import (
     KernelWork,
     estimate_kernel,
     estimate_kernels,
     stored_weight_bytes,
+    weight_storage_bytes,
 )
 
 GPUS = ["a100", "h100", "v100s"]
@@ -232,3 +234,14 @@ def test_time_never_beats_the_roofline_floor(work: KernelWork, name: str) -> Non
     assert timing.time_s >= max(timing.compute_time_s, timing.memory_time_s)
     assert 0 <= timing.compute_utilization <= 1 and 0 <= timing.bandwidth_utilization <= 1
     assert timing.energy_j >= hw.power.static_power_w * timing.time_s
+
+
+def test_weight_storage_bytes_by_hand() -> None:
+    rows, cols = 64, 96
+    sparse_int8 = parse_type(f"i8[{rows},{cols}] nm=2:4 q=int8:channel")
+    kept = rows * cols // 2
+    # 1-byte kept values, a 2-bit position per kept value, an f32 scale per row.
+    assert weight_storage_bytes(sparse_int8) == kept + kept * 2 // 8 + 4 * rows
+    # An unquantized float weight is deployed in fp16, whatever its graph dtype.
+    assert weight_storage_bytes(parse_type(f"f32[{rows},{cols}]")) == rows * cols * 2
+    assert weight_storage_bytes(parse_type(f"f16[{rows},{cols}]")) == rows * cols * 2

@@ -9,7 +9,7 @@ from sparseflow.ir.errors import InputError
 from sparseflow.ir.models.config import builtin_config
 from sparseflow.ir.models.llama import build_llama
 from sparseflow.passes.recipe import load_recipe
-from sparseflow.simulator.analytical import Dtype
+from sparseflow.simulator.analytical import Dtype, stored_weight_bytes
 from sparseflow.simulator.estimate import (
     Workload,
     decode_timings,
@@ -101,6 +101,14 @@ def test_sparsity_cuts_weight_bytes_and_decode_time():
 def test_llama2_7b_fp16_weight_bytes_by_hand():
     _, decode = graphs()
     assert deployed_weight_bytes(decode) == 6738415616 * 2
+
+
+@pytest.mark.parametrize("recipe", ["dense", "2:4", "flightllm"])
+def test_decode_kernels_read_each_weight_as_the_report_counts_it(recipe):
+    _, decode = graphs("tiny-llama", recipe)
+    works = graph_works(decode, {"L": 8}, Dtype.FP16)
+    read = sum(stored_weight_bytes(w) for w in works if w.packed_weight_bytes is not None)
+    assert read == deployed_weight_bytes(decode)
 
 
 def test_a_device_too_small_for_the_model_is_rejected():
