@@ -4,9 +4,10 @@ Every node with work becomes one kernel (views such as reshape and repeat_kv cos
 are skipped). Numbers come from the op registry's cost functions at the given symbol bindings:
 FLOPs, bytes per input and bytes written. Inputs are split into weight bytes (from `weight`
 nodes: dense at their stored bit width, and as deployed by `weight_storage_bytes`, the count
-the report's weight bytes sum too), KV-cache bytes (cache values, read through kv_append and
-repeat_kv) and activation bytes. Float tensors run at `float_dtype` (fp16 on GPUs, fp32 on
-CPUs); a linear whose input is int8-quantized runs on the int8 path.
+the report's weight bytes sum too; an embedding reads only its ids' rows of the table),
+KV-cache bytes (cache values, read through kv_append and repeat_kv) and activation bytes.
+Float tensors run at `float_dtype` (fp16 on GPUs, fp32 on CPUs); a linear whose input is
+int8-quantized runs on the int8 path.
 """
 
 from __future__ import annotations
@@ -78,11 +79,13 @@ def _work(
     weight_bytes = kv_bytes = activation_bytes = 0.0
     packed_bytes = 0
     weight_type = None
+    # A lookup reads only the rows of its ids, a linear its whole weight.
+    rows_read = _rows_read(node, ins, bindings)
     for name, tensor_type, read in zip(node.inputs, ins, cost.bytes_read, strict=True):
         if graph.node(name).op.name == "weight":
             weight_type = tensor_type
-            weight_bytes += _dense_weight_bytes(tensor_type, bindings)
-            packed_bytes += weight_storage_bytes(tensor_type)
+            weight_bytes += _dense_weight_bytes(tensor_type, bindings) * rows_read
+            packed_bytes += round(weight_storage_bytes(tensor_type) * rows_read)
         elif name in kv:
             kv_bytes += read
         else:
@@ -105,6 +108,14 @@ def _work(
         block_size=block,
         packed_weight_bytes=packed_bytes if weight_type is not None else None,
     )
+
+
+def _rows_read(node: Node, ins: list[TensorType], bindings: dict[str, int]) -> float:
+    """Return the fraction of its weight a node reads: an embedding's looked-up rows."""
+    if node.op.name != "embedding":
+        return 1.0
+    ids, table = ins
+    return min(1.0, ids.numel(bindings) / eval_dim(table.shape[0], bindings))
 
 
 def _weight_bits(tensor_type: TensorType) -> int:
