@@ -2,7 +2,7 @@
 
 Paths, picked by block shape and token count:
 - column blocks (bm x 1, bm a multiple of 4: 4x1, 16x1): four blocks at a time, each token
-  vector of X loaded once for four output rows (`rank1x4x4`);
+  vector of X loaded once for four output rows (`col4_tokens`);
 - row blocks (1 x bk, bk a multiple of 4: 1x4, 1x16): four X rows per pass into one output row;
 - any other block: a generic loop over the block's entries;
 - T = 1 (decode): GEMV kernels that reduce along K.
@@ -20,8 +20,8 @@ from sparseflow.backends.cpu._common import (
     axpy4,
     check_activation,
     col4_dot,
+    col4_tokens,
     pad_vector,
-    rank1x4x4,
     transpose_padded,
     untranspose,
 )
@@ -34,23 +34,22 @@ FASTMATH_REDUCE = {"reassoc", "contract"}
 
 
 @njit(parallel=True, cache=True)
-def _bsr_col_tokens(indptr, indices, values, xt, yt):  # noqa: ANN001, ANN201
-    """Compute yt = W xt for column blocks values[nnzb, bm] with bm % 4 == 0."""
-    bm = values.shape[1]
+def _bsr_col_tokens(indptr, indices, flat, bm, xt, yt):  # noqa: ANN001, ANN201
+    """Compute yt = W xt for column blocks flat[nnzb bm] with bm % 4 == 0, into yt directly.
+
+    4x1 blocks get their own `col4_tokens` call with the stride as a literal (as in decode).
+    """
     for br in prange(indptr.shape[0] - 1):
-        acc = np.zeros((bm, xt.shape[1]), np.float32)
-        p, p_end = indptr[br], indptr[br + 1]
-        while p + 4 <= p_end:
-            x0, x1 = xt[indices[p]], xt[indices[p + 1]]
-            x2, x3 = xt[indices[p + 2]], xt[indices[p + 3]]
-            for i0 in range(0, bm, 4):
-                rank1x4x4(acc, i0, x0, x1, x2, x3, values, p)
-            p += 4
-        while p < p_end:
-            for i in range(bm):
-                axpy1(acc[i], xt[indices[p]], values[p, i])
-            p += 1
-        yt[br * bm : (br + 1) * bm] = acc
+        p0, p1 = indptr[br], indptr[br + 1]
+        cols = indices[p0:p1]
+        for i0 in range(0, bm, 4):
+            acc = yt[br * bm + i0 : br * bm + i0 + 4]
+            acc[:] = 0.0
+            vals = flat[bm * p0 + i0 : bm * p1]
+            if bm == 4:
+                col4_tokens(acc, xt, cols, vals, 4)
+            else:
+                col4_tokens(acc, xt, cols, vals, bm)
 
 
 @njit(parallel=True, cache=True)
@@ -150,7 +149,7 @@ def bsr_spmm(x: np.ndarray, w: BsrMatrix) -> np.ndarray:
     xt = transpose_padded(x, k_pad)
     yt = np.empty((n_pad, x.shape[0]), np.float32)
     if path == "col":
-        _bsr_col_tokens(w.indptr, w.indices, w.values.reshape(nnzb, bm), xt, yt)
+        _bsr_col_tokens(w.indptr, w.indices, w.values.reshape(-1), bm, xt, yt)
     elif path == "row":
         _bsr_row_tokens(w.indptr, w.indices, w.values.reshape(nnzb, bk), xt, yt)
     else:

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from sparseflow.backends.cpu import bsr_fp32
+from sparseflow.backends.cpu._common import transpose_padded, untranspose
 from sparseflow.backends.cpu.bsr_fp32 import bsr_path, bsr_spmm
 from sparseflow.backends.cpu.csr_nm_fp32 import csr_spmm, nm_spmm
 from sparseflow.backends.cpu.formats import bsr_from_dense, csr_from_dense, nm_from_dense
@@ -54,6 +55,14 @@ def test_bsr_tail_of_fewer_than_four_blocks_and_long_rows() -> None:
     w[4:, 6:] = 0  # second block row: 6 blocks = one unrolled group of 4 + a tail of 2
     x = rng.standard_normal((5, 29)).astype(np.float32)
     H.assert_close(bsr_spmm(x, bsr_from_dense(w, (4, 1))), H.reference(x, w))
+
+
+@pytest.mark.parametrize("shape", [(37, 150), (1, 70), (130, 3), (16, 64)])
+def test_transposes_match_numpy_across_ragged_tiles(shape: tuple[int, int]) -> None:
+    x = np.random.default_rng(shape[1]).standard_normal(shape).astype(np.float32)
+    xt = transpose_padded(x, shape[1] + 5)
+    assert np.array_equal(xt[: shape[1]], x.T) and not xt[shape[1] :].any()
+    assert np.array_equal(untranspose(xt, shape[1] - 1), x[:, : shape[1] - 1])
 
 
 def test_decode_reads_a_strided_activation_row() -> None:
