@@ -15,6 +15,7 @@ from sparseflow.backends.cpu._common import (
     DECODE_MAX_TOKENS,
     check_activation,
     col4_dot,
+    col4_tokens,
     pad_vector,
     transpose_padded,
 )
@@ -33,65 +34,33 @@ EXACT_F32_TERMS = 2**24 // 2**14
 
 
 @njit(cache=True)
-def _rank4_f32(acc, i0, x0, x1, x2, x3, values, p):  # noqa: ANN001, ANN201 (numba-typed)
-    """Add int8 blocks values[p..p+3, i0..i0+3] times f32 token rows x0..x3 into acc (f32)."""
-    f = np.float32
-    v0, v1, v2, v3 = values[p, i0:], values[p + 1, i0:], values[p + 2, i0:], values[p + 3, i0:]
-    a00, a01, a02, a03 = f(v0[0]), f(v0[1]), f(v0[2]), f(v0[3])
-    a10, a11, a12, a13 = f(v1[0]), f(v1[1]), f(v1[2]), f(v1[3])
-    a20, a21, a22, a23 = f(v2[0]), f(v2[1]), f(v2[2]), f(v2[3])
-    a30, a31, a32, a33 = f(v3[0]), f(v3[1]), f(v3[2]), f(v3[3])
-    for t in range(acc.shape[1]):
-        e0, e1, e2, e3 = x0[t], x1[t], x2[t], x3[t]
-        acc[i0, t] += a00 * e0 + a10 * e1 + a20 * e2 + a30 * e3
-        acc[i0 + 1, t] += a01 * e0 + a11 * e1 + a21 * e2 + a31 * e3
-        acc[i0 + 2, t] += a02 * e0 + a12 * e1 + a22 * e2 + a32 * e3
-        acc[i0 + 3, t] += a03 * e0 + a13 * e1 + a23 * e2 + a33 * e3
+def _col4_exact(flat, stride, cols, xt, acc_f, acc_i):  # noqa: ANN001, ANN201 (numba-typed)
+    """Add sum_q flat[stride q + i] xt[cols[q]] into int32 acc_i[i] (i = 0..3) exactly.
 
-
-@njit(cache=True)
-def _flush(acc_f, acc_i):  # noqa: ANN001, ANN201 (numba-typed)
-    """Move the exact f32 partial sums into the int32 accumulator and zero them."""
-    for i in range(acc_f.shape[0]):
-        for t in range(acc_f.shape[1]):
-            acc_i[i, t] += np.int32(acc_f[i, t])
-            acc_f[i, t] = 0.0
-
-
-@njit(cache=True)
-def _col_blocks_exact(values, indices, p, p_end, xt, acc_i):  # noqa: ANN001, ANN201
-    """Accumulate int8 column blocks values[p:p_end, bm] into acc_i[bm, T] exactly."""
-    bm = values.shape[1]
-    acc_f = np.zeros(acc_i.shape, np.float32)
-    terms = 0
-    while p < p_end:
-        if terms + 4 > EXACT_F32_TERMS:
-            _flush(acc_f, acc_i)
-            terms = 0
-        if p + 4 <= p_end:
-            x0, x1 = xt[indices[p]], xt[indices[p + 1]]
-            x2, x3 = xt[indices[p + 2]], xt[indices[p + 3]]
-            for i0 in range(0, bm, 4):
-                _rank4_f32(acc_f, i0, x0, x1, x2, x3, values, p)
-            p, terms = p + 4, terms + 4
-        else:
-            for i in range(bm):
-                v = np.float32(values[p, i])
-                for t in range(acc_f.shape[1]):
-                    acc_f[i, t] += v * xt[indices[p], t]
-            p, terms = p + 1, terms + 1
-    _flush(acc_f, acc_i)
+    int8 x int8 products summed in f32 (`col4_tokens`, scratch acc_f[4, T]) over chunks of
+    `EXACT_F32_TERMS` blocks, each chunk flushed into the int32 accumulator.
+    """
+    for c0 in range(0, cols.shape[0], EXACT_F32_TERMS):
+        c1 = min(c0 + EXACT_F32_TERMS, cols.shape[0])
+        acc_f[:] = 0.0
+        col4_tokens(acc_f, xt, cols[c0:c1], flat[stride * c0 : stride * c1], stride)
+        for i in range(4):
+            for t in range(acc_f.shape[1]):
+                acc_i[i, t] += np.int32(acc_f[i, t])
 
 
 @njit(parallel=True, cache=True)
 def _dense_int8_tokens(qw, xt, acc_out):  # noqa: ANN001, ANN201
-    """Compute acc_out[N_pad, T] = qW Xt in int32 for qW[N_pad, K] (N_pad % 4 == 0)."""
+    """Compute acc_out[N_pad, T] = qW Xt in int32 for qW[N_pad, K] (N_pad % 4 == 0).
+
+    Four rows of qW are four-row column blocks at every column k.
+    """
     cols = np.arange(qw.shape[1]).astype(np.int32)
     for r in prange(qw.shape[0] // 4):
-        wt = np.ascontiguousarray(qw[4 * r : 4 * r + 4].T)
-        acc = np.zeros((4, xt.shape[1]), np.int32)
-        _col_blocks_exact(wt, cols, 0, qw.shape[1], xt, acc)
-        acc_out[4 * r : 4 * r + 4] = acc
+        wt = np.ascontiguousarray(qw[4 * r : 4 * r + 4].T).reshape(-1)
+        acc_f, acc_i = np.empty((4, xt.shape[1]), np.float32), acc_out[4 * r : 4 * r + 4]
+        acc_i[:] = 0
+        _col4_exact(wt, 4, cols, xt, acc_f, acc_i)
 
 
 @njit(parallel=True, cache=True)
@@ -105,13 +74,15 @@ def _dense_int8_decode(qw, qx, acc_out):  # noqa: ANN001, ANN201
 
 
 @njit(parallel=True, cache=True)
-def _bsr_int8_col_tokens(indptr, indices, values, xt, acc_out):  # noqa: ANN001, ANN201
-    """Compute acc_out = W Xt in int32 for int8 column blocks values[nnzb, bm], bm % 4 == 0."""
-    bm = values.shape[1]
+def _bsr_int8_col_tokens(indptr, indices, flat, bm, xt, acc_out):  # noqa: ANN001, ANN201
+    """Compute acc_out += W Xt in int32 for int8 column blocks flat[nnzb bm], bm % 4 == 0."""
     for br in prange(indptr.shape[0] - 1):
-        acc = np.zeros((bm, xt.shape[1]), np.int32)
-        _col_blocks_exact(values, indices, indptr[br], indptr[br + 1], xt, acc)
-        acc_out[br * bm : (br + 1) * bm] = acc
+        p0, p1 = indptr[br], indptr[br + 1]
+        acc_f = np.empty((4, xt.shape[1]), np.float32)
+        for i0 in range(0, bm, 4):
+            row = br * bm + i0
+            vals = flat[bm * p0 + i0 : bm * p1]
+            _col4_exact(vals, bm, indices[p0:p1], xt, acc_f, acc_out[row : row + 4])
 
 
 @njit(parallel=True, cache=True)
@@ -190,7 +161,7 @@ def bsr_int8_spmm(qx: np.ndarray, sx: np.ndarray, w: BsrMatrix, sw: np.ndarray) 
     if sw.shape != (n_rows,):
         raise InputError(f"bsr_int8_spmm: weight scale must be f32[{n_rows}]")
     bm, bk = w.block
-    k_pad, n_pad, nnzb = w.block_cols * bk, w.block_rows * bm, w.values.shape[0]
+    k_pad, n_pad = w.block_cols * bk, w.block_rows * bm
     acc = np.zeros((n_pad, qx.shape[0]), np.int32)
     if qx.shape[0] == 0:
         return _scale(acc[:n_rows], sx, sw)
@@ -202,7 +173,7 @@ def bsr_int8_spmm(qx: np.ndarray, sx: np.ndarray, w: BsrMatrix, sw: np.ndarray) 
     xt = transpose_padded(qx, k_pad)
     if col_blocks:
         xt_f32 = xt.astype(np.float32)
-        _bsr_int8_col_tokens(w.indptr, w.indices, w.values.reshape(nnzb, bm), xt_f32, acc)
+        _bsr_int8_col_tokens(w.indptr, w.indices, w.values.reshape(-1), bm, xt_f32, acc)
     else:
         _bsr_int8_generic(w.indptr, w.indices, w.values, xt, acc)
     return _scale(acc[:n_rows], sx, sw)
