@@ -26,6 +26,7 @@ from sparseflow.backends.cpu._common import (
     untranspose,
 )
 from sparseflow.backends.cpu.formats import BsrMatrix
+from sparseflow.backends.cpu.threads import serial_below
 from sparseflow.ir.errors import InputError
 
 # Reassociation lets LLVM vectorise the K reductions of the decode kernels; the tests bound
@@ -139,12 +140,12 @@ def bsr_spmm(x: np.ndarray, w: BsrMatrix) -> np.ndarray:
     if x.shape[0] == 0:
         return np.zeros((0, n_rows), np.float32)
     if x.shape[0] <= DECODE_MAX_TOKENS:
-        y = np.empty(n_pad, np.float32)
-        if path == "col":
-            flat = w.values.reshape(-1)
-            _bsr_col_decode(w.indptr, w.indices, flat, bm, pad_vector(x, k_pad), y)
-        else:
-            _bsr_generic_decode(w.indptr, w.indices, w.values, pad_vector(x, k_pad), y)
+        y, xv = np.empty(n_pad, np.float32), pad_vector(x, k_pad)
+        with serial_below(w.values.nbytes + w.indices.nbytes):
+            if path == "col":
+                _bsr_col_decode(w.indptr, w.indices, w.values.reshape(-1), bm, xv, y)
+            else:
+                _bsr_generic_decode(w.indptr, w.indices, w.values, xv, y)
         return np.ascontiguousarray(y[:n_rows].reshape(1, n_rows))
     xt = transpose_padded(x, k_pad)
     yt = np.empty((n_pad, x.shape[0]), np.float32)

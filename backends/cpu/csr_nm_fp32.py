@@ -21,6 +21,7 @@ from sparseflow.backends.cpu._common import (
 )
 from sparseflow.backends.cpu.bsr_fp32 import FASTMATH_REDUCE
 from sparseflow.backends.cpu.formats import CsrMatrix, NmMatrix
+from sparseflow.backends.cpu.threads import serial_below
 
 
 @njit(cache=True)
@@ -112,7 +113,8 @@ def csr_spmm(x: np.ndarray, w: CsrMatrix) -> np.ndarray:
         return np.zeros((0, n_rows), np.float32)
     if x.shape[0] <= DECODE_MAX_TOKENS:
         y = np.empty(n_rows, np.float32)
-        _csr_decode(w.indptr, w.indices, w.values, pad_vector(x, n_cols), y)
+        with serial_below(w.values.nbytes + w.indices.nbytes):
+            _csr_decode(w.indptr, w.indices, w.values, pad_vector(x, n_cols), y)
         return y.reshape(1, n_rows)
     yt = np.empty((n_rows, x.shape[0]), np.float32)
     _csr_tokens(w.indptr, w.indices, w.values, transpose_padded(x, n_cols), yt)
@@ -128,7 +130,8 @@ def nm_spmm(x: np.ndarray, w: NmMatrix) -> np.ndarray:
         return np.zeros((0, n_rows), np.float32)
     if x.shape[0] <= DECODE_MAX_TOKENS:
         y = np.empty(n_rows, np.float32)
-        _nm_decode(w.values, w.indices, w.n, w.m, pad_vector(x, k_pad), y)
+        with serial_below(w.values.nbytes + w.indices.nbytes):
+            _nm_decode(w.values, w.indices, w.n, w.m, pad_vector(x, k_pad), y)
         return y.reshape(1, n_rows)
     yt = np.empty((n_rows, x.shape[0]), np.float32)
     _nm_tokens(w.values, w.indices, w.n, w.m, transpose_padded(x, k_pad), yt)

@@ -18,6 +18,7 @@ from numba import njit, prange
 from sparseflow.backends.cpu._common import DECODE_MAX_TOKENS, check_activation
 from sparseflow.backends.cpu.bsr_fp32 import FASTMATH_REDUCE
 from sparseflow.backends.cpu.quant import Int4Weight
+from sparseflow.backends.cpu.threads import serial_below
 from sparseflow.ir.errors import InputError
 
 # Dequantized tile size of the GEMM path. numba (OpenMP) and BLAS keep separate thread pools
@@ -103,7 +104,8 @@ def int4_gemv(x: np.ndarray, w: Int4Weight) -> np.ndarray:
     group_sum = xv.reshape(-1, w.group).sum(axis=1, dtype=np.float32)
     y = np.empty(n_rows, np.float32)
     x_even, x_odd = np.ascontiguousarray(xv[0::2]), np.ascontiguousarray(xv[1::2])
-    _int4_gemv(w.packed, w.scales, w.zeros, x_even, x_odd, group_sum, y)
+    with serial_below(w.packed.nbytes):
+        _int4_gemv(w.packed, w.scales, w.zeros, x_even, x_odd, group_sum, y)
     return y.reshape(1, n_rows)
 
 

@@ -21,6 +21,7 @@ from sparseflow.backends.cpu._common import (
 )
 from sparseflow.backends.cpu.formats import BsrMatrix
 from sparseflow.backends.cpu.quant import Int8Weight
+from sparseflow.backends.cpu.threads import serial_below
 from sparseflow.ir.errors import InputError
 
 # Largest K for which an int32 sum of int8 x int8 products cannot overflow: 2^31 / 128^2.
@@ -143,7 +144,8 @@ def int8_gemm(qx: np.ndarray, sx: np.ndarray, w: Int8Weight) -> np.ndarray:
     if qx.shape[0] <= DECODE_MAX_TOKENS:
         acc = np.zeros((n_rows, qx.shape[0]), np.int32)
         if qx.shape[0]:
-            _dense_int8_decode(w.q, np.ascontiguousarray(qx[0]), acc[:, 0])
+            with serial_below(w.q.nbytes):
+                _dense_int8_decode(w.q, np.ascontiguousarray(qx[0]), acc[:, 0])
         return _scale(acc, sx, w.scale)
     n_pad = -(-n_rows // 4) * 4
     qw = w.q if n_pad == n_rows else np.vstack([w.q, np.zeros((n_pad - n_rows, n_cols), np.int8)])
@@ -167,8 +169,9 @@ def bsr_int8_spmm(qx: np.ndarray, sx: np.ndarray, w: BsrMatrix, sw: np.ndarray) 
         return _scale(acc[:n_rows], sx, sw)
     col_blocks = bk == 1 and bm % 4 == 0
     if col_blocks and qx.shape[0] <= DECODE_MAX_TOKENS:
-        flat = w.values.reshape(-1)
-        _bsr_int8_col_decode(w.indptr, w.indices, flat, bm, pad_vector(qx, k_pad), acc[:, 0])
+        flat, xv = w.values.reshape(-1), pad_vector(qx, k_pad)
+        with serial_below(w.values.nbytes + w.indices.nbytes):
+            _bsr_int8_col_decode(w.indptr, w.indices, flat, bm, xv, acc[:, 0])
         return _scale(acc[:n_rows], sx, sw)
     xt = transpose_padded(qx, k_pad)
     if col_blocks:

@@ -11,7 +11,8 @@ from __future__ import annotations
 import ctypes
 import glob
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import numba
 import numpy as np
@@ -24,6 +25,14 @@ from sparseflow.ir.errors import InputError
 # docs/cpu_executor.md). libgomp reads the policy when numba first starts its pool, after
 # this module is imported by the package; a value the user set is kept.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+# With that policy every parallel region wakes sleeping workers: 50-60 us per call on the
+# 2-core VM of docs/bench_spmm.md (an empty prange: 1 us on one thread), while a 3072 x 768
+# block-sparse decode GEMV takes 30 us on one thread. Spinning workers would avoid the wake
+# but cost BERT-base end to end 74 -> 91 ms (GOMP_SPINCOUNT=1000) or 193 ms (10000), 2 threads.
+# So a decode kernel streaming fewer weight bytes than this, about 100 us of one thread's
+# work at 40-50 GB/s, runs on the calling thread.
+SERIAL_MAX_BYTES = 4 << 20
 
 _SET_SYMBOLS = (
     "scipy_openblas_set_num_threads64_",
@@ -66,3 +75,17 @@ def set_threads(n_threads: int) -> dict[str, int | None]:
     if setter is not None:
         setter(ctypes.c_int(n_threads))
     return {"numba": numba.get_num_threads(), "blas": blas_threads()}
+
+
+@contextmanager
+def serial_below(weight_bytes: int) -> Iterator[None]:
+    """Run the enclosed numba calls on one thread when they stream < `SERIAL_MAX_BYTES`."""
+    threads = numba.get_num_threads()
+    if threads == 1 or weight_bytes >= SERIAL_MAX_BYTES:
+        yield
+        return
+    numba.set_num_threads(1)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(threads)

@@ -11,7 +11,7 @@ import pytest
 from sparseflow.backends.cpu.bench import ROW_KEYS, default_cases, prune, run_spmm_bench
 from sparseflow.backends.cpu.bench_report import format_spmm_table, plot_spmm
 from sparseflow.backends.cpu.dispatch import SPARSE_EFFICIENCY, choose_kernel
-from sparseflow.backends.cpu.threads import set_threads
+from sparseflow.backends.cpu.threads import SERIAL_MAX_BYTES, serial_below, set_threads
 from sparseflow.ir.errors import InputError
 
 
@@ -95,3 +95,17 @@ def test_bench_rejects_bad_options() -> None:
         run_spmm_bench([], repeats=0)
     with pytest.raises(InputError, match="threads"):
         set_threads(0)
+
+
+def test_serial_below_runs_small_work_on_the_calling_thread() -> None:
+    before = numba.get_num_threads()
+    top = set_threads(numba.config.NUMBA_NUM_THREADS)["numba"]
+    with serial_below(SERIAL_MAX_BYTES - 1):
+        small = numba.get_num_threads()
+    with serial_below(SERIAL_MAX_BYTES):
+        large = numba.get_num_threads()
+    with pytest.raises(InputError), serial_below(0):
+        raise InputError("restored after an error")
+    after = numba.get_num_threads()
+    set_threads(before)
+    assert (small, large, after) == (1, top, top)
