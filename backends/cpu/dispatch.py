@@ -16,21 +16,22 @@ from sparseflow.backends.cpu.bsr_fp32 import bsr_path
 from sparseflow.ir.errors import InputError
 
 # Relative efficiency e per (kernel, phase), phase "prefill" (T > 1) or "decode" (T = 1).
-# Source: docs/bench_spmm.md, 1-thread table (e = speedup_vs_dense x density, median over
-# its rows); bsr_row and bsr_generic from the development runs noted there (1x4, 1x16, 2x2);
-# bsr_col decode re-measured after its rewrite in docs/cpu_executor.md (0.092 on 3072x768,
-# 0.245 on 4096x4096: mean 0.17).
+# Source: docs/bench_spmm.md, 1-thread table, both runs (e = speedup_vs_dense x density,
+# median over the fp32 rows of the kernel: block4x1 at 80 and 90 %, unstructured at 90 %,
+# 2:4); bsr_row and bsr_generic from the development runs noted there (1x4, 1x16, 2x2).
+# Decode efficiency grows with the layer: bsr_col decode is 0.25-0.33 on 3072 x 768 and
+# 0.84-1.12 on 4096 x 4096.
 SPARSE_EFFICIENCY: dict[tuple[str, str], float] = {
-    ("bsr_col", "prefill"): 0.45,
-    ("bsr_col", "decode"): 0.17,
+    ("bsr_col", "prefill"): 0.53,
+    ("bsr_col", "decode"): 0.58,
     ("bsr_row", "prefill"): 0.2,
     ("bsr_row", "decode"): 0.2,
     ("bsr_generic", "prefill"): 0.1,
     ("bsr_generic", "decode"): 0.15,
-    ("csr", "prefill"): 0.25,
-    ("csr", "decode"): 0.08,
-    ("nm", "prefill"): 0.2,
-    ("nm", "decode"): 0.08,
+    ("csr", "prefill"): 0.31,
+    ("csr", "decode"): 0.25,
+    ("nm", "prefill"): 0.3,
+    ("nm", "decode"): 0.28,
 }
 
 _BLOCK = re.compile(r"^block(\d+)x(\d+)$")
