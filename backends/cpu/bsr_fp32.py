@@ -83,12 +83,14 @@ def _bsr_generic_tokens(indptr, indices, values, xt, yt):  # noqa: ANN001, ANN20
 
 
 @njit(parallel=True, cache=True, fastmath=FASTMATH_REDUCE)
-def _bsr_col_decode(indptr, indices, flat, bm, x, y):  # noqa: ANN001, ANN201
+def bsr_col_decode(indptr, indices, flat, bm, x, y, zero):  # noqa: ANN001, ANN201
     """Compute y = W x for column blocks flat[nnzb bm] with bm % 4 == 0 (decode, one token).
 
     Four output rows at a time in scalar registers (no per-row heap accumulator). 4x1 blocks
     get their own `col4_dot` call with the stride as a literal, so their values load as
     contiguous vectors (about 4x faster than a runtime stride on 4096 x 4096 at 90 %).
+    `zero` sets the accumulator: f32 here, int64 for the exact int8 kernel (`int8.py`), whose
+    sums fit y's int32 by the K bound (fastmath touches float arithmetic only).
     """
     for br in prange(indptr.shape[0] - 1):
         p0, p1 = indptr[br], indptr[br + 1]
@@ -96,9 +98,9 @@ def _bsr_col_decode(indptr, indices, flat, bm, x, y):  # noqa: ANN001, ANN201
         for i0 in range(0, bm, 4):
             vals = flat[bm * p0 + i0 : bm * p1]
             if bm == 4:
-                sums = col4_dot(vals, cols, x, 4, np.float32(0.0))
+                sums = col4_dot(vals, cols, x, 4, zero)
             else:
-                sums = col4_dot(vals, cols, x, bm, np.float32(0.0))
+                sums = col4_dot(vals, cols, x, bm, zero)
             row = br * bm + i0
             y[row], y[row + 1], y[row + 2], y[row + 3] = sums
 
@@ -143,7 +145,8 @@ def bsr_spmm(x: np.ndarray, w: BsrMatrix) -> np.ndarray:
         y, xv = np.empty(n_pad, np.float32), pad_vector(x, k_pad)
         with serial_below(w.values.nbytes + w.indices.nbytes):
             if path == "col":
-                _bsr_col_decode(w.indptr, w.indices, w.values.reshape(-1), bm, xv, y)
+                flat = w.values.reshape(-1)
+                bsr_col_decode(w.indptr, w.indices, flat, bm, xv, y, np.float32(0.0))
             else:
                 _bsr_generic_decode(w.indptr, w.indices, w.values, xv, y)
         return np.ascontiguousarray(y[:n_rows].reshape(1, n_rows))

@@ -14,11 +14,11 @@ from numba import njit, prange
 from sparseflow.backends.cpu._common import (
     DECODE_MAX_TOKENS,
     check_activation,
-    col4_dot,
     col4_tokens,
     pad_vector,
     transpose_padded,
 )
+from sparseflow.backends.cpu.bsr_fp32 import bsr_col_decode
 from sparseflow.backends.cpu.formats import BsrMatrix
 from sparseflow.backends.cpu.quant import Int8Weight
 from sparseflow.backends.cpu.threads import serial_below
@@ -87,25 +87,6 @@ def _bsr_int8_col_tokens(indptr, indices, flat, bm, xt, acc_out):  # noqa: ANN00
 
 
 @njit(parallel=True, cache=True)
-def _bsr_int8_col_decode(indptr, indices, flat, bm, qx, acc_out):  # noqa: ANN001, ANN201
-    """Compute acc_out[N_pad] = W qx in int32 for int8 column blocks flat[nnzb bm] (one token).
-
-    Same loop as the f32 `_bsr_col_decode`; the int64 sums are exact and fit int32 (K bound).
-    """
-    for br in prange(indptr.shape[0] - 1):
-        p0, p1 = indptr[br], indptr[br + 1]
-        cols = indices[p0:p1]
-        for i0 in range(0, bm, 4):
-            vals = flat[bm * p0 + i0 : bm * p1]
-            if bm == 4:
-                sums = col4_dot(vals, cols, qx, 4, np.int64(0))
-            else:
-                sums = col4_dot(vals, cols, qx, bm, np.int64(0))
-            row = br * bm + i0
-            acc_out[row], acc_out[row + 1], acc_out[row + 2], acc_out[row + 3] = sums
-
-
-@njit(parallel=True, cache=True)
 def _bsr_int8_generic(indptr, indices, values, xt, acc_out):  # noqa: ANN001, ANN201
     """Compute acc_out = W qXt in int32 for int8 blocks values[nnzb, bm, bk] of any shape."""
     bm, bk = values.shape[1], values.shape[2]
@@ -171,7 +152,7 @@ def bsr_int8_spmm(qx: np.ndarray, sx: np.ndarray, w: BsrMatrix, sw: np.ndarray) 
     if col_blocks and qx.shape[0] <= DECODE_MAX_TOKENS:
         flat, xv = w.values.reshape(-1), pad_vector(qx, k_pad)
         with serial_below(w.values.nbytes + w.indices.nbytes):
-            _bsr_int8_col_decode(w.indptr, w.indices, flat, bm, xv, acc[:, 0])
+            bsr_col_decode(w.indptr, w.indices, flat, bm, xv, acc[:, 0], np.int64(0))
         return _scale(acc[:n_rows], sx, sw)
     xt = transpose_padded(qx, k_pad)
     if col_blocks:

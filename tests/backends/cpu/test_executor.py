@@ -155,7 +155,7 @@ def test_kernels_compile_once_per_process():
     check_against_reference(prefill, decode, program)
     from sparseflow.backends.cpu import _common, bsr_fp32
 
-    dispatchers = [bsr_fp32._bsr_col_tokens, bsr_fp32._bsr_col_decode, _common._transpose_into]
+    dispatchers = [bsr_fp32._bsr_col_tokens, bsr_fp32.bsr_col_decode, _common._transpose_into]
     before = [len(d.signatures) for d in dispatchers]
     assert min(before) >= 1
     again = compile_graphs(prefill, decode, prompt_len=9, policy=KernelPolicy.STORAGE)
