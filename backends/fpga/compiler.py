@@ -32,7 +32,7 @@ from sparseflow.backends.fpga.layout import (
     linear_spec,
     place_weight,
 )
-from sparseflow.backends.fpga.lower import Lowering, PassShape, lower_nodes
+from sparseflow.backends.fpga.lower import ACTIVATIONS, Lowering, PassShape, lower_nodes
 from sparseflow.backends.fpga.program import Bucket, Program, Stream, WeightPlacement
 from sparseflow.backends.registry import CompileRequest, register_backend
 from sparseflow.hw_models.schema import FpgaModel, Kind
@@ -119,7 +119,7 @@ def _shared_splits(graph: Graph) -> dict[str, str]:
 
     def producer(value: str) -> str | None:
         node = graph.node(value)
-        while node.op.name in ("silu", "gelu", "relu") and len(node.inputs) == 1:
+        while node.op.name in ACTIVATIONS and len(node.inputs) == 1:
             node = graph.node(node.inputs[0])
         return node.inputs[1] if node.op.name == "linear" else None
 

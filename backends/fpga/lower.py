@@ -61,7 +61,8 @@ SFU_OPS = {
     "causal_mask": isa.SfuOp.MASK,
 }
 NORMS = {"rmsnorm", "layernorm"}
-FUSABLE = {"silu", "gelu", "relu", "add", "mul"}
+ACTIVATIONS = {"silu", "gelu", "relu"}  # single-input functions fused after a DEQUANT
+FUSABLE = ACTIVATIONS | {"add", "mul"}
 # cast (rounding to FP16) is free: the SFU already holds its results in FP16.
 FREE = {"input", "weight", "reshape", "transpose", "repeat_kv", "kv_append", "cast"}
 ALIASES = {"reshape", "transpose", "repeat_kv", "cast"}  # reading one reads its input
@@ -437,14 +438,12 @@ class Lowering:
             for ordinal, tile in enumerate(tiles):
                 mv, half = self.weight_tile(e, placement, ordinal, tile)
                 imm = self.dequant_imm(placement, tile)
+                op, after, extra = isa.SfuOp.DEQUANT, (mv,), {}
                 if bias and tile.k0 == 0:  # the bias joins the first K group's sums
                     in2 = self.addr(bias) + tile.row0 // SFU_WORD_ELEMENTS
-                    last = self.sfu(e, isa.SfuOp.DEQUANT_BIAS, node.name, [node.name],
-                                    (mv, bias_load), tile.rows, in_addr=0, in2_addr=in2,
-                                    imm=imm)  # fmt: skip
-                else:
-                    last = self.sfu(e, isa.SfuOp.DEQUANT, node.name, [node.name], (mv,),
-                                    tile.rows, in_addr=0, imm=imm)  # fmt: skip
+                    op, after, extra = isa.SfuOp.DEQUANT_BIAS, (mv, bias_load), {"in2_addr": in2}
+                last = self.sfu(e, op, node.name, [node.name], after, tile.rows, in_addr=0,
+                                imm=imm, **extra)  # fmt: skip
                 if tile.k0 + tile.k == placement.k:
                     for user in fused:
                         last = self.sfu(e, SFU_OPS[user.op.name], user.name, list(user.inputs),
