@@ -264,10 +264,14 @@ class Lowering:
         if value not in self.graph:
             return self.scratch[value]
         t = self.graph.node(value).type
+        seq = self.graph.meta_dict.get("seq")
         numel = 1
         for d in t.shape[1:]:
-            numel *= d if isinstance(d, int) else self.shape.keys
-        return max(1, numel // (self.shape.tokens if self.shape.phase == "prefill" else 1))
+            if d != seq:  # the graph's symbolic token count stands for one token
+                numel *= d if isinstance(d, int) else self.shape.keys
+        # A prefill pass covers `shape.tokens` of the graph's tokens (a chunk): per-token sizes
+        # divide by the graph's own count, not the pass's.
+        return max(1, numel // (int(seq) if str(seq).isdigit() else 1))
 
     # ------------------------------------------------------------------ epochs
     def source(self, value: str) -> str:

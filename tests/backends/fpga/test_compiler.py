@@ -5,8 +5,10 @@ from __future__ import annotations
 import dataclasses
 import time
 
+import numpy as np
 import pytest
 
+from sparseflow.backends.fpga import isa
 from sparseflow.backends.fpga.compiler import compile_program
 from sparseflow.backends.registry import CompileRequest, compile_model
 from sparseflow.hw_models import load_hw
@@ -14,6 +16,7 @@ from sparseflow.ir.errors import InputError
 from sparseflow.ir.models import load_model
 from sparseflow.ir.ops import get_op
 from sparseflow.passes.recipe import load_recipe, recipe_from_dict
+from sparseflow.simulator.fpga_costs import TIMING_COLUMNS
 
 
 def request(model: str = "tiny-llama", recipe: str = "flightllm", **kw) -> CompileRequest:
@@ -121,6 +124,32 @@ def test_sfu_work_is_per_tile_and_per_head(tiny) -> None:
     sfu = table["opcode"] == 5
     largest = int(table["length"][sfu].max())
     assert largest <= 256  # tiny-llama: at most the vocabulary, never heads x keys
+
+
+def test_prefill_chunks_size_sfu_work_per_token() -> None:
+    """A prompt longer than a pass: each norm covers the hidden size per token of the chunk,
+    the same whether the graph's token count is symbolic or the prompt's."""
+    r = load_recipe("flightllm")
+    hw = load_hw("u280")
+    buffers = dataclasses.replace(hw.core.buffers, activation_buffer_bytes=4096)
+    hw = dataclasses.replace(hw, core=dataclasses.replace(hw.core, buffers=buffers))
+    programs = []
+    for seq in ("T", 128):
+        prefill, decode = r.apply_model(
+            load_model("tiny-llama", "prefill", 1, seq), load_model("tiny-llama", "decode")
+        )
+        req = CompileRequest(prefill, decode, hw, prompt_len=128, gen_len=2)
+        programs.append(compile_program(req).bucket_for("prefill", 128))
+    bucket = programs[1]
+    assert bucket.chunk_tokens < bucket.length  # several passes
+    table = bucket.streams[0].table()
+    norms = (table["opcode"] == 5) & (table["op"] == int(isa.SfuOp.RMSNORM))
+    assert norms.any()
+    assert set(table["length"][norms].tolist()) == {64}  # tiny-llama hidden size
+    assert set(table["rows"][norms].tolist()) == {bucket.chunk_tokens}
+    for symbolic, concrete in zip(programs[0].streams, bucket.streams, strict=True):
+        a, b = symbolic.table(), concrete.table()  # equal up to SFU-buffer addresses
+        assert all(np.array_equal(a[c], b[c]) for c in TIMING_COLUMNS)
 
 
 def test_rows_split_by_channels_and_kv_on_own_channels() -> None:
