@@ -16,11 +16,17 @@ Per-instruction costs (cycles at `clock_hz`):
 - LOAD/STORE: bytes = transfers x length x `isa.HBM_WORD_BYTES`; the time is the engine's
   business (channel bandwidth shares); each byte also crosses a buffer port.
 - Every instruction occupies the dispatcher for its words + fetch + execute cycles, as in
-  the RTL controller (`engine_model.controller_cycles`).
+  the RTL controller (`engine_model.controller_cycles`), or longer if the board DDR cannot
+  deliver its words that fast: programs live in DDR (HBM holds weights and KV caches, as
+  in FlightLLM [P]) and each core streams its own at an equal share of the DDR's sustained
+  bandwidth (`fetch_bytes_per_cycle`), ahead of dispatch. Those words are DDR bytes in the
+  energy events. On the U280 a core's share is ~45 B/cycle against the controller's 4, so
+  fetch never stalls dispatch there; it costs energy only.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -78,6 +84,7 @@ class FpgaMachine:
     hbm: HbmParams
     buffer_bytes: dict[isa.Buffer, int]
     static_power_w: float
+    fetch_bytes_per_cycle: float  # one core's share of the DDR that holds the programs
 
     @classmethod
     def from_hw(
@@ -102,6 +109,10 @@ class FpgaMachine:
             hbm=hbm_params(hw),
             buffer_bytes={buf: plan.capacity_bytes(buf) for buf in isa.Buffer},
             static_power_w=hw.power.static_power_w,
+            fetch_bytes_per_cycle=hw.ddr.bandwidth_bytes_per_s
+            * hw.ddr.access_efficiency
+            / hw.cores
+            / hw.clock_hz,
         )
 
     @property
@@ -146,7 +157,11 @@ def instruction_cost(row: dict[str, int], machine: FpgaMachine) -> InstructionCo
     """Return the cost of the instruction whose `TIMING_COLUMNS` values are `row`."""
     opcode = isa.Opcode(row["opcode"])
     cls = isa.INSTRUCTIONS[opcode]
-    dispatch = cls.n_words() + FETCH_LATENCY_CYCLES + EXECUTE_CYCLES
+    fetched = cls.n_words() * isa.WORD_BYTES
+    dispatch = max(
+        cls.n_words() + FETCH_LATENCY_CYCLES + EXECUTE_CYCLES,
+        math.ceil(fetched / machine.fetch_bytes_per_cycle),
+    )
     common = {"dispatch_cycles": dispatch, "wait": row["wait"], "release": row["release"]}
     if opcode in (isa.Opcode.MM, isa.Opcode.MV):
         cycles, events = _matrix_cost(row, machine)
@@ -155,14 +170,15 @@ def instruction_cost(row: dict[str, int], machine: FpgaMachine) -> InstructionCo
     elif opcode in (isa.Opcode.LOAD, isa.Opcode.STORE):
         _check_transfer(row, machine, opcode)
         nbytes = row["nbytes"]
-        events = EnergyEvents(hbm_bytes=nbytes, onchip_bytes=nbytes)
+        events = EnergyEvents(hbm_bytes=nbytes, onchip_bytes=nbytes, ddr_bytes=fetched)
         return InstructionCost(UNIT_OF[opcode], 0, nbytes, events=events, **common)
     else:
         sys_op = isa.SysOp(row["op"])
         return InstructionCost(
-            None, 0, 0, events=EnergyEvents(), barrier=sys_op == isa.SysOp.BARRIER,
+            None, 0, 0, events=EnergyEvents(ddr_bytes=fetched), barrier=sys_op == isa.SysOp.BARRIER,
             end=sys_op == isa.SysOp.END, **common,
         )  # fmt: skip
+    events = dataclasses.replace(events, ddr_bytes=fetched)
     return InstructionCost(UNIT_OF[opcode], cycles, 0, events=events, **common)
 
 

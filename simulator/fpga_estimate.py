@@ -12,7 +12,8 @@ run's time; an instruction's class comes from what it touches: loads by the HBM 
 read (weight -> linear, kv -> attention, others -> data), matrix instructions by the last
 weight-buffer load before them, SFU instructions by their function (DEQUANT and QUANTIZE by
 the matrix instruction before them). Energy by class =
-its instructions' dynamic energy + static power x its time. The report has the keys of
+its instructions' dynamic energy + static power x its time (a SYS instruction's energy,
+fetching its word, goes to data). The report has the keys of
 DESIGN.md "Report", like `estimate.estimate_analytical`.
 """
 
@@ -90,7 +91,7 @@ def run_bucket(
         ids = result.streams[core].ids
         units = result.units[core]
         active = units >= 0
-        dyn_j += class_energy(classes[active], ids[active], cache, hw)
+        dyn_j += class_energy(classes, ids, cache, hw)  # SYS: fetching it, charged to data
         ends.append(result.cores[core].end_s[active])
         owners.append(np.stack([classes[active], units[active]], axis=1))
     if ends:

@@ -79,6 +79,7 @@ class SysOp(IntEnum):
 
 QUEUE_LETTERS = "LSMF"  # load, store, matrix, sfu (F: special-function unit)
 HBM_CHANNELS = 32  # U280 HBM2 pseudo-channels (AMD DS963)
+WORD_BYTES = 4  # programs are 32-bit words
 HBM_WORD_BYTES = 32  # one beat of a pseudo-channel's 256-bit AXI port (AMD PG276)
 
 
@@ -376,9 +377,9 @@ def encode(program: list[Instruction]) -> bytes:
 
 def decode(data: bytes) -> list[Instruction]:
     """Return the instructions encoded in `data`; raise InputError naming the bad word."""
-    if len(data) % 4:
+    if len(data) % WORD_BYTES:
         raise InputError(f"program: {len(data)} bytes is not a whole number of 32-bit words")
-    words = list(struct.unpack(f"<{len(data) // 4}I", data))
+    words = list(struct.unpack(f"<{len(data) // WORD_BYTES}I", data))
     program, pos = [], 0
     while pos < len(words):
         opcode = words[pos] >> 28

@@ -222,7 +222,7 @@ class Stream:
 
     @property
     def nbytes(self) -> int:
-        return 4 * len(self.words)
+        return isa.WORD_BYTES * len(self.words)
 
     def to_bytes(self) -> bytes:
         return self.words.astype("<u4").tobytes()

@@ -192,3 +192,17 @@ def test_bad_hardware_values_are_named():
         with_overrides(HW, {"hbm.bandwidth_per_channel_bytes_per_s": -1.0})
     with pytest.raises(InputError, match=r"field 'hbm.port_bytes_per_cycle'"):
         with_overrides(HW, {"hbm.port_bytes_per_cycle": 0})
+
+
+def test_program_words_come_from_ddr_and_stall_dispatch_only_when_it_is_slow():
+    program = [mv(), mv(), mv(), END]
+    fetched = sum(i.n_words() for i in program) * isa.WORD_BYTES
+    result = run(program)
+    assert result.events.ddr_bytes == fetched
+    assert result.cores[0].start_s[3] == pytest.approx(dispatch_s(program, 3))  # controller
+    # 1 byte per cycle for each of the 3 cores: dispatch waits for every word to arrive.
+    slow_ddr = 3 * HW.clock_hz / HW.ddr.access_efficiency
+    slow = with_overrides(HW, {"ddr.bandwidth_bytes_per_s": slow_ddr})
+    machine = FpgaMachine.from_hw(slow)
+    assert machine.fetch_bytes_per_cycle == pytest.approx(1.0)
+    assert run(program, machine=machine).cores[0].start_s[3] == pytest.approx(fetched * PERIOD)
