@@ -1,9 +1,8 @@
 """Dense GEMM Y = X @ W^T with shared-memory tiling (fp32 or fp16 inputs, fp32 accumulate).
 
 Layout (project contract): X [T, K] activations, W [N, K] weights (out, in), Y [T, N] float32.
-Each block computes a tile x tile patch of Y; thread (x, y) owns Y[row0 + y, col0 + x]. The
-K axis is walked in steps of `tile`: the block stages a tile of X and a tile of W in shared
-memory (converted to float32 on load), synchronises, and accumulates. Ragged edges load zeros.
+The kernel is the shared tiled shell of tiled.py: tile x tile output blocks, X and W tiles
+staged in shared memory as float32, float32 accumulation, ragged edges loading zeros.
 """
 
 from __future__ import annotations
@@ -22,35 +21,19 @@ from sparseflow.backends.gpu.launch import (
     default_tile,
     tiled_2d,
 )
+from sparseflow.backends.gpu.tiled import tiled_dot
 from sparseflow.backends.gpu.validate import FLOAT_DTYPES, check_array, check_dim
 
 
 @functools.cache
 def gemm_kernel(tile: int) -> Kernel:
     """Return the tiled dense GEMM kernel for square tiles of edge `tile`."""
-    padded = tile + 1  # one spare column keeps the transposed W reads off one shared bank
+    dot = tiled_dot(tile, float32)
 
     @cuda.jit
     def kernel(x, w, y):
-        x_tile = cuda.shared.array((tile, tile), float32)
-        w_tile = cuda.shared.array((tile, padded), float32)
-        tx = cuda.threadIdx.x
-        ty = cuda.threadIdx.y
-        row = cuda.blockIdx.y * tile + ty
-        col = cuda.blockIdx.x * tile + tx
-        w_row = cuda.blockIdx.x * tile + ty
-        rows, depth = x.shape
-        cols = w.shape[0]
-        acc = float32(0.0)
-        for k0 in range(0, depth, tile):
-            k = k0 + tx
-            x_tile[ty, tx] = float32(x[row, k]) if row < rows and k < depth else float32(0.0)
-            w_tile[ty, tx] = float32(w[w_row, k]) if w_row < cols and k < depth else float32(0.0)
-            cuda.syncthreads()
-            for kk in range(tile):
-                acc += x_tile[ty, kk] * w_tile[tx, kk]
-            cuda.syncthreads()
-        if row < rows and col < cols:
+        row, col, acc = dot(x, w, w.shape[0])
+        if row < x.shape[0] and col < w.shape[0]:
             y[row, col] = acc
 
     return kernel

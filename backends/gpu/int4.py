@@ -6,12 +6,17 @@ w[n, k] = float32(q - z) * s for the group k // g.
 
 - GEMV (decode, one token): one block per output row; its threads stride over the row's
   bytes, dequantise two weights per byte, and combine partial sums with a shared-memory tree.
-- GEMM (prefill): the dense tiled GEMM, dequantising each W tile on its way to shared memory.
+- GEMM (prefill): the shared tiled shell of tiled.py, dequantising each W element on its way
+  to the shared-memory tile.
+
+Both kernels read weights through `dequant`, with the weight passed as one tuple
+(packed, scales, zeros, group).
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 
 import numpy as np
 from numba import float32, int32
@@ -28,6 +33,7 @@ from sparseflow.backends.gpu.launch import (
     tiled_2d,
 )
 from sparseflow.backends.gpu.reduce import block_sum
+from sparseflow.backends.gpu.tiled import tiled_dot
 from sparseflow.backends.gpu.validate import (
     FLOAT32,
     FLOAT_DTYPES,
@@ -39,11 +45,14 @@ from sparseflow.backends.gpu.validate import (
 from sparseflow.ir.errors import InputError
 
 UINT8 = (np.dtype(np.uint8),)
+# A checked host-side int4 weight: (packed, scales, zeros, group size).
+Int4Weight = tuple[np.ndarray, np.ndarray, np.ndarray, int]
 
 
 @cuda.jit(device=True)
-def dequant(packed, scales, zeros, group, n, k):
-    """Return the float32 weight w[n, k] from group-wise int4 storage."""
+def dequant(weight, n, k):
+    """Return the float32 weight w[n, k] from weight = (packed, scales, zeros, group)."""
+    packed, scales, zeros, group = weight
     byte = int32(packed[n, k // 2])
     q = (byte >> 4) if k % 2 else (byte & 15)
     g = k // group
@@ -59,11 +68,12 @@ def int4_gemv_kernel(threads: int) -> Kernel:
         partial = cuda.shared.array(threads, float32)
         n = cuda.blockIdx.x
         tid = cuda.threadIdx.x
+        weight = (packed, scales, zeros, group)
         acc = float32(0.0)
         for b in range(tid, packed.shape[1], threads):
             k = 2 * b
-            low = dequant(packed, scales, zeros, group, n, k)
-            high = dequant(packed, scales, zeros, group, n, k + 1)
+            low = dequant(weight, n, k)
+            high = dequant(weight, n, k + 1)
             acc += low * float32(x[k]) + high * float32(x[k + 1])
         total = block_sum(partial, tid, acc)
         if tid == 0:
@@ -75,32 +85,12 @@ def int4_gemv_kernel(threads: int) -> Kernel:
 @functools.cache
 def int4_gemm_kernel(tile: int) -> Kernel:
     """Return the tiled int4 weight-only GEMM kernel for square tiles of edge `tile`."""
-    padded = tile + 1
+    dot = tiled_dot(tile, float32, dequant)
 
     @cuda.jit
     def kernel(x, packed, scales, zeros, group, y):
-        x_tile = cuda.shared.array((tile, tile), float32)
-        w_tile = cuda.shared.array((tile, padded), float32)
-        tx = cuda.threadIdx.x
-        ty = cuda.threadIdx.y
-        row = cuda.blockIdx.y * tile + ty
-        col = cuda.blockIdx.x * tile + tx
-        w_row = cuda.blockIdx.x * tile + ty
-        rows, depth = x.shape
-        cols = packed.shape[0]
-        acc = float32(0.0)
-        for k0 in range(0, depth, tile):
-            k = k0 + tx
-            x_tile[ty, tx] = float32(x[row, k]) if row < rows and k < depth else float32(0.0)
-            if w_row < cols and k < depth:
-                w_tile[ty, tx] = dequant(packed, scales, zeros, group, w_row, k)
-            else:
-                w_tile[ty, tx] = float32(0.0)
-            cuda.syncthreads()
-            for kk in range(tile):
-                acc += x_tile[ty, kk] * w_tile[tx, kk]
-            cuda.syncthreads()
-        if row < rows and col < cols:
+        row, col, acc = dot(x, (packed, scales, zeros, group), packed.shape[0])
+        if row < x.shape[0] and col < packed.shape[0]:
             y[row, col] = acc
 
     return kernel
@@ -108,7 +98,7 @@ def int4_gemm_kernel(tile: int) -> Kernel:
 
 def check_int4_weight(
     packed: np.ndarray, scales: np.ndarray, zeros: np.ndarray, depth: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+) -> Int4Weight:
     """Return (packed, scales, zeros, group size) after checking them against K = depth."""
     packed = check_array("packed", packed, UINT8, 2)
     scales = check_array("scales", scales, FLOAT32, 2)
@@ -163,12 +153,9 @@ def int4_gemv(
 ) -> np.ndarray:
     """Return y = W x as float32 [N] for fp32/fp16 x [K] and group-wise int4 W [N, K]."""
     x = check_array("x", x, FLOAT_DTYPES, 1)
-    packed, scales, zeros, group = check_int4_weight(packed, scales, zeros, x.shape[0])
+    weight = check_int4_weight(packed, scales, zeros, x.shape[0])
     threads = check_block_size("threads", default_row_threads() if threads is None else threads)
-    y = cuda.device_array(packed.shape[0], dtype=np.float32)
-    device = [cuda.to_device(a) for a in (x, packed, scales, zeros)]
-    launch_int4_gemv(*device, group, y, threads)
-    return y.copy_to_host()
+    return _run_int4(launch_int4_gemv, x, weight, threads)
 
 
 def int4_gemm(
@@ -181,9 +168,20 @@ def int4_gemm(
 ) -> np.ndarray:
     """Return Y = X @ W^T as float32 [T, N] for fp32/fp16 X [T, K] and group-wise int4 W."""
     x = check_array("x", x, FLOAT_DTYPES, 2)
-    packed, scales, zeros, group = check_int4_weight(packed, scales, zeros, x.shape[1])
+    weight = check_int4_weight(packed, scales, zeros, x.shape[1])
     tile = check_block_size("tile", default_tile() if tile is None else tile, upper=32)
-    y = cuda.device_array((x.shape[0], packed.shape[0]), dtype=np.float32)
+    return _run_int4(launch_int4_gemm, x, weight, tile)
+
+
+def _run_int4(
+    launch: Callable[..., LaunchConfig], x: np.ndarray, weight: Int4Weight, block: int
+) -> np.ndarray:
+    """Run `launch` (GEMV or GEMM) on device copies of x and weight; return y float32.
+
+    y has x's shape with K replaced by N: [N] for x [K], [T, N] for x [T, K].
+    """
+    packed, scales, zeros, group = weight
+    y = cuda.device_array((*x.shape[:-1], packed.shape[0]), dtype=np.float32)
     device = [cuda.to_device(a) for a in (x, packed, scales, zeros)]
-    launch_int4_gemm(*device, group, y, tile)
+    launch(*device, group, y, block)
     return y.copy_to_host()

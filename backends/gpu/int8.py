@@ -5,8 +5,8 @@ sx f32 [T]; qW int8 [N, K] with per-channel scales sw f32 [N];
 acc = int32(qX @ qW^T), Y = float32(acc) * sx[:, None] * sw[None, :], evaluated left to right
 in float32, so results are bit-exact against numpy doing the same.
 
-Tiling is the dense GEMM's: int8 tiles staged in shared memory as int32, exact integer
-accumulation (|acc| <= K * 128 * 128 stays inside int32 for K < 131072).
+Tiling is the shared tiled shell of tiled.py: int8 tiles staged in shared memory as int32, exact
+integer accumulation (|acc| <= K * 128 * 128 stays inside int32 for K < 131072).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from sparseflow.backends.gpu.launch import (
     default_tile,
     tiled_2d,
 )
+from sparseflow.backends.gpu.tiled import tiled_dot
 from sparseflow.backends.gpu.validate import FLOAT32, check_array, check_dim, check_shape
 from sparseflow.ir.errors import InputError
 
@@ -36,29 +37,12 @@ MAX_DEPTH = (2**31 - 1) // 2**14
 @functools.cache
 def int8_gemm_kernel(tile: int) -> Kernel:
     """Return the tiled int8 GEMM kernel (int32 accumulate, scale epilogue) for edge `tile`."""
-    padded = tile + 1
+    dot = tiled_dot(tile, int32)
 
     @cuda.jit
     def kernel(qx, sx, qw, sw, acc_out, y):
-        x_tile = cuda.shared.array((tile, tile), int32)
-        w_tile = cuda.shared.array((tile, padded), int32)
-        tx = cuda.threadIdx.x
-        ty = cuda.threadIdx.y
-        row = cuda.blockIdx.y * tile + ty
-        col = cuda.blockIdx.x * tile + tx
-        w_row = cuda.blockIdx.x * tile + ty
-        rows, depth = qx.shape
-        cols = qw.shape[0]
-        acc = int32(0)
-        for k0 in range(0, depth, tile):
-            k = k0 + tx
-            x_tile[ty, tx] = int32(qx[row, k]) if row < rows and k < depth else int32(0)
-            w_tile[ty, tx] = int32(qw[w_row, k]) if w_row < cols and k < depth else int32(0)
-            cuda.syncthreads()
-            for kk in range(tile):
-                acc += x_tile[ty, kk] * w_tile[tx, kk]
-            cuda.syncthreads()
-        if row < rows and col < cols:
+        row, col, acc = dot(qx, qw, qw.shape[0])
+        if row < qx.shape[0] and col < qw.shape[0]:
             acc_out[row, col] = acc
             y[row, col] = float32(acc) * sx[row] * sw[col]
 

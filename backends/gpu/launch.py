@@ -85,3 +85,5 @@ def flat_1d(items: int, threads: int) -> LaunchConfig:
 DeviceArray = Any
 # A compiled numba CUDA kernel, launched as `kernel[grid, block](*args)`.
 Kernel = Any
+# A numba CUDA device function (`@cuda.jit(device=True)`), callable from kernels only.
+DeviceFunction = Any

@@ -10,9 +10,10 @@ Metadata packing (this backend's format): the offset of compressed column j sits
 tensor cores also use two 2-bit indices per group of 4, with an interleaved word order; this
 plain order suits a CUDA-core kernel.)
 
-Kernel: tile x tile output blocks as in the dense GEMM; per metadata word the block stages
-16 compressed values for each of its `tile` weight rows, their word, and the 32 matching dense
-columns of X for each of its `tile` tokens, then each thread gathers X through the offsets.
+Kernel: tile x tile output blocks placed as in the tiled GEMM shell (tiled.tile_position); per
+metadata word the block stages 16 compressed values for each of its `tile` weight rows, their
+word, and the 32 matching dense columns of X for each of its `tile` tokens, then each thread
+gathers X through the offsets.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from sparseflow.backends.gpu.launch import (
     default_tile,
     tiled_2d,
 )
+from sparseflow.backends.gpu.tiled import tile_position
 from sparseflow.backends.gpu.validate import (
     FLOAT_DTYPES,
     check_array,
@@ -102,11 +104,7 @@ def spmm_24_kernel(tile: int) -> Kernel:
         x_tile = cuda.shared.array((tile, x_pad), float32)
         v_tile = cuda.shared.array((tile, values_pad), float32)
         m_tile = cuda.shared.array(tile, uint32)
-        tx = cuda.threadIdx.x
-        ty = cuda.threadIdx.y
-        row = cuda.blockIdx.y * tile + ty
-        col = cuda.blockIdx.x * tile + tx
-        w_row = cuda.blockIdx.x * tile + ty
+        tx, ty, row, col, w_row = tile_position(tile)
         rows, depth = x.shape
         cols, kept = values.shape
         acc = float32(0.0)
