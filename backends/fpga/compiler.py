@@ -21,6 +21,7 @@ import numpy as np
 
 from sparseflow.backends.fpga import isa
 from sparseflow.backends.fpga.layout import (
+    FP16_BYTES,
     ChannelAllocator,
     RowSplitter,
     buffer_plan,
@@ -43,7 +44,6 @@ from sparseflow.ir.node import Node
 PREFILL_STEP = 128  # prefill lengths round up to 128: FlightLLM length-adaptive compilation [P]
 DECODE_STEP = 16  # decode KV lengths round up to 16 [P]
 LAYER = re.compile(r"layers\.(\d+)\.")
-FP16_BYTES = 2
 
 
 @dataclass(frozen=True)
@@ -76,7 +76,8 @@ def compile_program(request: CompileRequest, options: CompileOptions | None = No
     weights = {p.name: p for p in placements}
     prefill_len = -(-request.prompt_len // options.prefill_step) * options.prefill_step
     max_keys = request.prompt_len + request.gen_len
-    kv_keys = -(-max_keys // options.decode_step) * options.decode_step
+    # The prefill bucket runs (and caches) its padded length even if few tokens follow.
+    kv_keys = max(-(-max_keys // options.decode_step) * options.decode_step, prefill_len)
     _place_tables(graph, hbm, kv_keys, prefill_len, weights[names[-1]])
     layout = hbm_layout(hw, hbm, placements, kv_keys)
     buckets = [_bucket(graph, "prefill", prefill_len, hw, engine, plan, layout, weights)]

@@ -39,6 +39,7 @@ from sparseflow.ir.formats import PackedWeight
 from sparseflow.ir.graph import Graph
 from sparseflow.ir.types import QuantScheme, SparsePattern
 
+FP16_BYTES = 2
 SFU_WORD_ELEMENTS = 16  # FP16 elements per SFU-buffer word: the SFU's 16 lanes [P][A]
 ADDRESS_WORDS = 1 << 16  # 16-bit buffer address fields of the ISA
 SCALE_BYTES = 4  # f32 weight scales

@@ -33,7 +33,7 @@ from functools import lru_cache
 
 from sparseflow.backends.fpga import isa
 from sparseflow.backends.fpga.engine_model import BLOCK_M, EngineParams, plan_linear
-from sparseflow.backends.fpga.layout import ADDRESS_WORDS, SFU_WORD_ELEMENTS, head_core
+from sparseflow.backends.fpga.layout import ADDRESS_WORDS, FP16_BYTES, SFU_WORD_ELEMENTS, head_core
 from sparseflow.backends.fpga.program import BufferPlan, HbmLayout, WeightPlacement, WeightTile
 from sparseflow.ir.errors import InputError
 from sparseflow.ir.graph import Graph
@@ -331,7 +331,8 @@ class Lowering:
             return
         if op == "embedding":
             elements = self.row_elements(node.name)
-            self.io_load(self.emitters[0], f"io.{node.name}", node.name, elements)
+            first = self.first_token if self.shape.phase == "prefill" else 0  # host writes one
+            self.io_load(self.emitters[0], f"io.{node.name}", node.name, elements, first)
             self.wrote(node.name, [0], None)
         elif op == "quantize":
             self.quantize(node)
@@ -352,19 +353,44 @@ class Lowering:
                 f"{', '.join(supported)})"
             )
 
-    def io_load(self, e: Emitter, region: str, value: str, elements: int) -> int:
-        """LOAD `elements` FP16 elements per token of an I/O region into the SFU buffer."""
+    @property
+    def first_token(self) -> int:
+        """Return the position of the pass's first token (its keys end with its tokens).
+
+        A decode bucket serves every KV length up to its own, so its step's position is the
+        bucket's last one; the host moves the step's KV-store and RoPE-table addresses to
+        the actual position (length-adaptive compilation keeps one program per bucket).
+        """
+        return self.shape.keys - self.shape.tokens
+
+    def io_load(self, e: Emitter, region: str, value: str, elements: int, first: int) -> int:
+        """LOAD the pass's tokens of an I/O region holding `elements` FP16 per row, from row
+        `first` on, into the SFU buffer."""
+        row_bytes = elements * FP16_BYTES
+        addr, words = self.io_span(region, first * row_bytes, self.shape.tokens * row_bytes)
+        return e.emit(isa.Load, buffer=isa.Buffer.SFU, channel=addr[0], hbm_addr=addr[1],
+                      buf_addr=self.addr(value), length=words)  # fmt: skip
+
+    def io_span(self, region: str, offset: int, nbytes: int) -> tuple[tuple[int, int], int]:
+        """Return ((channel, word address), words) of `nbytes` at byte `offset` of a region."""
         r = self.layout.region(region)
-        words = -(-elements * self.shape.tokens * 2 // isa.HBM_WORD_BYTES)
-        return e.emit(isa.Load, buffer=isa.Buffer.SFU, channel=r.channel, hbm_addr=r.addr,
-                      buf_addr=self.addr(value), length=min(words, r.words, 0xFFFF))  # fmt: skip
+        words = -(-nbytes // isa.HBM_WORD_BYTES)
+        if offset % isa.HBM_WORD_BYTES or offset + nbytes > r.nbytes or words > 0xFFFF:
+            raise InputError(
+                f"HBM region {region}: {nbytes} bytes at byte {offset} do not fit its "
+                f"{r.nbytes} bytes as whole {isa.HBM_WORD_BYTES}-byte words in one transfer"
+            )
+        return (r.channel, r.addr + offset // isa.HBM_WORD_BYTES), words
 
     def sfu(self, e: Emitter, op: isa.SfuOp, out: str, ins: list[str], after: tuple = (),
             length: int | None = None, **extra: int) -> int:  # fmt: skip
         """Emit one SFU op over `length` elements per token (default: all of `out`)."""
         length = self.row_elements(out.split("@")[0]) if length is None else length
+        if length > 0xFFFF:
+            raise InputError(f"node %{out.split('@')[0]}: {length} elements per token exceed "
+                             "the SFU instruction's 16-bit length")  # fmt: skip
         fields = {"in_addr": self.addr(ins[0]), "out_addr": self.addr(out),
-                  "rows": self.shape.tokens, "length": min(length, 0xFFFF)}  # fmt: skip
+                  "rows": self.shape.tokens, "length": length}  # fmt: skip
         if len(ins) > 1:
             fields["in2_addr"] = self.addr(ins[1])
         fields.update(extra)
@@ -453,20 +479,27 @@ class Lowering:
                         last = self.sfu(e, SFU_OPS[user.op.name], user.name, list(user.inputs),
                                         (last,), tile.rows)  # fmt: skip
                 if not self.consumers.get(node.name):
-                    last = self.store_output(e, core, node.name, tile, last)
+                    last = self.store_output(e, core, node.name, placement, tile, last)
                 e.out_readers[half] = last
         cores_used = sorted({t.core for t in placement.tiles})
         for value in [node.name] + [u.name for u in fused]:
             self.wrote(value, cores_used, partition)
             self.done.add(value)
 
-    def store_output(self, e: Emitter, core: int, value: str, tile: WeightTile, after: int) -> int:
-        """STORE a graph output's tile rows (the logits) to the core's I/O region."""
-        r = self.layout.region(f"io.logits@{core}")
-        words = -(-self.shape.tokens * tile.rows * 2 // isa.HBM_WORD_BYTES)
-        return e.emit(isa.Store, after=(after,), buffer=isa.Buffer.SFU, channel=r.channel,
-                      hbm_addr=r.addr, buf_addr=self.addr(value),
-                      length=min(words, 0xFFFF))  # fmt: skip
+    def store_output(self, e: Emitter, core: int, value: str, placement: WeightPlacement,
+                     tile: WeightTile, after: int) -> int:  # fmt: skip
+        """STORE a graph output's tile rows (the logits) to the core's I/O region: one block of
+        [prompt tokens, tile rows] FP16 per tile of the core, the pass's tokens at their rows
+        (decode: row 0)."""
+        region = f"io.logits@{core}"
+        mine = [t for t in placement.tiles if t.core == core and t.k0 == 0]
+        tokens = self.layout.region(region).nbytes // (sum(t.rows for t in mine) * FP16_BYTES)
+        before = sum(t.rows for t in mine if t.row0 < tile.row0)
+        first = self.first_token if self.shape.phase == "prefill" else 0
+        offset = (before * tokens + first * tile.rows) * FP16_BYTES
+        addr, words = self.io_span(region, offset, self.shape.tokens * tile.rows * FP16_BYTES)
+        return e.emit(isa.Store, after=(after,), buffer=isa.Buffer.SFU, channel=addr[0],
+                      hbm_addr=addr[1], buf_addr=self.addr(value), length=words)  # fmt: skip
 
     def dequant_imm(self, placement: WeightPlacement, tile: WeightTile) -> int:
         stride = -(-placement.rows // SFU_WORD_ELEMENTS) & 0x1FFF
@@ -556,7 +589,8 @@ class Lowering:
             core = head_core(head // groups if heads > self.kv_heads() else head, self.cores)
             e = self.emitters[core]
             if core not in tables:
-                tables[core] = self.io_load(e, f"io.rope@{core}", "rope.table", 2 * head_dim)
+                tables[core] = self.io_load(e, f"io.rope@{core}", "rope.table", 2 * head_dim,
+                                            self.first_token)  # fmt: skip
             self.sfu(e, isa.SfuOp.ROPE, node.name, [node.inputs[0], "rope.table"],
                      (tables[core],), head_dim)  # fmt: skip
         self.wrote(node.name, list(range(self.cores)), HEADS)
@@ -573,10 +607,13 @@ class Lowering:
                              length=head_dim, out_addr=0)  # fmt: skip
             stores = []
             for region in self.kv_parts(kind, layer, head):
-                nbytes = self.shape.tokens * region.nbytes // self.layout.kv_keys
+                row_bytes = region.nbytes // self.layout.kv_keys
+                # the pass's rows; a row narrower than a word (the scales) writes its word
+                first = self.first_token * row_bytes // isa.HBM_WORD_BYTES
+                words = max(1, self.shape.tokens * row_bytes // isa.HBM_WORD_BYTES)
                 stores.append(e.emit(isa.Store, after=(quant,), buffer=isa.Buffer.ACT,
-                                     channel=region.channel, hbm_addr=region.addr,
-                                     length=max(1, nbytes // isa.HBM_WORD_BYTES)))  # fmt: skip
+                                     channel=region.channel, hbm_addr=region.addr + first,
+                                     length=words))  # fmt: skip
             self.kv_stores[(kind, head)] = stores[-1]
         self.done.add(node.name)
 

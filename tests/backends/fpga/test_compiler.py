@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import time
 
 import numpy as np
@@ -150,6 +151,31 @@ def test_prefill_chunks_size_sfu_work_per_token() -> None:
     for symbolic, concrete in zip(programs[0].streams, bucket.streams, strict=True):
         a, b = symbolic.table(), concrete.table()  # equal up to SFU-buffer addresses
         assert all(np.array_equal(a[c], b[c]) for c in TIMING_COLUMNS)
+
+
+def test_stores_never_overlap_and_stay_in_their_regions() -> None:
+    """Every prefill pass (several here) writes its own KV rows and logits rows, decode its
+    step's; a STORE never spills out of its region (the KV cache holds the padded prompt)."""
+    hw = load_hw("u280")
+    buffers = dataclasses.replace(hw.core.buffers, activation_buffer_bytes=4096)
+    hw = dataclasses.replace(hw, core=dataclasses.replace(hw.core, buffers=buffers))
+    program = compile_program(dataclasses.replace(request(prompt_len=100, gen_len=3), hw=hw))
+    assert program.buckets[0].chunk_tokens < program.buckets[0].length
+    regions = [(r.channel, r.addr, r.end, r.name) for r in program.layout.regions]
+    for bucket in program.buckets:
+        written = []
+        for stream in bucket.streams:
+            table = stream.table()
+            for row in np.flatnonzero(table["opcode"] == int(isa.Opcode.STORE)):
+                ch, addr = int(table["channel"][row]), int(table["hbm_addr"][row])
+                end = addr + int(table["nbytes"][row]) // isa.HBM_WORD_BYTES
+                inside = [n for c, a, e, n in regions if c == ch and a <= addr and end <= e]
+                assert len(inside) == 1, (bucket.key, ch, addr, end)
+                assert inside[0].startswith(("kv.", "io.logits"))
+                written.append((ch, addr, end))
+        written.sort()
+        for (c1, _, e1), (c2, a2, _) in itertools.pairwise(written):
+            assert c1 != c2 or e1 <= a2, bucket.key
 
 
 def test_rows_split_by_channels_and_kv_on_own_channels() -> None:
