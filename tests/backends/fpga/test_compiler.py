@@ -72,7 +72,7 @@ def test_summary_and_write(tmp_path) -> None:
 def test_llama2_7b_shape_only_compiles_quickly() -> None:
     start = time.perf_counter()
     program = compile_program(request("llama2-7b", prompt_len=128, gen_len=64))
-    assert time.perf_counter() - start < 30  # 3.2 s for 128 + 512 on 2 cores (docs)
+    assert time.perf_counter() - start < 30  # about 5 s for 128 + 512 on 2 cores (docs)
     decode = program.bucket_for("decode", 129)
     assert 0.5e6 < decode.nbytes < 4e6  # FlightLLM artifact: ~3 MB per decode program
     assert 3.0e9 < program.layout.used_bytes("weight") < 3.6e9  # artifact image: 3.43 GB
