@@ -162,24 +162,23 @@ def instruction_cost(row: dict[str, int], machine: FpgaMachine) -> InstructionCo
         cls.n_words() + FETCH_LATENCY_CYCLES + EXECUTE_CYCLES,
         math.ceil(fetched / machine.fetch_bytes_per_cycle),
     )
-    common = {"dispatch_cycles": dispatch, "wait": row["wait"], "release": row["release"]}
+    unit, cycles, hbm_bytes, sys_op = UNIT_OF.get(opcode), 0, 0, None
     if opcode in (isa.Opcode.MM, isa.Opcode.MV):
         cycles, events = _matrix_cost(row, machine)
     elif opcode == isa.Opcode.SFU:
         cycles, events = _sfu_cost(row, machine)
     elif opcode in (isa.Opcode.LOAD, isa.Opcode.STORE):
         _check_transfer(row, machine, opcode)
-        nbytes = row["nbytes"]
-        events = EnergyEvents(hbm_bytes=nbytes, onchip_bytes=nbytes, ddr_bytes=fetched)
-        return InstructionCost(UNIT_OF[opcode], 0, nbytes, events=events, **common)
-    else:
+        hbm_bytes = row["nbytes"]
+        events = EnergyEvents(hbm_bytes=hbm_bytes, onchip_bytes=hbm_bytes)
+    else:  # SYS: run by the dispatcher
         sys_op = isa.SysOp(row["op"])
-        return InstructionCost(
-            None, 0, 0, events=EnergyEvents(ddr_bytes=fetched), barrier=sys_op == isa.SysOp.BARRIER,
-            end=sys_op == isa.SysOp.END, **common,
-        )  # fmt: skip
-    events = dataclasses.replace(events, ddr_bytes=fetched)
-    return InstructionCost(UNIT_OF[opcode], cycles, 0, events=events, **common)
+        events = EnergyEvents()
+    return InstructionCost(
+        unit, cycles, hbm_bytes, dispatch_cycles=dispatch, wait=row["wait"],
+        release=row["release"], events=dataclasses.replace(events, ddr_bytes=fetched),
+        barrier=sys_op == isa.SysOp.BARRIER, end=sys_op == isa.SysOp.END,
+    )  # fmt: skip
 
 
 def _matrix_cost(row: dict[str, int], machine: FpgaMachine) -> tuple[int, EnergyEvents]:

@@ -331,8 +331,7 @@ class Lowering:
             return
         if op == "embedding":
             elements = self.row_elements(node.name)
-            first = self.first_token if self.shape.phase == "prefill" else 0  # host writes one
-            self.io_load(self.emitters[0], f"io.{node.name}", node.name, elements, first)
+            self.io_load(self.emitters[0], f"io.{node.name}", node.name, elements, self.host_row)
             self.wrote(node.name, [0], None)
         elif op == "quantize":
             self.quantize(node)
@@ -362,6 +361,12 @@ class Lowering:
         the actual position (length-adaptive compilation keeps one program per bucket).
         """
         return self.shape.keys - self.shape.tokens
+
+    @property
+    def host_row(self) -> int:
+        """Return the pass's first row in the host's token-indexed I/O regions (embeddings,
+        logits): the prompt position in prefill, row 0 in decode (the step's one token)."""
+        return self.first_token if self.shape.phase == "prefill" else 0
 
     def io_load(self, e: Emitter, region: str, value: str, elements: int, first: int) -> int:
         """LOAD the pass's tokens of an I/O region holding `elements` FP16 per row, from row
@@ -495,8 +500,7 @@ class Lowering:
         mine = [t for t in placement.tiles if t.core == core and t.k0 == 0]
         tokens = self.layout.region(region).nbytes // (sum(t.rows for t in mine) * FP16_BYTES)
         before = sum(t.rows for t in mine if t.row0 < tile.row0)
-        first = self.first_token if self.shape.phase == "prefill" else 0
-        offset = (before * tokens + first * tile.rows) * FP16_BYTES
+        offset = (before * tokens + self.host_row * tile.rows) * FP16_BYTES
         addr, words = self.io_span(region, offset, self.shape.tokens * tile.rows * FP16_BYTES)
         return e.emit(isa.Store, after=(after,), buffer=isa.Buffer.SFU, channel=addr[0],
                       hbm_addr=addr[1], buf_addr=self.addr(value), length=words)  # fmt: skip
