@@ -177,7 +177,7 @@ def _format_report(r: dict) -> str:
     return "\n".join(lines)
 
 
-def _recipe(args: argparse.Namespace, default: str):  # noqa: ANN202
+def _recipe(args: argparse.Namespace, default: str):
     """Return the recipe named by --recipe, extended by --sparsity/--quant.
 
     With a shorthand and no --recipe the shorthand alone is the recipe; with neither, the
@@ -191,7 +191,7 @@ def _recipe(args: argparse.Namespace, default: str):  # noqa: ANN202
     return load_recipe(args.recipe or default)
 
 
-def _pass_context(args: argparse.Namespace):  # noqa: ANN202
+def _pass_context(args: argparse.Namespace):
     from sparseflow.passes.calibration import read_calibration_ids
     from sparseflow.passes.manager import PassContext
 

@@ -30,7 +30,7 @@ from sparseflow.ir.formats import PackedWeight, stored_mask
 from sparseflow.ir.graph import Graph
 from sparseflow.ir.models.random_weights import random_weights
 from sparseflow.ir.models.zoo import load_config, load_model
-from sparseflow.ir.ops import storage_bytes
+from sparseflow.ir.ops import Op, storage_bytes
 from sparseflow.passes.manager import PassContext
 from sparseflow.passes.recipe import Recipe
 
@@ -74,7 +74,7 @@ def compress_model(
 def layer_report(dense: Graph, compressed: Graph) -> list[dict]:
     """Return one entry per weight: name, shape, density, bits, weight_bytes, rel_error."""
     rows = []
-    for node in compressed.nodes_of("weight"):
+    for node in compressed.nodes_of(Op.WEIGHT):
         t = node.type
         row = {
             "name": node.name,
@@ -110,7 +110,7 @@ def _error(dense: Graph, name: str, values: np.ndarray) -> dict:
 def compile_report(model: str, hw: HardwareModel, recipe: Recipe, pair: ModelPair) -> dict:
     """Return report.json's content without the program (weights and layers)."""
     layers = layer_report(pair.dense_prefill, pair.prefill)
-    dense_bytes = sum(storage_bytes(n.type) for n in pair.dense_prefill.nodes_of("weight"))
+    dense_bytes = sum(storage_bytes(n.type) for n in pair.dense_prefill.nodes_of(Op.WEIGHT))
     total = sum(row["weight_bytes"] for row in layers)
     return {
         "model": model,

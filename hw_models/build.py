@@ -110,6 +110,10 @@ def convert_tuple(value: Any, item: type, metadata: Any, path: str, ctx: BuildCo
     return tuple(convert(v, item, metadata, f"{path}[{i}]", ctx) for i, v in enumerate(value))
 
 
+# Integers beyond 2**53 lose exactness as floats, and no device count comes near it.
+MAX_EXACT_INT = 2**53
+
+
 def convert_scalar(value: Any, hint: type, path: str, ctx: BuildContext) -> Any:
     """Convert a YAML scalar to bool, int, float or str, rejecting anything else."""
     if hint is bool:
@@ -117,8 +121,11 @@ def convert_scalar(value: Any, hint: type, path: str, ctx: BuildContext) -> Any:
             return value
     elif hint is int:
         if isinstance(value, float) and math.isfinite(value) and value.is_integer():
-            return int(value)
+            value = int(value)
         if isinstance(value, int) and not isinstance(value, bool):
+            if abs(value) > MAX_EXACT_INT:
+                digits = len(str(abs(value)))
+                raise ctx.error(path, f"must be at most 2**53, got a {digits}-digit number")
             return value
     elif hint is float:
         if isinstance(value, int | float) and not isinstance(value, bool):

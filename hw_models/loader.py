@@ -111,7 +111,7 @@ def hw_from_text(text: str, file_label: str) -> HardwareModel:
 def parse_text(text: str, file_label: str) -> Any:
     """Parse YAML text strictly; raise InputError naming the file and line on bad syntax."""
     try:
-        data = yaml.load(text, Loader=StrictLoader)  # noqa: S506 (StrictLoader is a SafeLoader)
+        data = yaml.load(text, Loader=StrictLoader)
     except yaml.YAMLError as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else "parse error"
         mark = getattr(exc, "problem_mark", None)

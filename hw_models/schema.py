@@ -301,14 +301,43 @@ class CpuEnergy:
 
 
 @dataclass(frozen=True, kw_only=True)
+class SparseKernelEfficiency:
+    """Give sparseflow's CPU sparse kernels' speed relative to dense BLAS on this machine.
+
+    e = speedup over dense x density, per kernel family and phase (prefill: many tokens,
+    decode: one); a sparse kernel beats dense BLAS when the density is below e.
+    """
+
+    bsr_col_prefill: float = field(metadata=POSITIVE)
+    bsr_col_decode: float = field(metadata=POSITIVE)
+    bsr_row_prefill: float = field(metadata=POSITIVE)
+    bsr_row_decode: float = field(metadata=POSITIVE)
+    bsr_generic_prefill: float = field(metadata=POSITIVE)
+    bsr_generic_decode: float = field(metadata=POSITIVE)
+    csr_prefill: float = field(metadata=POSITIVE)
+    csr_decode: float = field(metadata=POSITIVE)
+    nm_prefill: float = field(metadata=POSITIVE)
+    nm_decode: float = field(metadata=POSITIVE)
+
+    def of(self, family: str, phase: str) -> float:
+        """Return e of kernel `family` (bsr_col, bsr_row, bsr_generic, csr, nm) in `phase`."""
+        return getattr(self, f"{family}_{phase}")
+
+
+@dataclass(frozen=True, kw_only=True)
 class CpuModel(HardwareModel):
-    """Describe a CPU for the analytical roofline model."""
+    """Describe a CPU for the analytical roofline model.
+
+    `sparse_kernels` holds the measured speed of sparseflow's own CPU kernels where they were
+    measured (the machine `run --target` cpu executes on); None elsewhere.
+    """
 
     compute: CpuCompute
     memory: CpuMemory
     efficiency: ProcessorEfficiency
     power: ProcessorPower
     energy: CpuEnergy
+    sparse_kernels: SparseKernelEfficiency | None
 
 
 MODEL_CLASS_BY_KIND: dict[Kind, type[HardwareModel]] = {

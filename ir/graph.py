@@ -15,8 +15,9 @@ from dataclasses import dataclass, field, replace
 import networkx as nx
 
 from sparseflow.ir.errors import GraphError
+from sparseflow.ir.formats import PackedWeight
 from sparseflow.ir.node import NAME_PATTERN, AttrValue, Node, make_attrs
-from sparseflow.ir.ops import OpDef, get_op
+from sparseflow.ir.ops import Op, storage_bytes
 from sparseflow.ir.types import TensorType
 from sparseflow.ir.weights import Weights
 
@@ -49,9 +50,17 @@ class Graph:
         """Return the metadata (model family, phase, config numbers) as a dict."""
         return dict(self.meta)
 
-    def nodes_of(self, op_name: str) -> list[Node]:
-        """Return the nodes whose op is `op_name`, in order."""
-        return [n for n in self.nodes if n.op.name == op_name]
+    def nodes_of(self, op: Op) -> list[Node]:
+        """Return the nodes computed by `op`, in order."""
+        return [n for n in self.nodes if n.op is op]
+
+    def stored_bytes(self, name: str) -> int:
+        """Return the bytes weight `name` occupies: its arrays' when it holds a value, else
+        its type's packed layout (`storage_bytes`)."""
+        if name in self.weights:
+            value = self.weights[name]
+            return value.nbytes if isinstance(value, PackedWeight) else int(value.nbytes)
+        return storage_bytes(self.node(name).type)
 
     def users(self) -> Counter[str]:
         """Return how many times each value is read (graph outputs count as a use)."""
@@ -98,7 +107,7 @@ class Graph:
         """Return a DiGraph with one vertex per node (attrs: op, type) and data-flow edges."""
         dag = nx.DiGraph()
         for node in self.nodes:
-            dag.add_node(node.name, op=node.op.name, type=str(node.type), attrs=node.attr_dict)
+            dag.add_node(node.name, op=node.op.value, type=str(node.type), attrs=node.attr_dict)
             for src in node.inputs:
                 dag.add_edge(src, node.name)
         return dag
@@ -161,28 +170,27 @@ class GraphBuilder:
 
     def input(self, name: str, tensor_type: TensorType) -> str:
         """Add a graph input and return its value name."""
-        return self._append(Node(name, get_op("input"), (), tensor_type))
+        return self._append(Node(name, Op.INPUT, (), tensor_type))
 
     def weight(self, name: str, tensor_type: TensorType, role: str, value: object = None) -> str:
         """Add a weight (role: linear, embedding, norm, bias) and optionally its value."""
         if name in self._types:
             return name
-        node = Node(name, get_op("weight"), (), tensor_type, make_attrs({"role": role}))
+        node = Node(name, Op.WEIGHT, (), tensor_type, make_attrs({"role": role}))
         if value is not None:
             self._weights[name] = value
         return self._append(node)
 
-    def add(self, op: str | OpDef, inputs: Iterable[str], name: str | None = None, **attrs) -> str:
+    def add(self, op: Op, inputs: Iterable[str], name: str | None = None, **attrs) -> str:
         """Add `op(inputs)` with attributes; return the new value's name."""
-        opdef = get_op(op) if isinstance(op, str) else op
         inputs = tuple(inputs)
         frozen = make_attrs(attrs)
         unknown = [i for i in inputs if i not in self._types]
         if unknown:
-            raise GraphError(f"{opdef.name} reads %{unknown[0]}, which is not defined")
-        value_name = name or self._fresh(opdef.name)
-        out_type = opdef.infer_type([self._types[i] for i in inputs], frozen, value_name)
-        return self._append(Node(value_name, opdef, inputs, out_type, frozen))
+            raise GraphError(f"{op} reads %{unknown[0]}, which is not defined")
+        value_name = name or self._fresh(op.value)
+        out_type = op.infer_type([self._types[i] for i in inputs], frozen, value_name)
+        return self._append(Node(value_name, op, inputs, out_type, frozen))
 
     def build(self, outputs: Iterable[str]) -> Graph:
         """Return the verified graph with the given outputs."""

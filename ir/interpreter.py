@@ -19,6 +19,7 @@ from sparseflow.ir.dims import dim_symbols, eval_dim
 from sparseflow.ir.errors import InputError
 from sparseflow.ir.graph import Graph
 from sparseflow.ir.node import Node
+from sparseflow.ir.ops import Op
 from sparseflow.ir.weights import Weights
 
 Kernel = Callable[[list[np.ndarray]], np.ndarray]
@@ -39,7 +40,7 @@ class Interpreter:
         unknown = sorted(set(self.kernels) - {n.name for n in graph.nodes})
         if unknown:
             raise InputError(f"kernel given for %{unknown[0]}, which is not a node of the graph")
-        self._weight_names = {n.name for n in graph.nodes_of("weight")}
+        self._weight_names = {n.name for n in graph.nodes_of(Op.WEIGHT)}
         self._dense: dict[str, np.ndarray] = {}
 
     def weight(self, name: str) -> np.ndarray:
@@ -54,7 +55,7 @@ class Interpreter:
         values: dict[str, np.ndarray] = {}
         remaining = self.graph.users()
         for node in self.graph.nodes:
-            if node.op.name != "weight":
+            if node.op is not Op.WEIGHT:
                 values[node.name] = self._evaluate(node, values, inputs)
             for used in node.inputs:
                 remaining[used] -= 1
@@ -68,7 +69,7 @@ class Interpreter:
     def _evaluate(
         self, node: Node, values: dict[str, np.ndarray], inputs: Mapping[str, np.ndarray]
     ) -> np.ndarray:
-        if node.op.name == "input":
+        if node.op is Op.INPUT:
             return np.asarray(inputs[node.name])
         kernel = self.kernels.get(node.name)
         try:
@@ -76,13 +77,13 @@ class Interpreter:
                 return kernel([values[i] for i in node.inputs if i not in self._weight_names])
             return node.op.reference([self._value(i, values) for i in node.inputs], node.attr_dict)
         except InputError as err:
-            raise InputError(f"node %{node.name} ({node.op.name}): {err}") from None
+            raise InputError(f"node %{node.name} ({node.op}): {err}") from None
 
 
 def bind_inputs(graph: Graph, inputs: Mapping[str, np.ndarray]) -> dict[str, int]:
     """Check input names and shapes against the graph; return the symbol bindings."""
     bindings: dict[str, int] = {}
-    for node in graph.nodes_of("input"):
+    for node in graph.nodes_of(Op.INPUT):
         if node.name not in inputs:
             raise InputError(f"graph {graph.name!r} needs input %{node.name} : {node.type}")
         actual = np.shape(inputs[node.name])
@@ -91,7 +92,7 @@ def bind_inputs(graph: Graph, inputs: Mapping[str, np.ndarray]) -> dict[str, int
         for dim, size in zip(node.type.shape, actual, strict=True):
             if isinstance(dim, str) and dim_symbols(dim) == {dim} and dim not in bindings:
                 bindings[dim] = int(size)
-    for node in graph.nodes_of("input"):
+    for node in graph.nodes_of(Op.INPUT):
         actual = np.shape(inputs[node.name])
         for dim, size in zip(node.type.shape, actual, strict=True):
             if eval_dim(dim, bindings) != size:
@@ -106,7 +107,7 @@ def prefill_inputs(graph: Graph, ids: np.ndarray) -> dict[str, np.ndarray]:
     """Return the inputs of a prefill graph for token ids [B, T]: ids, positions 0..T-1, and
     segment ids 0 for encoders that take `token_types`."""
     inputs = {"ids": ids, "pos": np.arange(ids.shape[1])}
-    names = {n.name for n in graph.nodes_of("input")}
+    names = {n.name for n in graph.nodes_of(Op.INPUT)}
     if "token_types" in names:
         inputs["token_types"] = np.zeros_like(ids)
     missing = sorted(names - set(inputs))

@@ -16,7 +16,7 @@ from sparseflow.ir.errors import GraphError
 from sparseflow.ir.types import TensorType
 
 if TYPE_CHECKING:
-    from sparseflow.ir.ops import OpDef
+    from sparseflow.ir.ops import Op
 
 AttrValue = int | float | str | bool | None | tuple
 Attrs = tuple[tuple[str, AttrValue], ...]
@@ -42,7 +42,7 @@ class Node:
     """One value of the graph: `name = op(inputs) {attrs}` with its type."""
 
     name: str
-    op: OpDef
+    op: Op
     inputs: tuple[str, ...]
     type: TensorType
     attrs: Attrs = ()
@@ -59,7 +59,7 @@ class Node:
     def format(self, users: int | None = None) -> str:
         """Return the one-line printed form `%name : type = op(%a, %b) {attrs}  # users=N`."""
         args = ", ".join(f"%{i}" for i in self.inputs)
-        text = f"%{self.name} : {self.type} = {self.op.name}({args})"
+        text = f"%{self.name} : {self.type} = {self.op.value}({args})"
         if self.attrs:
             text += " " + json.dumps(self.attr_dict)
         if users is not None:

@@ -1,6 +1,7 @@
 """The op registry: every op's type inference, cost and numpy reference, in one place.
 
-An op is a registered `OpDef`, never a bare string scattered through the code. The reference
+An op is a member of the `Op` enum, never a bare string scattered through the code; its
+definition (`OpDef`) is registered once. The reference
 implementation of an op is its specification: the interpreter, the passes, the kernels and the
 RTL are all tested against it. Quantized values are held by the reference as the float32 real
 values they represent (an int8 tensor with scale s holds q * s).
@@ -11,18 +12,113 @@ registers all of them.
 
 from __future__ import annotations
 
+import enum
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 
 import numpy as np
 
 from sparseflow.ir.dims import eval_dim
+from sparseflow.ir.dtypes import DType
 from sparseflow.ir.errors import GraphError, InputError
+from sparseflow.ir.formats import FLIGHTLLM_BLOCK
 from sparseflow.ir.node import Attrs
 from sparseflow.ir.types import SparsePattern, TensorType
 
 AttrDict = dict[str, object]
+
+
+class OpClass(StrEnum):
+    """What an op does, as reports, plots and cost models group work (one vocabulary).
+
+    GPU/CPU kernels of class DATA run as element-wise kernels; the FPGA charges DATA to the
+    host I/O and data movement it causes.
+    """
+
+    LINEAR = "linear"
+    ATTENTION = "attention"
+    NORM = "norm"
+    ELEMENTWISE = "elementwise"
+    EMBEDDING = "embedding"
+    DATA = "data"
+    SOURCE = "source"
+
+
+class Op(enum.Enum):
+    """Every op of the IR. Compare handles (`node.op is Op.LINEAR`), never printed names.
+
+    The value is the op's printed name, used only by the printer and the parser. Each member
+    is registered once with its type inference, cost and numpy reference (`register`); the
+    accessors below hand out that definition.
+    """
+
+    INPUT = "input"
+    WEIGHT = "weight"
+    RESHAPE = "reshape"
+    TRANSPOSE = "transpose"
+    SLICE = "slice"
+    CONCAT = "concat"
+    KV_APPEND = "kv_append"
+    REPEAT_KV = "repeat_kv"
+    ADD = "add"
+    MUL = "mul"
+    SCALE = "scale"
+    RELU = "relu"
+    SILU = "silu"
+    GELU = "gelu"
+    SOFTMAX = "softmax"
+    LAYERNORM = "layernorm"
+    RMSNORM = "rmsnorm"
+    QUANTIZE = "quantize"
+    CAST = "cast"
+    EMBEDDING = "embedding"
+    LINEAR = "linear"
+    MATMUL = "matmul"
+    ROPE = "rope"
+    CAUSAL_MASK = "causal_mask"
+    DECODE_ATTENTION = "decode_attention"
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __repr__(self) -> str:
+        return f"Op.{self.name}"
+
+    @property
+    def definition(self) -> OpDef:
+        """Return the registered definition of this op."""
+        return _REGISTRY[self]
+
+    @property
+    def op_class(self) -> OpClass:
+        """Return the op's class for reports."""
+        return _REGISTRY[self].op_class
+
+    @property
+    def arity(self) -> tuple[int, int]:
+        """Return the (least, most) number of inputs."""
+        return _REGISTRY[self].arity
+
+    @property
+    def is_source(self) -> bool:
+        """Return True for ops whose values are given, not computed (input, weight)."""
+        return _REGISTRY[self].op_class is OpClass.SOURCE
+
+    @property
+    def cost(self) -> CostFn:
+        """Return the cost function (FLOPs and bytes) of the op."""
+        return _REGISTRY[self].cost
+
+    @property
+    def reference(self) -> ReferenceFn:
+        """Return the numpy reference: the specification of what the op computes."""
+        return _REGISTRY[self].reference
+
+    def infer_type(self, inputs: Sequence[TensorType], attrs: Attrs, node: str) -> TensorType:
+        """Return the output type for these inputs, or raise GraphError naming the node."""
+        return _REGISTRY[self].infer_type(inputs, attrs, node)
 
 
 class TypeMismatch(Exception):
@@ -50,62 +146,55 @@ ReferenceFn = Callable[[list[np.ndarray], AttrDict], np.ndarray]
 
 @dataclass(frozen=True)
 class OpDef:
-    """A registered op: name, class for reports, arity and its three definitions."""
+    """The definition registered for an op: class, arity, inference, cost and reference."""
 
-    name: str
-    op_class: str  # linear, attention, norm, elementwise, embedding, data, source
+    op: Op
+    op_class: OpClass
     arity: tuple[int, int]
     infer: InferFn
     cost: CostFn
     reference: ReferenceFn
-    is_source: bool = False
 
     def infer_type(self, inputs: Sequence[TensorType], attrs: Attrs, node: str) -> TensorType:
         """Return the output type for these inputs, or raise GraphError naming the node."""
         low, high = self.arity
         if not low <= len(inputs) <= high:
-            raise GraphError(f"node %{node}: {self.name} takes {low}..{high} inputs")
+            raise GraphError(f"node %{node}: {self.op} takes {low}..{high} inputs")
         try:
             return self.infer(inputs, dict(attrs))
         except TypeMismatch as err:
-            raise GraphError(f"node %{node} ({self.name}): {err}") from None
+            raise GraphError(f"node %{node} ({self.op}): {err}") from None
         except (KeyError, TypeError, ValueError, OverflowError) as err:
-            raise GraphError(f"node %{node} ({self.name}): bad attributes ({err})") from None
-
-    def __repr__(self) -> str:
-        return f"OpDef({self.name})"
+            raise GraphError(f"node %{node} ({self.op}): bad attributes ({err})") from None
 
 
-_REGISTRY: dict[str, OpDef] = {}
+_REGISTRY: dict[Op, OpDef] = {}
+_BY_NAME = {op.value: op for op in Op}
 
 
-def register(
-    name: str, op_class: str, arity: tuple[int, int], *, source: bool = False
-) -> Callable[[type], type]:
-    """Register the op defined by a class holding `infer`, `cost` and `reference`."""
+def register(op: Op, op_class: OpClass, arity: tuple[int, int]) -> Callable[[type], type]:
+    """Register the definition of `op` from a class holding `infer`, `cost` and `reference`."""
 
     def wrap(cls: type) -> type:
-        if name in _REGISTRY:
-            raise ValueError(f"op {name!r} registered twice")
-        _REGISTRY[name] = OpDef(
-            name, op_class, arity, cls.infer, cls.cost, cls.reference, is_source=source
-        )
+        if op in _REGISTRY:
+            raise ValueError(f"{op!r} registered twice")
+        _REGISTRY[op] = OpDef(op, op_class, arity, cls.infer, cls.cost, cls.reference)
         return cls
 
     return wrap
 
 
-def get_op(name: str) -> OpDef:
-    """Return the op called `name`; an unknown name lists the known ones."""
+def get_op(name: str) -> Op:
+    """Return the op printed as `name` (for the parser); an unknown name lists the known ones."""
     try:
-        return _REGISTRY[name]
+        return _BY_NAME[name]
     except KeyError:
-        raise InputError(f"unknown op {name!r} (known: {', '.join(sorted(_REGISTRY))})") from None
+        raise InputError(f"unknown op {name!r} (known: {', '.join(sorted(_BY_NAME))})") from None
 
 
-def all_ops() -> list[OpDef]:
-    """Return every registered op, sorted by name."""
-    return [_REGISTRY[k] for k in sorted(_REGISTRY)]
+def all_ops() -> list[Op]:
+    """Return every op, sorted by printed name."""
+    return sorted(Op, key=lambda op: op.value)
 
 
 def storage_bytes(tensor_type: TensorType, bindings: dict[str, int] | None = None) -> int:
@@ -165,7 +254,7 @@ def _layout_bytes(tensor_type: TensorType, rows: int, cols: int) -> tuple[int, l
     if sparse.pattern is SparsePattern.NM:
         entries = -(-cols // sparse.m) * sparse.n
         return rows * entries, [entries] * rows
-    block = 16
+    block = FLIGHTLLM_BLOCK
     rows_pad, cols_pad = -(-rows // block) * block, -(-cols // block) * block
     kept = round(d * rows_pad * cols_pad / block) * block
     return -(-kept // 2) + (rows_pad // block) * (cols_pad // block), [kept]
@@ -186,5 +275,36 @@ def dense_bytes(tensor_type: TensorType, bindings: dict[str, int]) -> int:
     return math.ceil(tensor_type.numel(bindings) * tensor_type.dtype.bits / 8)
 
 
+def nm_offset_bits(m: int) -> int:
+    """Return the bits of a kept value's position within its group of `m` (2 for 2:4).
+
+    Deployed N:M kernels bit-pack the positions (NVIDIA's 2:4 format keeps 2 bits per kept
+    value), where the graph's packed layout (`storage_bytes`) keeps one byte per offset.
+    """
+    return math.ceil(math.log2(m))
+
+
+def weight_storage_bytes(weight_type: TensorType) -> int:
+    """Return a weight's bytes as GPU/CPU kernels and the accelerator store it.
+
+    The graph's packed layout (`storage_bytes`: kept values, indices, quant scales and zero
+    points) with two deployment choices: unquantized float weights in fp16, and N:M offsets
+    bit-packed at `nm_offset_bits` instead of a byte each.
+    """
+    if weight_type.dtype.is_float and weight_type.quant is None:
+        weight_type = weight_type.with_(dtype=DType.F16)
+    total = storage_bytes(weight_type)
+    sparse = weight_type.sparse
+    if sparse is not None and sparse.pattern is SparsePattern.NM:
+        rows, cols = (eval_dim(d) for d in weight_type.shape)
+        offsets = rows * -(-cols // sparse.m) * sparse.n
+        total -= offsets - math.ceil(offsets * nm_offset_bits(sparse.m) / 8)
+    return total
+
+
 # Registering the op definitions: imported last so they can use the names above.
 from sparseflow.ir import ops_linear, ops_math, ops_tensor  # noqa: E402,F401
+
+_UNREGISTERED = [op for op in Op if op not in _REGISTRY]
+if _UNREGISTERED:
+    raise ValueError(f"ops without a definition: {_UNREGISTERED}")

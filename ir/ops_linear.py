@@ -9,14 +9,23 @@ import numpy as np
 from sparseflow.ir.dims import eval_dim, same_dim
 from sparseflow.ir.dtypes import DType
 from sparseflow.ir.errors import InputError
-from sparseflow.ir.ops import AttrDict, Cost, TypeMismatch, dense_bytes, register, storage_bytes
+from sparseflow.ir.ops import (
+    AttrDict,
+    Cost,
+    Op,
+    OpClass,
+    TypeMismatch,
+    dense_bytes,
+    register,
+    storage_bytes,
+)
 from sparseflow.ir.ops_math import pointwise_cost
 from sparseflow.ir.types import TensorType
 
 Bindings = dict[str, int]
 
 
-@register("embedding", "embedding", (2, 2))
+@register(Op.EMBEDDING, OpClass.EMBEDDING, (2, 2))
 class Embedding:
     """Look up rows of table [V, H] by integer ids (plus attr `offset`, default 0): the output
     is ids.shape + [H]."""
@@ -43,7 +52,7 @@ class Embedding:
         return table[index].astype(np.float32)
 
 
-@register("linear", "linear", (2, 3))
+@register(Op.LINEAR, OpClass.LINEAR, (2, 3))
 class Linear:
     """y = x @ w^T (+ bias): x [..., K], w [N, K] (possibly sparse / quantized), bias [N]."""
 
@@ -72,7 +81,7 @@ class Linear:
         return y.astype(np.float32)
 
 
-@register("matmul", "attention", (2, 2))
+@register(Op.MATMUL, OpClass.ATTENTION, (2, 2))
 class Matmul:
     """Batched a @ b (a [..., M, K], b [..., K, N]), or a @ b^T with attr `transpose_b`."""
 
@@ -110,7 +119,7 @@ def rope_tables(positions: np.ndarray, rotary_dim: int, theta: float) -> tuple[n
     return np.cos(angles), np.sin(angles)
 
 
-@register("rope", "elementwise", (2, 2))
+@register(Op.ROPE, OpClass.ELEMENTWISE, (2, 2))
 class Rope:
     """Rotary position embedding of x [B, H, T, D] at positions [T]: the first `rotary_dim`
     features (default D) become x*cos + rotate_half(x)*sin; attr `theta` is the base."""
@@ -139,7 +148,7 @@ class Rope:
         return np.concatenate([out, rest], axis=-1).astype(np.float32)
 
 
-@register("causal_mask", "attention", (2, 2))
+@register(Op.CAUSAL_MASK, OpClass.ATTENTION, (2, 2))
 class CausalMask:
     """Mask attention scores [B, H, T, S]: key j is hidden from query t when j > pos[t]
     (the key's absolute position is its index in the cache). Masked scores become the most
@@ -160,3 +169,40 @@ class CausalMask:
         keys = np.arange(scores.shape[-1])
         hidden = keys[None, :] > pos.astype(np.int64)[:, None]
         return np.where(hidden, np.finfo(np.float32).min, scores).astype(np.float32)
+
+
+@register(Op.DECODE_ATTENTION, OpClass.ATTENTION, (4, 4))
+class DecodeAttention:
+    """Attention of one query token over a KV cache, fused (`backends.gpu.fusion` forms it):
+    q [B, H, 1, D], keys and values [B, Hkv, S, D] shared by `n_rep` query heads each, pos [1];
+    keys past pos[0] are masked. The reference runs the references of the ops it replaces:
+    repeat_kv, matmul (q k^T), scale by attr `scale`, causal_mask, softmax, matmul with v."""
+
+    @staticmethod
+    def infer(ins: Sequence[TensorType], a: AttrDict) -> TensorType:
+        q, k, v, pos = ins
+        n_rep = int(a["n_rep"])
+        if q.rank != 4 or k.rank != 4 or k.shape != v.shape or pos.rank != 1:
+            raise TypeMismatch("decode_attention takes q [B,H,1,D], k, v [B,Hkv,S,D], pos [1]")
+        heads, kv_heads = q.shape[1], k.shape[1]
+        if isinstance(kv_heads, int) and not same_dim(heads, kv_heads * n_rep):
+            raise TypeMismatch(f"{heads} query heads != {kv_heads} KV heads x {n_rep}")
+        return TensorType(q.shape, DType.F32)
+
+    @staticmethod
+    def cost(ins: Sequence[TensorType], out: TensorType, a: AttrDict, b: Bindings) -> Cost:
+        q, k = ins[0], ins[1]
+        keys = eval_dim(k.shape[2], b)
+        flops = 4 * q.numel(b) * keys  # q k^T and p v: 2 FLOPs per multiply-add each
+        return Cost(flops, tuple(dense_bytes(t, b) for t in ins), dense_bytes(out, b))
+
+    @staticmethod
+    def reference(xs: list[np.ndarray], a: AttrDict) -> np.ndarray:
+        q, k, v, pos = xs
+        repeat = Op.REPEAT_KV.reference
+        k, v = repeat([k], {"n_rep": a["n_rep"]}), repeat([v], {"n_rep": a["n_rep"]})
+        scores = Op.MATMUL.reference([q, k], {"transpose_b": True})
+        scores = Op.SCALE.reference([scores], {"factor": a["scale"]})
+        scores = Op.CAUSAL_MASK.reference([scores, pos], {})
+        probs = Op.SOFTMAX.reference([scores], {"axis": -1})
+        return Op.MATMUL.reference([probs, v], {})

@@ -9,14 +9,23 @@ import numpy as np
 
 from sparseflow.ir.dims import Dim, same_dim
 from sparseflow.ir.dtypes import DType, parse_dtype
-from sparseflow.ir.ops import AttrDict, Cost, TypeMismatch, dense_bytes, register, storage_bytes
+from sparseflow.ir.ops import (
+    AttrDict,
+    Cost,
+    Op,
+    OpClass,
+    TypeMismatch,
+    dense_bytes,
+    register,
+    storage_bytes,
+)
 from sparseflow.ir.ops_tensor import axis_index
 from sparseflow.ir.types import QuantParams, QuantScheme, TensorType
 
 Bindings = dict[str, int]
 
 
-def pointwise_cost(flops_per_element: int):  # noqa: ANN201 - returns a CostFn
+def pointwise_cost(flops_per_element: int):
     """Return a cost function: `flops_per_element` per output element, inputs read once."""
 
     def cost(ins: Sequence[TensorType], out: TensorType, a: AttrDict, b: Bindings) -> Cost:
@@ -54,7 +63,7 @@ def _binary(ins: Sequence[TensorType], a: AttrDict) -> TensorType:
     return _float_out(ins, broadcast_shape(ins[0].shape, ins[1].shape))
 
 
-@register("add", "elementwise", (2, 2))
+@register(Op.ADD, OpClass.ELEMENTWISE, (2, 2))
 class Add:
     """x + y with numpy broadcasting."""
 
@@ -66,7 +75,7 @@ class Add:
         return (xs[0] + xs[1]).astype(np.float32)
 
 
-@register("mul", "elementwise", (2, 2))
+@register(Op.MUL, OpClass.ELEMENTWISE, (2, 2))
 class Mul:
     """x * y with numpy broadcasting."""
 
@@ -78,7 +87,7 @@ class Mul:
         return (xs[0] * xs[1]).astype(np.float32)
 
 
-@register("scale", "elementwise", (1, 1))
+@register(Op.SCALE, OpClass.ELEMENTWISE, (1, 1))
 class Scale:
     """x * attr `factor` (a constant)."""
 
@@ -90,7 +99,7 @@ class Scale:
         return (xs[0] * np.float32(a["factor"])).astype(np.float32)
 
 
-@register("relu", "elementwise", (1, 1))
+@register(Op.RELU, OpClass.ELEMENTWISE, (1, 1))
 class Relu:
     """max(x, 0)."""
 
@@ -102,7 +111,7 @@ class Relu:
         return np.maximum(xs[0], 0).astype(np.float32)
 
 
-@register("silu", "elementwise", (1, 1))
+@register(Op.SILU, OpClass.ELEMENTWISE, (1, 1))
 class Silu:
     """x * sigmoid(x)."""
 
@@ -132,7 +141,7 @@ def erf(x: np.ndarray) -> np.ndarray:
     return sign * (1.0 - poly * np.exp(-z * z))
 
 
-@register("gelu", "elementwise", (1, 1))
+@register(Op.GELU, OpClass.ELEMENTWISE, (1, 1))
 class Gelu:
     """GELU; attr `approximate` is "none" (erf, BERT) or "tanh" (GPT-2's gelu_new)."""
 
@@ -153,7 +162,7 @@ class Gelu:
         return (0.5 * x * (1.0 + erf(x / math.sqrt(2.0)))).astype(np.float32)
 
 
-@register("softmax", "attention", (1, 1))
+@register(Op.SOFTMAX, OpClass.ATTENTION, (1, 1))
 class Softmax:
     """Numerically stable softmax along attr `axis` (default -1)."""
 
@@ -182,7 +191,7 @@ def _norm_infer(ins: Sequence[TensorType], a: AttrDict) -> TensorType:
     return _unary(ins, a)
 
 
-@register("layernorm", "norm", (3, 3))
+@register(Op.LAYERNORM, OpClass.NORM, (3, 3))
 class LayerNorm:
     """(x - mean) / sqrt(var + eps) * w + b over the last axis."""
 
@@ -197,7 +206,7 @@ class LayerNorm:
         return ((x - mean) / np.sqrt(var + np.float32(a["eps"])) * w + b).astype(np.float32)
 
 
-@register("rmsnorm", "norm", (2, 2))
+@register(Op.RMSNORM, OpClass.NORM, (2, 2))
 class RmsNorm:
     """x / sqrt(mean(x^2) + eps) * w over the last axis (LLaMA)."""
 
@@ -211,7 +220,7 @@ class RmsNorm:
         return (x / rms * w).astype(np.float32)
 
 
-@register("quantize", "elementwise", (1, 2))
+@register(Op.QUANTIZE, OpClass.ELEMENTWISE, (1, 2))
 class Quantize:
     """Quantize symmetrically to attr `bits` (default 8). With one input, one absmax scale per
     token (row over the last axis): s = max|x| / (2^(b-1) - 1), q = round(x / s). With a
@@ -242,7 +251,7 @@ class Quantize:
         return (np.clip(np.round(x / scale), -qmax, qmax) * scale).astype(np.float32)
 
 
-@register("cast", "elementwise", (1, 1))
+@register(Op.CAST, OpClass.ELEMENTWISE, (1, 1))
 class Cast:
     """Round float values to attr `dtype` (f16, bf16 or f32), as a datapath of that precision
     stores them; the values are carried as float32 numbers exactly representable in it."""

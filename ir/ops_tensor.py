@@ -9,7 +9,7 @@ import numpy as np
 
 from sparseflow.ir.dims import Dim, add_dims, mul_dims, parse_dim, same_dim
 from sparseflow.ir.errors import InputError
-from sparseflow.ir.ops import AttrDict, Cost, TypeMismatch, dense_bytes, register
+from sparseflow.ir.ops import AttrDict, Cost, Op, OpClass, TypeMismatch, dense_bytes, register
 from sparseflow.ir.types import TensorType
 
 Bindings = dict[str, int]
@@ -42,14 +42,14 @@ class _Source:
         raise TypeMismatch("sources are read by the interpreter, not computed")
 
 
-@register("input", "source", (0, 0), source=True)
+@register(Op.INPUT, OpClass.SOURCE, (0, 0))
 class Input(_Source):
     """A graph input (token ids, positions, KV cache)."""
 
     cost = staticmethod(free_cost)
 
 
-@register("weight", "source", (0, 0), source=True)
+@register(Op.WEIGHT, OpClass.SOURCE, (0, 0))
 class Weight(_Source):
     """A parameter read from the weight table; attr `role` says what it is."""
 
@@ -66,7 +66,7 @@ def _split_factors(shape: Sequence[Dim]) -> tuple[int, list[str]]:
     return concrete, sorted(symbolic)
 
 
-@register("reshape", "data", (1, 1))
+@register(Op.RESHAPE, OpClass.DATA, (1, 1))
 class Reshape:
     """Reshape to attr `shape` (ints or symbolic dims); element count must match."""
 
@@ -87,7 +87,7 @@ class Reshape:
         return xs[0].reshape(shape)
 
 
-@register("transpose", "data", (1, 1))
+@register(Op.TRANSPOSE, OpClass.DATA, (1, 1))
 class Transpose:
     """Permute axes by attr `perm`."""
 
@@ -107,7 +107,7 @@ class Transpose:
         return np.ascontiguousarray(xs[0].transpose(a["perm"]))
 
 
-@register("slice", "data", (1, 1))
+@register(Op.SLICE, OpClass.DATA, (1, 1))
 class Slice:
     """Take [start, stop) along attr `axis` (a concrete axis)."""
 
@@ -145,7 +145,7 @@ def _concat_type(ins: Sequence[TensorType], axis_attr: int) -> TensorType:
     return first.with_(shape=tuple(shape))
 
 
-@register("concat", "data", (2, 2))
+@register(Op.CONCAT, OpClass.DATA, (2, 2))
 class Concat:
     """Join two tensors along attr `axis`."""
 
@@ -162,7 +162,7 @@ class Concat:
         return np.concatenate(xs, axis=int(a["axis"]))
 
 
-@register("kv_append", "attention", (2, 2))
+@register(Op.KV_APPEND, OpClass.ATTENTION, (2, 2))
 class KvAppend:
     """Append new keys or values [B, H, T, D] to a cache [B, H, L, D] along the sequence axis.
 
@@ -186,7 +186,7 @@ class KvAppend:
         return np.concatenate(xs, axis=2)
 
 
-@register("repeat_kv", "attention", (1, 1))
+@register(Op.REPEAT_KV, OpClass.ATTENTION, (1, 1))
 class RepeatKv:
     """Share each of H key/value heads with `n_rep` query heads: [B, H, S, D] -> [B, H*n_rep,
     S, D], head h of the result reading head h // n_rep (grouped-query attention)."""

@@ -28,7 +28,7 @@ from sparseflow.ir.graph import Graph
 from sparseflow.ir.models.config import ModelConfig
 from sparseflow.ir.models.zoo import build_graph, load_config
 from sparseflow.ir.node import Node
-from sparseflow.ir.ops import Cost, storage_bytes
+from sparseflow.ir.ops import Cost, Op, storage_bytes
 from sparseflow.ir.serialize import read_graph
 from sparseflow.ir.types import TensorType
 
@@ -49,11 +49,11 @@ def model_stats(source: Graph | ModelConfig, context: int = DEFAULT_CONTEXT) -> 
     graph = _graph_of(source, context)
     bindings = _bindings(graph, context)
     tokens = graph.node("ids").type.numel(bindings)
-    weights = graph.nodes_of("weight")
+    weights = graph.nodes_of(Op.WEIGHT)
     costs = {n.name: node_cost(graph, n, bindings) for n in graph.nodes if not n.op.is_source}
     by_class: Counter[str] = Counter()
     for name, cost in costs.items():
-        by_class[graph.node(name).op.op_class] += cost.flops
+        by_class[graph.node(name).op.op_class.value] += cost.flops
     return {
         "model": graph.meta_dict.get("name", graph.name),
         "phase": graph.meta_dict.get("phase"),
@@ -107,7 +107,7 @@ def _layers(graph: Graph, costs: dict[str, Cost], tokens: int) -> list[dict]:
     counted: set[str] = set()
     layers = []
     for node in graph.nodes:
-        read = [graph.node(i) for i in node.inputs if graph.node(i).op.name == "weight"]
+        read = [graph.node(i) for i in node.inputs if graph.node(i).op is Op.WEIGHT]
         if not read:
             continue
         new = [w for w in read if w.name not in counted]
@@ -115,7 +115,7 @@ def _layers(graph: Graph, costs: dict[str, Cost], tokens: int) -> list[dict]:
         counted.update(w.name for w in new)
         entry = {
             "name": read[0].name if first_use else node.name,
-            "op": node.op.name,
+            "op": node.op.value,
             "shape": _shape(read[0].type),
             "params": sum(w.type.numel() for w in new),
             "weight_bytes": sum(storage_bytes(w.type) for w in new),

@@ -25,7 +25,7 @@ import numpy as np
 from sparseflow.ir.dtypes import DType
 from sparseflow.ir.graph import Graph, infer_types
 from sparseflow.ir.node import Node, make_attrs
-from sparseflow.ir.ops import get_op
+from sparseflow.ir.ops import Op
 from sparseflow.ir.types import TensorType
 from sparseflow.passes.calibration import collect_values
 from sparseflow.passes.manager import PassContext, register_pass
@@ -43,13 +43,13 @@ class ActivationOptions:
 
 
 def _quantize_node(graph_types: dict, value: str, bits: int) -> Node:
-    op = get_op("quantize")
+    op = Op.QUANTIZE
     attrs = make_attrs({"bits": bits})
     name = f"{value}.q{bits}"
     return Node(name, op, (value,), op.infer_type([graph_types[value]], attrs, name), attrs)
 
 
-def _insert_quantize(graph: Graph, wanted, bits: int) -> Graph:  # noqa: ANN001
+def _insert_quantize(graph: Graph, wanted, bits: int) -> Graph:
     """Rebuild the graph; for nodes where wanted(node) gives an input position, quantize it."""
     types = {n.name: n.type for n in graph.nodes}
     made: dict[str, str] = {}
@@ -79,7 +79,7 @@ def quantize_activations(
     chosen = set(layers)
 
     def wanted(node: Node) -> int | None:
-        return 0 if node.op.name == "linear" and node.inputs[1] in chosen else None
+        return 0 if node.op is Op.LINEAR and node.inputs[1] in chosen else None
 
     return _insert_quantize(graph, wanted, opts.bits)
 
@@ -105,7 +105,7 @@ def quantize_kv_cache(
     graph: Graph, layers: tuple[str, ...], ctx: PassContext, opts: KvCacheOptions
 ) -> Graph:
     """Store keys and values in the KV cache quantized (per token and head, or static)."""
-    appends = graph.nodes_of("kv_append")
+    appends = graph.nodes_of(Op.KV_APPEND)
     caches = tuple(n.name for n in appends) or graph.outputs[1:]
     scales = _value_scales(graph, caches, ctx, opts.bits) if opts.static_values else {}
     if not appends:
@@ -117,7 +117,7 @@ def quantize_kv_cache(
         if node.name in past:
             cache_type = _cache_type(node.type, opts.bits, past[node.name] in scales)
             node = replace(node, type=cache_type)
-        if node.op.name == "kv_append":
+        if node.op is Op.KV_APPEND:
             q = _quantizer(types, node.inputs[1], opts.bits, node.name, node.name in scales)
             for extra in q:
                 types[extra.name] = extra.type
@@ -131,7 +131,7 @@ def quantize_kv_cache(
 def _cache_type(tensor_type: TensorType, bits: int, static: bool) -> TensorType:
     """Return the type of a cache input: what quantizing such a tensor gives."""
     ins = [tensor_type, SCALE_TYPE] if static else [tensor_type]
-    return get_op("quantize").infer_type(ins, make_attrs({"bits": bits}), "cache")
+    return Op.QUANTIZE.infer_type(ins, make_attrs({"bits": bits}), "cache")
 
 
 def _value_scales(
@@ -163,8 +163,8 @@ def _quantizer(
         q = _quantize_node(types, value, bits)
         return [replace(q, name=name) if name else q]
     role = make_attrs({"role": "scale"})
-    weight = Node(f"{cache}.scale", get_op("weight"), (), SCALE_TYPE, role)
-    op, attrs = get_op("quantize"), make_attrs({"bits": bits})
+    weight = Node(f"{cache}.scale", Op.WEIGHT, (), SCALE_TYPE, role)
+    op, attrs = Op.QUANTIZE, make_attrs({"bits": bits})
     out_name = name or f"{value}.q{bits}"
     out_type = op.infer_type([types[value], SCALE_TYPE], attrs, out_name)
     return [weight, Node(out_name, op, (value, weight.name), out_type, attrs)]
@@ -178,7 +178,7 @@ def quantize_attention(
     probabilities per row), as an integer matrix engine computes attention."""
     for position in (0, 1):
         graph = _insert_quantize(
-            graph, lambda n, p=position: p if n.op.name == "matmul" else None, opts.bits
+            graph, lambda n, p=position: p if n.op is Op.MATMUL else None, opts.bits
         )
     return graph
 

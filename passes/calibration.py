@@ -17,6 +17,7 @@ import numpy as np
 from sparseflow.ir.errors import InputError
 from sparseflow.ir.graph import Graph
 from sparseflow.ir.interpreter import Interpreter, prefill_inputs
+from sparseflow.ir.ops import Op
 from sparseflow.passes.manager import PassContext
 
 # 8 sequences of 32 tokens: 256 calibration tokens, enough for a full-rank GPTQ Hessian on the
@@ -56,7 +57,7 @@ def read_calibration_ids(path: str | Path) -> np.ndarray:
 
 def linear_inputs(graph: Graph, layers: tuple[str, ...], ctx: PassContext) -> dict[str, np.ndarray]:
     """Return {weight name: X[tokens, K]} for the linears reading the selected weights."""
-    source = {n.inputs[1]: n.inputs[0] for n in graph.nodes_of("linear") if n.inputs[1] in layers}
+    source = {n.inputs[1]: n.inputs[0] for n in graph.nodes_of(Op.LINEAR) if n.inputs[1] in layers}
     values = collect_values(graph, tuple(dict.fromkeys(source.values())), ctx)
     return {w: values[x] for w, x in source.items()}
 

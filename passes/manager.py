@@ -21,6 +21,7 @@ import numpy as np
 
 from sparseflow.ir.errors import GraphError, InputError
 from sparseflow.ir.graph import Graph
+from sparseflow.ir.ops import Op
 from sparseflow.ir.weights import Weights
 
 PassFn = Callable[[Graph, tuple[str, ...], "PassContext", object], Graph]
@@ -117,7 +118,7 @@ def select_layers(
     """
     if not pass_def.roles:
         return ()
-    candidates = [n.name for n in graph.nodes_of("weight") if n.attr("role") in pass_def.roles]
+    candidates = [n.name for n in graph.nodes_of(Op.WEIGHT) if n.attr("role") in pass_def.roles]
     chosen: list[str] = []
     for pattern in patterns:
         hits = [c for c in candidates if fnmatch.fnmatchcase(c, pattern)]

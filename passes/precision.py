@@ -23,13 +23,13 @@ import numpy as np
 from sparseflow.ir.dtypes import DType, parse_dtype
 from sparseflow.ir.graph import Graph, infer_types
 from sparseflow.ir.node import Node, make_attrs
-from sparseflow.ir.ops import get_op
+from sparseflow.ir.ops import Op
 from sparseflow.ir.ops_math import round_to_dtype
 from sparseflow.passes.manager import PassContext, register_pass
 
 # Ops whose outputs are never rounded: sources, integer values, and ops that only move values.
-KEEP = {"input", "weight", "quantize", "cast"}
-KEEP |= {"reshape", "transpose", "repeat_kv", "kv_append", "concat", "slice"}
+KEEP = {Op.INPUT, Op.WEIGHT, Op.QUANTIZE, Op.CAST}
+KEEP |= {Op.RESHAPE, Op.TRANSPOSE, Op.REPEAT_KV, Op.KV_APPEND, Op.CONCAT, Op.SLICE}
 ROUNDED_WEIGHT_ROLES = ("norm", "bias")
 
 
@@ -50,17 +50,17 @@ def round_activations(
 ) -> Graph:
     """Hold every computed float activation (and norm/bias weight) in `dtype`."""
     dtype = parse_dtype(opts.dtype)
-    cast, attrs = get_op("cast"), make_attrs({"dtype": opts.dtype})
+    cast, attrs = Op.CAST, make_attrs({"dtype": opts.dtype})
     outputs = set(graph.outputs)
     renamed: dict[str, str] = {}
     nodes: list[Node] = []
     rounded_weights: dict[str, np.ndarray] = {}
     for node in graph.nodes:
         node = replace(node, inputs=tuple(renamed.get(i, i) for i in node.inputs))
-        if node.op.name == "weight" and node.attr("role") in ROUNDED_WEIGHT_ROLES:
+        if node.op is Op.WEIGHT and node.attr("role") in ROUNDED_WEIGHT_ROLES:
             node = replace(node, type=node.type.with_(dtype=dtype))
             rounded_weights[node.name] = _rounded(graph, ctx, node.name, dtype)
-        if node.op.name in KEEP or not node.type.dtype.is_float:
+        if node.op in KEEP or not node.type.dtype.is_float:
             nodes.append(node)
             continue
         if node.name in outputs:  # outputs keep their names: the rounded value is the output

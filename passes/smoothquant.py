@@ -20,11 +20,12 @@ import numpy as np
 from sparseflow.ir.errors import InputError
 from sparseflow.ir.formats import PackedWeight
 from sparseflow.ir.graph import Graph
+from sparseflow.ir.ops import Op
 from sparseflow.passes.calibration import linear_inputs
 from sparseflow.passes.manager import PassContext, register_pass
 from sparseflow.passes.quantize import fold_smoothing, smoothquant_scales
 
-NORM_OPS = ("rmsnorm", "layernorm")
+NORM_OPS = (Op.RMSNORM, Op.LAYERNORM)
 
 
 @dataclass(frozen=True)
@@ -46,9 +47,9 @@ def smoothable_norms(graph: Graph, layers: tuple[str, ...]) -> dict[str, list[st
             users.setdefault(used, []).append(node.name)
     chosen = set(layers)
     found = {}
-    for norm in (n for n in graph.nodes if n.op.name in NORM_OPS):
+    for norm in (n for n in graph.nodes if n.op in NORM_OPS):
         readers = [graph.node(u) for u in users.get(norm.name, [])]
-        if readers and all(r.op.name == "linear" and r.inputs[1] in chosen for r in readers):
+        if readers and all(r.op is Op.LINEAR and r.inputs[1] in chosen for r in readers):
             found[norm.name] = [r.inputs[1] for r in readers]
     return found
 

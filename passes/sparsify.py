@@ -32,10 +32,10 @@ def _sparsify(
     graph: Graph,
     layers: tuple[str, ...],
     ctx: PassContext,
-    select,  # noqa: ANN001
+    select,
     fmt: SparseFormat,
 ) -> Graph:
-    def new_value(name: str, value: WeightValue):  # noqa: ANN202
+    def new_value(name: str, value: WeightValue):
         if getattr(value, "type", None) is not None and value.type.sparse is not None:
             raise InputError(f"layer {name!r} is already sparse ({value.type.sparse})")
         selection = select(dense_values(value))

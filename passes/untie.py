@@ -22,6 +22,7 @@ from dataclasses import dataclass, replace
 from sparseflow.ir.errors import InputError
 from sparseflow.ir.graph import Graph
 from sparseflow.ir.node import Node, make_attrs
+from sparseflow.ir.ops import Op
 from sparseflow.passes.manager import PassContext, register_pass
 
 HEAD = "lm_head"
@@ -37,8 +38,8 @@ def untie_lm_head(
     graph: Graph, layers: tuple[str, ...], ctx: PassContext, opts: UntieOptions
 ) -> Graph:
     """Give a linear reading the embedding table its own `lm_head` weight."""
-    roles = {n.name: n.attr("role") for n in graph.nodes_of("weight")}
-    tied = {n.inputs[1] for n in graph.nodes_of("linear") if roles.get(n.inputs[1]) == "embedding"}
+    roles = {n.name: n.attr("role") for n in graph.nodes_of(Op.WEIGHT)}
+    tied = {n.inputs[1] for n in graph.nodes_of(Op.LINEAR) if roles.get(n.inputs[1]) == "embedding"}
     if not tied:
         return graph
     if len(tied) > 1 or HEAD in graph:
@@ -48,7 +49,7 @@ def untie_lm_head(
     (table,) = tied
     nodes: list[Node] = []
     for node in graph.nodes:
-        if node.op.name == "linear" and node.inputs[1] == table:
+        if node.op is Op.LINEAR and node.inputs[1] == table:
             node = replace(node, inputs=(node.inputs[0], HEAD, *node.inputs[2:]))
         nodes.append(node)
         if node.name == table:

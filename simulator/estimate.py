@@ -15,15 +15,11 @@ from dataclasses import dataclass
 from sparseflow.backends.runner import check_request
 from sparseflow.hw_models.schema import GpuModel, HardwareModel
 from sparseflow.ir.dims import dim_symbols
+from sparseflow.ir.dtypes import DType
 from sparseflow.ir.errors import InputError
 from sparseflow.ir.graph import Graph
-from sparseflow.simulator.analytical import (
-    Dtype,
-    KernelTiming,
-    bound_of,
-    estimate_kernel,
-    weight_storage_bytes,
-)
+from sparseflow.ir.ops import Op, weight_storage_bytes
+from sparseflow.simulator.analytical import KernelTiming, bound_of, estimate_kernel
 from sparseflow.simulator.graph_work import graph_works
 
 
@@ -44,12 +40,12 @@ class Workload:
 
 def deployed_weight_bytes(graph: Graph) -> int:
     """Return the graph's weight bytes as deployed (`weight_storage_bytes` of each weight)."""
-    return sum(weight_storage_bytes(node.type) for node in graph.nodes_of("weight"))
+    return sum(weight_storage_bytes(node.type) for node in graph.nodes_of(Op.WEIGHT))
 
 
 def _kv_cache_bytes(decode: Graph, length: int, float_bytes: int) -> int:
     total = 0
-    for node in decode.nodes_of("kv_append"):
+    for node in decode.nodes_of(Op.KV_APPEND):
         tensor_type = node.type
         per_element = tensor_type.dtype.bits / 8 if tensor_type.quant else float_bytes
         total += int(tensor_type.numel({"L": length - 1, "T": 1}) * per_element)
@@ -67,7 +63,7 @@ def _check_capacity(hw: HardwareModel, decode: Graph, weights: int, workload: Wo
 
 
 def _time_graph(
-    hw: HardwareModel, graph: Graph, bindings: dict[str, int], dtype: Dtype
+    hw: HardwareModel, graph: Graph, bindings: dict[str, int], dtype: DType
 ) -> list[KernelTiming]:
     return [estimate_kernel(hw, work) for work in graph_works(graph, bindings, dtype)]
 
@@ -141,7 +137,7 @@ def _extrapolate(t0: KernelTiming, t1: KernelTiming, steps: int) -> StepTiming:
 
 
 def decode_timings(
-    hw: HardwareModel, decode: Graph, workload: Workload, dtype: Dtype, exact: bool = False
+    hw: HardwareModel, decode: Graph, workload: Workload, dtype: DType, exact: bool = False
 ) -> list[list[StepTiming]]:
     """Return each decode step's kernel timings (KV length prompt_len + step).
 
@@ -174,7 +170,7 @@ def estimate_analytical(
     exact: bool = False,
 ) -> dict[str, object]:
     """Return the report (DESIGN.md keys) of one request on a GPU or CPU model."""
-    dtype = Dtype.FP16 if isinstance(hw, GpuModel) else Dtype.FP32
+    dtype = DType.F16 if isinstance(hw, GpuModel) else DType.F32
     weights = deployed_weight_bytes(decode)
     _check_capacity(hw, decode, weights, workload)
     prefill_timings = _time_graph(hw, prefill, {"T": workload.prompt_len}, dtype)

@@ -42,14 +42,13 @@ from sparseflow.backends.fpga.engine_model import (
     MatrixOp,
     matrix_cycles,
 )
-from sparseflow.backends.fpga.layout import buffer_plan, core_channels
+from sparseflow.backends.fpga.layout import FP16_BYTES, buffer_plan, core_channels
 from sparseflow.backends.fpga.program import BufferPlan
 from sparseflow.hw_models.schema import FpgaModel
 from sparseflow.ir.errors import InputError
 from sparseflow.simulator.energy import EnergyEvents
 from sparseflow.simulator.hbm import HbmParams
 
-SFU_ELEMENT_BYTES = 2  # FP16 SFU datapath (FlightLLM [P][A])
 ACT_BYTES = 1  # INT8 activations (FlightLLM [A])
 SFU_PASSES_FIELD = {
     isa.SfuOp.SOFTMAX: "softmax_passes",
@@ -201,7 +200,7 @@ def _sfu_cost(row: dict[str, int], machine: FpgaMachine) -> tuple[int, EnergyEve
     passes = machine.sfu_passes[isa.SfuOp(row["op"])]
     cycles = passes * row["rows"] * math.ceil(row["length"] / machine.sfu_lanes)
     elements = row["rows"] * row["length"]
-    onchip = (passes + 1) * elements * SFU_ELEMENT_BYTES
+    onchip = (passes + 1) * elements * FP16_BYTES
     return cycles, EnergyEvents(fp16_sfu_ops=passes * elements, onchip_bytes=onchip)
 
 

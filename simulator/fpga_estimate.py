@@ -31,6 +31,7 @@ from sparseflow.backends.registry import CompileRequest, compile_model
 from sparseflow.hw_models.schema import FpgaModel
 from sparseflow.ir.errors import InputError
 from sparseflow.ir.graph import Graph
+from sparseflow.ir.ops import OpClass
 from sparseflow.simulator.energy import EnergyLedger, dynamic_energy, sum_ledgers
 from sparseflow.simulator.estimate import (
     Workload,
@@ -42,15 +43,17 @@ from sparseflow.simulator.fpga_costs import FpgaMachine
 from sparseflow.simulator.fpga_engine import N_UNITS, ReuseCache, SimResult, simulate_streams
 from sparseflow.simulator.trace import trace_events, write_trace
 
-OP_CLASSES = ("linear", "attention", "norm", "elementwise", "data")
-LINEAR, ATTENTION, NORM, ELEMENTWISE, DATA = range(len(OP_CLASSES))
-REGION_CLASS = {"weight": LINEAR, "kv": ATTENTION}
+# The classes FPGA time is charged to; instructions carry a class as its index here (arrays).
+OP_CLASSES = (OpClass.LINEAR, OpClass.ATTENTION, OpClass.NORM, OpClass.ELEMENTWISE, OpClass.DATA)
+INDEX = {op_class: i for i, op_class in enumerate(OP_CLASSES)}
+REGION_CLASS = {"weight": INDEX[OpClass.LINEAR], "kv": INDEX[OpClass.ATTENTION]}
 SFU_CLASS = {
-    isa.SfuOp.SOFTMAX: ATTENTION,
-    isa.SfuOp.MASK: ATTENTION,
-    isa.SfuOp.RMSNORM: NORM,
-    isa.SfuOp.LAYERNORM: NORM,
+    isa.SfuOp.SOFTMAX: INDEX[OpClass.ATTENTION],
+    isa.SfuOp.MASK: INDEX[OpClass.ATTENTION],
+    isa.SfuOp.RMSNORM: INDEX[OpClass.NORM],
+    isa.SfuOp.LAYERNORM: INDEX[OpClass.NORM],
 }
+DATA = INDEX[OpClass.DATA]
 # Conversions around a matrix op (int32 -> FP16, FP16 -> INT8) belong to that op's class.
 SFU_CONVERSIONS = (isa.SfuOp.DEQUANT, isa.SfuOp.DEQUANT_BIAS, isa.SfuOp.QUANTIZE)
 UNIT_BOUND = {
@@ -140,9 +143,10 @@ def instruction_classes(table: dict[str, np.ndarray], regions: RegionIndex) -> n
     load = opcode == isa.Opcode.LOAD
     classes[load] = regions.classes(table["channel"][load], table["hbm_addr"][load])
     sfu = np.flatnonzero(opcode == isa.Opcode.SFU)
-    classes[sfu] = [SFU_CLASS.get(isa.SfuOp(op), ELEMENTWISE) for op in table["op"][sfu]]
+    elementwise = INDEX[OpClass.ELEMENTWISE]
+    classes[sfu] = [SFU_CLASS.get(isa.SfuOp(op), elementwise) for op in table["op"][sfu]]
     matrix = (opcode == isa.Opcode.MM) | (opcode == isa.Opcode.MV)
-    classes[matrix] = LINEAR
+    classes[matrix] = INDEX[OpClass.LINEAR]
     weight_load = load & (table["buffer"] == isa.Buffer.WEIGHT)
     _inherit(classes, matrix, weight_load)
     conversion = (opcode == isa.Opcode.SFU) & np.isin(table["op"], SFU_CONVERSIONS)
@@ -230,7 +234,7 @@ def estimate_program(
 
 def request_trace(phases: list[tuple[str, BucketRun]]) -> list[dict]:
     """Return trace events of consecutive bucket runs (one track per core x unit)."""
-    mnemonics = {int(op): op.name for op in isa.Opcode}
+    mnemonics = {int(code): code.name for code in isa.Opcode}
     return trace_events(
         [(label, run.result, [s.opcodes for s in run.bucket.streams]) for label, run in phases],
         mnemonics,
@@ -284,7 +288,7 @@ def _breakdown(hw: FpgaModel, weighted: list[tuple[BucketRun, int]]) -> list[dic
         bounds = {b: s for (c, b), s in bound.items() if c == cls}
         rows.append(
             {
-                "name": name,
+                "name": name.value,
                 "time_s": float(time_s[cls]),
                 "energy_j": float(dyn_j[cls] + hw.power.static_power_w * time_s[cls]),
                 "bound": max(bounds, key=bounds.get) if bounds else "compute",

@@ -14,35 +14,32 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from sparseflow.hw_models.schema import FpgaModel, HardwareModel  # noqa: E402
-from sparseflow.ir.graph import Graph  # noqa: E402
-from sparseflow.simulator.analytical import (  # noqa: E402
-    Dtype,
-    dram_bandwidth,
-    matrix_peak,
-    stored_weight_bytes,
-)
-from sparseflow.simulator.graph_work import graph_works  # noqa: E402
+from sparseflow.hw_models.schema import FpgaModel, HardwareModel
+from sparseflow.ir.dtypes import DType
+from sparseflow.ir.graph import Graph
+from sparseflow.ir.ops import Op
+from sparseflow.simulator.analytical import dram_bandwidth, matrix_peak
+from sparseflow.simulator.graph_work import graph_works
 
-MATRIX_NODE_OPS = ("linear", "matmul")
+MATRIX_NODE_OPS = (Op.LINEAR, Op.MATMUL)
 
 
 def device_peaks(hw: HardwareModel) -> tuple[float, float]:
     """Return (peak matrix ops/s in INT8, a MAC counting 2; peak memory bytes/s)."""
     if isinstance(hw, FpgaModel):
         return 2 * hw.peak_int8_macs_per_s, hw.hbm.bandwidth_bytes_per_s
-    return matrix_peak(hw, Dtype.INT8), dram_bandwidth(hw)
+    return matrix_peak(hw, DType.I8), dram_bandwidth(hw)
 
 
 def layer_points(decode: Graph, prompt_len: int) -> list[tuple[str, float, float]]:
     """Return (layer kind, FLOPs, bytes) of each linear and matmul node of the decode graph."""
     points = []
-    for work in graph_works(decode, {"L": prompt_len}, Dtype.INT8):
-        if decode.node(work.name).op.name in MATRIX_NODE_OPS:
+    for work in graph_works(decode, {"L": prompt_len}, DType.I8):
+        if decode.node(work.name).op in MATRIX_NODE_OPS:
             moved = (
-                stored_weight_bytes(work)
+                work.stored_weight_bytes
                 + work.activation_bytes_read
                 + work.bytes_written
                 + work.kv_bytes_read

@@ -1,7 +1,10 @@
 """CPU backend: numba kernels for sparse and quantized linear layers, and the SpMM benchmark.
 
 Formats (`formats`, `quant`) hold the storage contract shared with the compression passes;
-the kernels compute Y[T, N] = X[T, K] W^T for W[N, K].
+the kernels compute Y[T, N] = X[T, K] W^T for W[N, K]. `dispatch` picks a kernel per layer,
+`plan` plans a graph, `executor` runs it, `bench` measures the kernels.
+
+Imports: sparseflow.ir, sparseflow.hw_models and sparseflow.backends.
 """
 
 from sparseflow.backends.cpu.bench import run_spmm_bench

@@ -35,7 +35,7 @@ _TRANSPOSE_ROWS, _TRANSPOSE_COLS = 16, 64
 
 
 @njit(parallel=True, cache=True)
-def _transpose_into(src, dst):  # noqa: ANN001, ANN201 (numba-typed)
+def _transpose_into(src, dst):
     """Write dst[j, i] = src[i, j] tile by tile, parallel over column tiles of src.
 
     The innermost loop runs from 0 along a destination row slice (contiguous stores, a gather
@@ -83,21 +83,21 @@ def untranspose(yt: np.ndarray, n: int) -> np.ndarray:
 
 
 @njit(cache=True)
-def axpy4(acc, x0, x1, x2, x3, v0, v1, v2, v3):  # noqa: ANN001, ANN201 (numba-typed)
+def axpy4(acc, x0, x1, x2, x3, v0, v1, v2, v3):
     """Add v0 x0 + v1 x1 + v2 x2 + v3 x3 into acc, vectorised along its length."""
     for t in range(acc.shape[0]):
         acc[t] += v0 * x0[t] + v1 * x1[t] + v2 * x2[t] + v3 * x3[t]
 
 
 @njit(cache=True)
-def axpy1(acc, x0, v0):  # noqa: ANN001, ANN201 (numba-typed)
+def axpy1(acc, x0, v0):
     """Add v0 x0 into acc, vectorised along its length."""
     for t in range(acc.shape[0]):
         acc[t] += v0 * x0[t]
 
 
 @njit(cache=True, inline="always")
-def col4_tokens(acc, xt, cols, vals, stride):  # noqa: ANN001, ANN201 (numba-typed)
+def col4_tokens(acc, xt, cols, vals, stride):
     """Add sum_q vals[stride q + i] xt[cols[q]] into acc[i] for i = 0..3 (acc [4, T] f32).
 
     Prefill kernel of 4-row column blocks, four blocks per pass: each token vector of X is
@@ -134,7 +134,7 @@ def col4_tokens(acc, xt, cols, vals, stride):  # noqa: ANN001, ANN201 (numba-typ
 
 
 @njit(cache=True, inline="always")
-def col4_dot(vals, cols, x, stride, zero):  # noqa: ANN001, ANN201 (numba-typed)
+def col4_dot(vals, cols, x, stride, zero):
     """Return the four sums s_i = zero + sum_q vals[stride q + i] x[cols[q]], i = 0..3.
 
     Decode kernel of 4-row column blocks. The loop runs from 0 over slices and indexes x with

@@ -35,7 +35,7 @@ FASTMATH_REDUCE = {"reassoc", "contract"}
 
 
 @njit(parallel=True, cache=True)
-def _bsr_col_tokens(indptr, indices, flat, bm, xt, yt):  # noqa: ANN001, ANN201
+def _bsr_col_tokens(indptr, indices, flat, bm, xt, yt):
     """Compute yt = W xt for column blocks flat[nnzb bm] with bm % 4 == 0, into yt directly.
 
     4x1 blocks get their own `col4_tokens` call with the stride as a literal (as in decode).
@@ -54,7 +54,7 @@ def _bsr_col_tokens(indptr, indices, flat, bm, xt, yt):  # noqa: ANN001, ANN201
 
 
 @njit(parallel=True, cache=True)
-def _bsr_row_tokens(indptr, indices, values, xt, yt):  # noqa: ANN001, ANN201
+def _bsr_row_tokens(indptr, indices, values, xt, yt):
     """Compute yt = W xt for row blocks values[nnzb, bk] with bk % 4 == 0."""
     bk = values.shape[1]
     for br in prange(indptr.shape[0] - 1):
@@ -69,7 +69,7 @@ def _bsr_row_tokens(indptr, indices, values, xt, yt):  # noqa: ANN001, ANN201
 
 
 @njit(parallel=True, cache=True)
-def _bsr_generic_tokens(indptr, indices, values, xt, yt):  # noqa: ANN001, ANN201
+def _bsr_generic_tokens(indptr, indices, values, xt, yt):
     """Compute yt = W xt for blocks values[nnzb, bm, bk] of any shape."""
     bm, bk = values.shape[1], values.shape[2]
     for br in prange(indptr.shape[0] - 1):
@@ -83,7 +83,7 @@ def _bsr_generic_tokens(indptr, indices, values, xt, yt):  # noqa: ANN001, ANN20
 
 
 @njit(parallel=True, cache=True, fastmath=FASTMATH_REDUCE)
-def bsr_col_decode(indptr, indices, flat, bm, x, y, zero):  # noqa: ANN001, ANN201
+def bsr_col_decode(indptr, indices, flat, bm, x, y, zero):
     """Compute y = W x for column blocks flat[nnzb bm] with bm % 4 == 0 (decode, one token).
 
     Four output rows at a time in scalar registers (no per-row heap accumulator). 4x1 blocks
@@ -106,7 +106,7 @@ def bsr_col_decode(indptr, indices, flat, bm, x, y, zero):  # noqa: ANN001, ANN2
 
 
 @njit(parallel=True, cache=True, fastmath=FASTMATH_REDUCE)
-def _bsr_generic_decode(indptr, indices, values, x, y):  # noqa: ANN001, ANN201
+def _bsr_generic_decode(indptr, indices, values, x, y):
     """Compute y = W x for blocks values[nnzb, bm, bk] of any shape (decode, one token)."""
     bm, bk = values.shape[1], values.shape[2]
     for br in prange(indptr.shape[0] - 1):

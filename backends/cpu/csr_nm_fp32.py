@@ -24,7 +24,7 @@ from sparseflow.backends.cpu.threads import serial_below
 
 
 @njit(cache=True)
-def _row_gather_axpy(acc, xt, cols, vals):  # noqa: ANN001, ANN201 (numba-typed)
+def _row_gather_axpy(acc, xt, cols, vals):
     """Add vals[q] * xt[cols[q]] into acc for every q, eight at a time.
 
     Eight rows of xt per pass halve the accumulator loads and stores per FMA against four
@@ -49,7 +49,7 @@ def _row_gather_axpy(acc, xt, cols, vals):  # noqa: ANN001, ANN201 (numba-typed)
 
 
 @njit(parallel=True, cache=True)
-def _csr_tokens(indptr, indices, values, xt, yt):  # noqa: ANN001, ANN201
+def _csr_tokens(indptr, indices, values, xt, yt):
     """Compute yt[N, T] = W xt for W in CSR form, into yt's rows directly."""
     for n in prange(indptr.shape[0] - 1):
         acc = yt[n]
@@ -59,7 +59,7 @@ def _csr_tokens(indptr, indices, values, xt, yt):  # noqa: ANN001, ANN201
 
 
 @njit(parallel=True, cache=True, fastmath=FASTMATH_REDUCE)
-def _csr_decode(indptr, indices, values, x, y):  # noqa: ANN001, ANN201
+def _csr_decode(indptr, indices, values, x, y):
     """Compute y[N] = W x for W in CSR form (one token).
 
     Row slices, a loop from 0 and an unsigned column leave no negative-index select, so the
@@ -74,7 +74,7 @@ def _csr_decode(indptr, indices, values, x, y):  # noqa: ANN001, ANN201
 
 
 @njit(cache=True)
-def _nm_columns(offsets, n_keep, m, cols):  # noqa: ANN001, ANN201 (numba-typed)
+def _nm_columns(offsets, n_keep, m, cols):
     """Write the absolute column of every kept weight of one row: (q // n) m + offset."""
     for q in range(offsets.shape[0]):
         cols[q] = (q // n_keep) * m + offsets[q]
@@ -85,7 +85,7 @@ _NM_ROWS_PER_TASK = 16
 
 
 @njit(parallel=True, cache=True)
-def _nm_tokens(values, offsets, n_keep, m, xt, yt):  # noqa: ANN001, ANN201
+def _nm_tokens(values, offsets, n_keep, m, xt, yt):
     """Compute yt[N, T] = W xt for W in N:M form (values/offsets [N, groups n])."""
     rows, width = values.shape
     for task in prange((rows + _NM_ROWS_PER_TASK - 1) // _NM_ROWS_PER_TASK):
@@ -98,7 +98,7 @@ def _nm_tokens(values, offsets, n_keep, m, xt, yt):  # noqa: ANN001, ANN201
 
 
 @njit(parallel=True, cache=True, fastmath=FASTMATH_REDUCE)
-def _nm_decode(values, offsets, n_keep, m, x, y):  # noqa: ANN001, ANN201
+def _nm_decode(values, offsets, n_keep, m, x, y):
     """Compute y[N] = W x for W in N:M form (one token).
 
     The group start of every kept slot, (j // n) m, is the same for all rows and is computed

@@ -4,35 +4,31 @@ Model: a sparse kernel doing a `density` fraction of the dense work at a relativ
 e (its useful FLOP/s, or bytes/s for decode, as a fraction of dense BLAS) takes
 t_sparse = t_dense * density / e, so it wins when density < e. The efficiencies below are
 measured: e = speedup_vs_dense * density, the median over the rows of `sparseflow bench spmm`
-recorded in docs/bench_spmm.md (2-core AVX-512 machine, same thread count for numba and BLAS).
+recorded in docs/bench_spmm.md (2-core AVX-512 machine, same thread count for numba and BLAS),
+and live in the host's hardware model (hw_models/host-cpu.yaml, `sparse_kernels`).
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
 from sparseflow.backends.cpu.bsr_fp32 import bsr_path
+from sparseflow.hw_models.loader import load_hw
+from sparseflow.hw_models.schema import SparseKernelEfficiency
 from sparseflow.ir.errors import InputError
 
-# Relative efficiency e per (kernel, phase), phase "prefill" (T > 1) or "decode" (T = 1).
-# Source: docs/bench_spmm.md, 1-thread table, both runs (e = speedup_vs_dense x density,
-# median over the fp32 rows of the kernel: block4x1 at 80 and 90 %, unstructured at 90 %,
-# 2:4); bsr_row and bsr_generic from the development runs noted there (1x4, 1x16, 2x2).
-# Decode efficiency grows with the layer: bsr_col decode is 0.25-0.33 on 3072 x 768 and
-# 0.84-1.12 on 4096 x 4096.
-SPARSE_EFFICIENCY: dict[tuple[str, str], float] = {
-    ("bsr_col", "prefill"): 0.53,
-    ("bsr_col", "decode"): 0.58,
-    ("bsr_row", "prefill"): 0.2,
-    ("bsr_row", "decode"): 0.2,
-    ("bsr_generic", "prefill"): 0.1,
-    ("bsr_generic", "decode"): 0.15,
-    ("csr", "prefill"): 0.31,
-    ("csr", "decode"): 0.25,
-    ("nm", "prefill"): 0.3,
-    ("nm", "decode"): 0.28,
-}
+HOST = "host-cpu"  # the hardware model of the machine the kernels run on
+
+
+@functools.cache
+def host_kernels() -> SparseKernelEfficiency:
+    """Return the measured kernel efficiencies of the host (`sparse_kernels` of its model)."""
+    kernels = load_hw(HOST).sparse_kernels  # type: ignore[attr-defined]
+    assert kernels is not None, f"{HOST}.yaml states the kernels' efficiencies"
+    return kernels
+
 
 _BLOCK = re.compile(r"^block(\d+)x(\d+)$")
 _NM = re.compile(r"^(\d+):(\d+)$")
@@ -68,14 +64,20 @@ def _sparse_family(pattern: str) -> tuple[str, float | None]:
 
 
 def choose_kernel(
-    n_out: int, k_in: int, tokens: int, pattern: str, density: float, dtype: str = "fp32"
+    n_out: int,
+    k_in: int,
+    tokens: int,
+    pattern: str,
+    density: float,
+    dtype: str = "fp32",
+    kernels: SparseKernelEfficiency | None = None,
 ) -> KernelChoice:
     """Pick the kernel for Y[tokens, n_out] = X W^T with W[n_out, k_in] stored as `pattern`.
 
     dtype "fp32" picks between a sparse kernel and dense BLAS by the efficiency model above;
     "int8" picks the int8 BSR kernel for sparse column blocks that win, else the dense int8
     kernel (the int8 contract needs an exact int32 product); "int4" picks the group-wise
-    GEMV (tokens = 1) or the tiled dequant + BLAS GEMM.
+    GEMV (tokens = 1) or the tiled dequant + BLAS GEMM. `kernels` defaults to the host's.
     """
     if n_out < 1 or k_in < 1 or tokens < 0:
         raise InputError(f"choose_kernel: bad layer shape ({n_out}, {k_in}), tokens {tokens}")
@@ -94,7 +96,7 @@ def choose_kernel(
     if dtype == "int8" and family != "bsr_col":
         return KernelChoice(dense_kernel, False, 1.0, f"no int8 kernel for {pattern}")
     phase = "decode" if tokens <= 1 else "prefill"
-    efficiency = SPARSE_EFFICIENCY[(family, phase)]
+    efficiency = (kernels or host_kernels()).of(family, phase)
     speedup = efficiency / max(density, 1e-9)
     if speedup <= 1.0:
         reason = f"density {density:.3g} >= efficiency {efficiency} of {family} ({phase})"

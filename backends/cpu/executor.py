@@ -44,6 +44,7 @@ from sparseflow.ir.graph import Graph
 from sparseflow.ir.interpreter import Interpreter
 from sparseflow.ir.interpreter import Kernel as NodeKernel
 from sparseflow.ir.node import Node
+from sparseflow.ir.ops import Op
 from sparseflow.ir.weights import Weights
 
 Matmul = Callable[[np.ndarray], np.ndarray]  # X[T, K] f32 -> Y[T, N] f32
@@ -110,7 +111,7 @@ def _identity(xs: list[np.ndarray]) -> np.ndarray:
 
 def _row_op_kernel(node: Node, weights: Weights) -> NodeKernel:
     """Return the `pointwise` kernel of a planned GELU or LayerNorm node."""
-    if node.op.name == "gelu":
+    if node.op is Op.GELU:
         approximate = str(node.attr("approximate", "none"))
         return lambda xs: gelu(xs[0], approximate)
     scale, shift = (weights.dense(p) for p in node.inputs[1:])
@@ -150,7 +151,7 @@ def graph_kernels(plan: GraphPlan, converted: dict | None = None) -> dict[str, N
         try:
             kernels[name] = _row_op_kernel(node, weights)
         except InputError as err:
-            raise InputError(f"node %{name} ({node.op.name}): {err}") from None
+            raise InputError(f"node %{name} ({node.op}): {err}") from None
     return kernels
 
 

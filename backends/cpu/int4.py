@@ -34,7 +34,7 @@ GEMV_ROWS_PER_PASS = 4
 
 
 @njit(cache=True, fastmath=FASTMATH_REDUCE)
-def _nibbles_dot(b, x_low, x_high):  # noqa: ANN001, ANN201 (numba-typed)
+def _nibbles_dot(b, x_low, x_high):
     """Return low(b) x_low + high(b) x_high for a byte b holding two uint4 codes.
 
     Each nibble is cast back to uint8 before the float conversion: numba widens integer
@@ -46,7 +46,7 @@ def _nibbles_dot(b, x_low, x_high):  # noqa: ANN001, ANN201 (numba-typed)
 
 
 @njit(parallel=True, cache=True, fastmath=FASTMATH_REDUCE)
-def _int4_gemv(packed, scales, zeros, x_even, x_odd, x_group_sum, y):  # noqa: ANN001, ANN201
+def _int4_gemv(packed, scales, zeros, x_even, x_odd, x_group_sum, y):
     """Compute y[N] = W x from packed uint4 W with group scales/zeros (one token).
 
     Four rows per pass (the last pass repeats row N - 1 to fill its four); per group, the
@@ -80,7 +80,7 @@ def _int4_gemv(packed, scales, zeros, x_even, x_odd, x_group_sum, y):  # noqa: A
 
 
 @njit(parallel=True, cache=True)
-def _int4_dequant_rows(packed, scales, zeros, row0, out):  # noqa: ANN001, ANN201
+def _int4_dequant_rows(packed, scales, zeros, row0, out):
     """Write the f32 weights of rows row0 .. row0 + len(out) into out[rows, K]."""
     n_groups = scales.shape[1]
     bytes_per_group = packed.shape[1] // n_groups

@@ -35,7 +35,7 @@ EXACT_F32_TERMS = 2**24 // 2**14
 
 
 @njit(cache=True)
-def _col4_exact(flat, stride, cols, xt, acc_f, acc_i):  # noqa: ANN001, ANN201 (numba-typed)
+def _col4_exact(flat, stride, cols, xt, acc_f, acc_i):
     """Add sum_q flat[stride q + i] xt[cols[q]] into int32 acc_i[i] (i = 0..3) exactly.
 
     int8 x int8 products summed in f32 (`col4_tokens`, scratch acc_f[4, T]) over chunks of
@@ -51,7 +51,7 @@ def _col4_exact(flat, stride, cols, xt, acc_f, acc_i):  # noqa: ANN001, ANN201 (
 
 
 @njit(parallel=True, cache=True)
-def _dense_int8_tokens(qw, xt, acc_out):  # noqa: ANN001, ANN201
+def _dense_int8_tokens(qw, xt, acc_out):
     """Compute acc_out[N_pad, T] = qW Xt in int32 for qW[N_pad, K] (N_pad % 4 == 0).
 
     Four rows of qW are four-row column blocks at every column k.
@@ -65,7 +65,7 @@ def _dense_int8_tokens(qw, xt, acc_out):  # noqa: ANN001, ANN201
 
 
 @njit(parallel=True, cache=True)
-def _dense_int8_decode(qw, qx, acc_out):  # noqa: ANN001, ANN201
+def _dense_int8_decode(qw, qx, acc_out):
     """Compute acc_out[N] = qW qx in int32 (one token)."""
     for n in prange(qw.shape[0]):
         s = np.int32(0)
@@ -75,7 +75,7 @@ def _dense_int8_decode(qw, qx, acc_out):  # noqa: ANN001, ANN201
 
 
 @njit(parallel=True, cache=True)
-def _bsr_int8_col_tokens(indptr, indices, flat, bm, xt, acc_out):  # noqa: ANN001, ANN201
+def _bsr_int8_col_tokens(indptr, indices, flat, bm, xt, acc_out):
     """Compute acc_out += W Xt in int32 for int8 column blocks flat[nnzb bm], bm % 4 == 0."""
     for br in prange(indptr.shape[0] - 1):
         p0, p1 = indptr[br], indptr[br + 1]
@@ -87,7 +87,7 @@ def _bsr_int8_col_tokens(indptr, indices, flat, bm, xt, acc_out):  # noqa: ANN00
 
 
 @njit(parallel=True, cache=True)
-def _bsr_int8_generic(indptr, indices, values, xt, acc_out):  # noqa: ANN001, ANN201
+def _bsr_int8_generic(indptr, indices, values, xt, acc_out):
     """Compute acc_out = W qXt in int32 for int8 blocks values[nnzb, bm, bk] of any shape."""
     bm, bk = values.shape[1], values.shape[2]
     for br in prange(indptr.shape[0] - 1):

@@ -32,10 +32,9 @@ from sparseflow.backends.cpu.convert import (
 )
 from sparseflow.backends.cpu.dispatch import choose_kernel
 from sparseflow.ir.errors import InputError
-from sparseflow.ir.formats import PackedWeight
 from sparseflow.ir.graph import Graph
 from sparseflow.ir.node import Node
-from sparseflow.ir.ops import storage_bytes
+from sparseflow.ir.ops import Op
 from sparseflow.ir.types import SparsePattern, TensorType
 
 
@@ -147,14 +146,6 @@ class GraphPlan:
         return counts
 
 
-def _weight_bytes(graph: Graph, node: Node) -> int:
-    """Return the stored bytes of a weight: its arrays when present, else its type's model."""
-    if node.name in graph.weights:
-        value = graph.weights[node.name]
-        return value.nbytes if isinstance(value, PackedWeight) else int(value.nbytes)
-    return storage_bytes(node.type)
-
-
 def _pattern_name(tensor_type: TensorType) -> str:
     """Return the dispatcher's pattern string for a stored weight type."""
     sparse = tensor_type.sparse
@@ -206,23 +197,23 @@ def _act_bits(graph: Graph, node: Node) -> int | None:
     a static scale input stays a reference node and the linear takes its float path.
     """
     source = graph.node(node.inputs[0])
-    per_token = source.op.name == "quantize" and len(source.inputs) == 1
+    per_token = source.op is Op.QUANTIZE and len(source.inputs) == 1
     return int(source.attr("bits", 8)) if per_token else None
 
 
 def _plan_layer(graph: Graph, node: Node, tokens: int, policy: KernelPolicy) -> LayerPlan:
     weight = graph.node(node.inputs[1])
-    if weight.op.name != "weight":
+    if weight.op is not Op.WEIGHT:
         raise InputError(f"node %{node.name} (linear): its weight %{weight.name} is computed")
     bias = node.inputs[2] if len(node.inputs) == 3 else None
-    if bias is not None and graph.node(bias).op.name != "weight":
+    if bias is not None and graph.node(bias).op is not Op.WEIGHT:
         raise InputError(f"node %{node.name} (linear): its bias %{bias} is not a weight")
     act_bits = _act_bits(graph, node)
     kernel, reason = choose_layer(weight.type, act_bits, tokens, policy)
     shape = (int(weight.type.shape[0]), int(weight.type.shape[1]))
     return LayerPlan(
         node.name, weight.name, kernel, shape, tokens, str(weight.type),
-        _weight_bytes(graph, weight), reason, bias,
+        graph.stored_bytes(weight.name), reason, bias,
         act_bits if kernel in (Kernel.INT8_GEMM, Kernel.INT8_BSR) else None,
     )  # fmt: skip
 
@@ -236,7 +227,7 @@ def _folded_quantize(graph: Graph, layers: tuple[LayerPlan, ...]) -> tuple[str, 
             readers.setdefault(value, []).append(node.name)
     return tuple(
         q.name
-        for q in graph.nodes_of("quantize")
+        for q in graph.nodes_of(Op.QUANTIZE)
         if q.name not in graph.outputs and set(readers.get(q.name, [None])) <= int8_nodes
     )
 
@@ -244,15 +235,15 @@ def _folded_quantize(graph: Graph, layers: tuple[LayerPlan, ...]) -> tuple[str, 
 def _is_row_op(graph: Graph, node: Node) -> bool:
     """Return whether a node is a GELU or a LayerNorm with weight parameters (the ops
     `pointwise` implements)."""
-    if node.op.name == "layernorm":
-        return all(graph.node(p).op.name == "weight" for p in node.inputs[1:])
-    return node.op.name == "gelu"
+    if node.op is Op.LAYERNORM:
+        return all(graph.node(p).op is Op.WEIGHT for p in node.inputs[1:])
+    return node.op is Op.GELU
 
 
 def plan_graph(graph: Graph, tokens: int, policy: KernelPolicy = KernelPolicy.AUTO) -> GraphPlan:
     """Plan every linear of `graph` for `tokens` activation rows per call."""
     if tokens < 1:
         raise InputError(f"graph {graph.name!r}: cannot plan for {tokens} tokens")
-    layers = tuple(_plan_layer(graph, n, tokens, policy) for n in graph.nodes_of("linear"))
+    layers = tuple(_plan_layer(graph, n, tokens, policy) for n in graph.nodes_of(Op.LINEAR))
     row_ops = tuple(n.name for n in graph.nodes if _is_row_op(graph, n))
     return GraphPlan(graph, tokens, layers, _folded_quantize(graph, layers), row_ops)

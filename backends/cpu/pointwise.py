@@ -41,7 +41,7 @@ _ERF_BETA = (
 
 
 @njit(cache=True)
-def _erf(x):  # noqa: ANN001, ANN201 (numba-typed)
+def _erf(x):
     """Return erf(x) in f32 as x P(x^2) / Q(x^2) on x clamped to [-4, 4] (no exp: vectorises)."""
     x = min(max(x, -_ERF_CLAMP), _ERF_CLAMP)
     x2 = x * x
@@ -55,7 +55,7 @@ def _erf(x):  # noqa: ANN001, ANN201 (numba-typed)
 
 
 @njit(parallel=True, cache=True, fastmath={"contract", "afn"})
-def _gelu_rows(x, out, tanh_form):  # noqa: ANN001, ANN201 (numba-typed)
+def _gelu_rows(x, out, tanh_form):
     """Write GELU(x) into out, row-parallel, in f32."""
     half, one = np.float32(0.5), np.float32(1.0)
     for r in prange(x.shape[0]):
@@ -69,7 +69,7 @@ def _gelu_rows(x, out, tanh_form):  # noqa: ANN001, ANN201 (numba-typed)
 
 
 @njit(parallel=True, cache=True)
-def _layernorm_rows(x, w, b, eps, out):  # noqa: ANN001, ANN201 (numba-typed)
+def _layernorm_rows(x, w, b, eps, out):
     """Write (x - mean) / sqrt(var + eps) * w + b per row into out (f32 like the reference)."""
     cols = x.shape[1]
     for r in prange(x.shape[0]):

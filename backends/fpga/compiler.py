@@ -40,6 +40,7 @@ from sparseflow.hw_models.schema import FpgaModel, Kind
 from sparseflow.ir.errors import InputError
 from sparseflow.ir.graph import Graph
 from sparseflow.ir.node import Node
+from sparseflow.ir.ops import Op
 
 PREFILL_STEP = 128  # prefill lengths round up to 128: FlightLLM length-adaptive compilation [P]
 DECODE_STEP = 16  # decode KV lengths round up to 16 [P]
@@ -96,7 +97,7 @@ def compile_program(request: CompileRequest, options: CompileOptions | None = No
 
 def _linear_weights(graph: Graph) -> list[str]:
     names = []
-    for node in graph.nodes_of("linear"):
+    for node in graph.nodes_of(Op.LINEAR):
         source = graph.node(node.inputs[0])
         if graph.node(node.inputs[1]).attr("role") == "embedding":
             raise InputError(
@@ -104,7 +105,7 @@ def _linear_weights(graph: Graph) -> list[str]:
                 "embeddings), which the host keeps for lookups; add the untie_lm_head pass "
                 "before the compression passes (as the flightllm recipe does)"
             )
-        if source.op.name != "quantize":
+        if source.op is not Op.QUANTIZE:
             raise InputError(
                 f"layer {node.inputs[1]}: its input %{source.name} is not quantized; the engine "
                 "multiplies INT8 activations (add quantize_activations to the recipe)"
@@ -120,13 +121,13 @@ def _shared_splits(graph: Graph) -> dict[str, str]:
 
     def producer(value: str) -> str | None:
         node = graph.node(value)
-        while node.op.name in ACTIVATIONS and len(node.inputs) == 1:
+        while node.op in ACTIVATIONS and len(node.inputs) == 1:
             node = graph.node(node.inputs[0])
-        return node.inputs[1] if node.op.name == "linear" else None
+        return node.inputs[1] if node.op is Op.LINEAR else None
 
     shared = {}
     for node in graph.nodes:
-        if node.op.name in ("mul", "add") and len(node.inputs) == 2:
+        if node.op in (Op.MUL, Op.ADD) and len(node.inputs) == 2:
             first, second = (producer(i) for i in node.inputs)
             if first and second:
                 shared[second] = first
@@ -148,7 +149,7 @@ def _place_tables(
     head_dim, kv_heads = int(meta["head_dim"]), int(meta["num_kv_heads"])
     cores = hbm.hw.cores
     last = [core_channels(hbm.hw, c)[-1] for c in range(cores)]
-    for node in graph.nodes_of("weight"):
+    for node in graph.nodes_of(Op.WEIGHT):
         if node.attr("role") in ("norm", "bias"):
             for c in range(cores):
                 hbm.take(f"{node.name}@{c}", "table", last[c], node.type.numel() * FP16_BYTES)
@@ -158,7 +159,7 @@ def _place_tables(
                 core = head_core(head, cores)
                 slot = 2 * (head // cores) + (kind == "v")
                 kv_regions(hbm, f"kv.{kind}.{layer}.{head}", core, slot, kv_keys, head_dim)
-    for node in graph.nodes_of("embedding"):  # the host looks rows up in its own tables
+    for node in graph.nodes_of(Op.EMBEDDING):  # the host looks rows up in its own tables
         hbm.take(f"io.{node.name}", "io", last[0], prompt_tokens * hidden * FP16_BYTES)
     for c in range(cores):
         hbm.take(f"io.rope@{c}", "io", last[c], kv_keys * head_dim * 2 * FP16_BYTES)
@@ -166,7 +167,7 @@ def _place_tables(
         hbm.take(f"io.logits@{c}", "io", last[c], prompt_tokens * max(rows, 1) * FP16_BYTES)
 
 
-def _bucket(graph, phase, length, hw, engine, plan, layout, weights) -> Bucket:  # noqa: ANN001
+def _bucket(graph, phase, length, hw, engine, plan, layout, weights) -> Bucket:
     """Lower one bucket: a decode step at KV length `length`, or a prompt of `length` tokens."""
     if phase == "decode":
         shapes = [PassShape("decode", 1, length)]
@@ -184,7 +185,7 @@ def _bucket(graph, phase, length, hw, engine, plan, layout, weights) -> Bucket: 
     return Bucket(phase, length, done, shapes[0].tokens if phase == "prefill" else 0)
 
 
-def _prefill_chunk(graph, engine, plan, weights, length: int) -> int:  # noqa: ANN001
+def _prefill_chunk(graph, engine, plan, weights, length: int) -> int:
     """Return the tokens per prefill pass: even, dividing `length`, fitting ACT and OUT."""
     hidden_max = max(int(p.k) for p in weights.values())
     k_steps = -(-hidden_max // engine.k_per_step(16))
@@ -217,7 +218,7 @@ def _segments(graph: Graph) -> list[tuple[int | None, list[Node]]]:
 def _kv_quant(node: Node) -> str | None:
     """Return 'k' or 'v' for a quantizer of new KV-cache rows (decode: `...attn.k_new.q8`;
     prefill: the cache outputs `k.0`, `v.0`), else None."""
-    if node.op.name != "quantize":
+    if node.op is not Op.QUANTIZE:
         return None
     if match := re.search(r"\.attn\.(k|v)_new\.q\d+$", node.name):
         return match.group(1)
@@ -226,10 +227,10 @@ def _kv_quant(node: Node) -> str | None:
     return None
 
 
-def _lower_segments(graph, segments, shape, hw, engine, plan, layout, weights) -> list[Stream]:  # noqa: ANN001
+def _lower_segments(graph, segments, shape, hw, engine, plan, layout, weights) -> list[Stream]:
     """Lower every segment for one pass in order, each starting from the tiles the one before
     loaded ahead; derive the middle layers from explicitly lowered ones (`_Layers`)."""
-    firsts = [next((n for n in nodes if n.op.name == "linear"), None) for _, nodes in segments]
+    firsts = [next((n for n in nodes if n.op is Op.LINEAR), None) for _, nodes in segments]
 
     def lower(index: int, carry: tuple) -> tuple[list[Stream], tuple]:
         ahead = firsts[index + 1] if index + 1 < len(segments) else None
@@ -263,7 +264,7 @@ class _Layers:
     every layer is lowered.
     """
 
-    def __init__(self, indices: list[int], lower) -> None:  # noqa: ANN001
+    def __init__(self, indices: list[int], lower) -> None:
         self.indices, self.lower = indices, lower
         self.done: dict[int, tuple[list[Stream], tuple]] = {}
         self.period: int | None = None
@@ -382,7 +383,7 @@ class FpgaCompiled:
             "hbm_bytes": p.layout.used_bytes(),
         }
 
-    def runners(self):  # noqa: ANN201
+    def runners(self):
         """Return (prefill, decode) runners executing the program on the functional model."""
         from sparseflow.backends.fpga.functional import FunctionalRunner
 

@@ -39,11 +39,11 @@ from typing import Protocol
 import numpy as np
 
 from sparseflow.ir.errors import InputError
+from sparseflow.ir.formats import FLIGHTLLM_BLOCK
 
 GROUP_SIZE_DSP = 2  # DSP48 slices per group: FlightLLM (FPGA'24) CSD-chain figure
-BLOCK_M = 16  # N:M block length along K: FlightLLM [P]
 SPARSE_NS = (2, 4, 8)  # N of N:16 in sparse mode: FlightLLM [P]; N = 16 is dense
-DENSE_N = 16
+DENSE_N = FLIGHTLLM_BLOCK
 N_CODES = {2: 0, 4: 1, 8: 2, 16: 3}  # 2-bit field of the MM/MV instruction
 INDEX_BITS = 4  # in-block index of a non-zero weight: FlightLLM [A]
 WBITS_SUPPORTED = (4, 8)  # INT4 / INT8 weights: FlightLLM [A]
@@ -95,7 +95,7 @@ class ChainParams:
     @property
     def act_width(self) -> int:
         """Return activations per lane in one activation word (a K chunk or a 16-block)."""
-        return max(self.chain_len, BLOCK_M)
+        return max(self.chain_len, FLIGHTLLM_BLOCK)
 
     @property
     def max_segments(self) -> int:
@@ -152,7 +152,7 @@ class EngineParams:
         return self.n_chains * self.chain.segments(n)
 
     def k_per_step(self, n: int) -> int:
-        return self.chain.chain_len if n == DENSE_N else BLOCK_M
+        return self.chain.chain_len if n == DENSE_N else FLIGHTLLM_BLOCK
 
 
 class MatrixFields(Protocol):
@@ -325,8 +325,8 @@ def plan_linear(
 ) -> MatrixOp:
     """Return the MatrixOp computing y[tokens, rows] = x[tokens, k] @ w[rows, k].T (+ bias)."""
     engine.chain.check_mode(n)
-    if n != DENSE_N and k % BLOCK_M:
-        raise InputError(f"linear k={k}: must be a multiple of {BLOCK_M} in {n}:16 mode")
+    if n != DENSE_N and k % FLIGHTLLM_BLOCK:
+        raise InputError(f"linear k={k}: must be a multiple of {FLIGHTLLM_BLOCK} in {n}:16 mode")
     return MatrixOp(
         n=n,
         tok_pairs=-(-tokens // 2),
@@ -393,7 +393,7 @@ def _pad2(a: np.ndarray, rows: int, cols: int) -> np.ndarray:
 
 def _nm_compress(w_pad: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Return (values, indices) [rows, blocks, n] of the non-zeros of each 16-block."""
-    blocks = w_pad.reshape(w_pad.shape[0], -1, BLOCK_M)
+    blocks = w_pad.reshape(w_pad.shape[0], -1, FLIGHTLLM_BLOCK)
     nnz = (blocks != 0).sum(axis=-1)
     if (nnz > n).any():
         raise InputError(f"weights: a 16-block holds {nnz.max()} non-zeros, more than N={n}")

@@ -23,7 +23,6 @@ from collections.abc import Mapping
 import numpy as np
 
 from sparseflow.backends.fpga.engine_model import (
-    BLOCK_M,
     DENSE_N,
     EngineBuffers,
     EngineParams,
@@ -33,13 +32,17 @@ from sparseflow.backends.fpga.engine_model import (
     read_linear,
 )
 from sparseflow.backends.fpga.program import Program, WeightPlacement
+from sparseflow.ir.formats import FLIGHTLLM_BLOCK
 from sparseflow.ir.graph import Graph
 from sparseflow.ir.interpreter import Interpreter, bind_inputs
 from sparseflow.ir.node import Node
+from sparseflow.ir.ops import Op
 from sparseflow.passes.quantize import symmetric_quantize
 
-SFU_ROUNDED = {"rmsnorm", "layernorm", "silu", "gelu", "relu", "add", "mul", "rope", "softmax",
-               "scale", "causal_mask", "embedding"}  # fmt: skip
+SFU_ROUNDED = {
+    *(Op.RMSNORM, Op.LAYERNORM, Op.SILU, Op.GELU, Op.RELU, Op.ADD, Op.MUL, Op.ROPE),
+    *(Op.SOFTMAX, Op.SCALE, Op.CAUSAL_MASK, Op.EMBEDDING),
+}
 PRECISIONS = {"fp16": np.float16, "fp32": np.float32}
 
 
@@ -52,7 +55,7 @@ def engine_matmul(
     engine: EngineParams, n: int, x_codes: np.ndarray, w_codes: np.ndarray
 ) -> np.ndarray:
     """Return the engine's int32 x_codes [T, K] @ w_codes [R, K].T in mode N:16."""
-    k = -(-x_codes.shape[1] // BLOCK_M) * BLOCK_M
+    k = -(-x_codes.shape[1] // FLIGHTLLM_BLOCK) * FLIGHTLLM_BLOCK
     op = plan_linear(engine, n, x_codes.shape[0], w_codes.shape[0], k)
     depth = max(op.tok_pairs * op.k_steps, op.row_tiles * op.k_steps, op.tok_pairs * op.row_tiles)
     sized = EngineParams(engine.chain, engine.n_chains, depth, depth, 1, depth)
@@ -71,11 +74,11 @@ class FunctionalRunner:
         self.weight_codes: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         kernels = {}
         for node in graph.nodes:
-            if node.op.name == "linear":
+            if node.op is Op.LINEAR:
                 kernels[node.name] = self._linear_kernel(node)
-            elif node.op.name == "matmul":
+            elif node.op is Op.MATMUL:
                 kernels[node.name] = self._attention_kernel(node)
-            elif node.op.name in SFU_ROUNDED:
+            elif node.op in SFU_ROUNDED:
                 kernels[node.name] = self._sfu_kernel(node)
         self.interpreter = Interpreter(graph, kernels=kernels)
 
@@ -90,8 +93,8 @@ class FunctionalRunner:
         with np.errstate(over="ignore"):  # beyond the FP16 range is +-inf, as in the SFU
             return np.asarray(x, np.float32).astype(self.dtype).astype(np.float32)
 
-    def _sfu_kernel(self, node: Node):  # noqa: ANN202
-        weights = [i for i in node.inputs if self.graph.node(i).op.name == "weight"]
+    def _sfu_kernel(self, node: Node):
+        weights = [i for i in node.inputs if self.graph.node(i).op is Op.WEIGHT]
 
         def kernel(values: list[np.ndarray]) -> np.ndarray:
             it = iter(values)
@@ -102,7 +105,7 @@ class FunctionalRunner:
                 else:
                     v = next(it)
                     args.append(self._round(v) if np.issubdtype(v.dtype, np.floating) else v)
-            if node.op.name == "embedding":  # the host looks up rows of the f32 table
+            if node.op is Op.EMBEDDING:  # the host looks up rows of the f32 table
                 args[1] = self.interpreter.weight(node.inputs[1])
             return self._round(node.op.reference(args, node.attr_dict))
 
@@ -120,7 +123,7 @@ class FunctionalRunner:
             self.weight_codes[placement.name] = (codes, scales)
         return self.weight_codes[placement.name]
 
-    def _linear_kernel(self, node: Node):  # noqa: ANN202
+    def _linear_kernel(self, node: Node):
         placement = self.program.layout.weight(node.inputs[1])
         engine = self.program.engine
         bias = node.inputs[2] if len(node.inputs) > 2 else None
@@ -141,7 +144,7 @@ class FunctionalRunner:
 
         return kernel
 
-    def _attention_kernel(self, node: Node):  # noqa: ANN202
+    def _attention_kernel(self, node: Node):
         engine = self.program.engine
         scores = bool(node.attr("transpose_b", False))
         static = None if scores else self._static_scale(node.inputs[1])
@@ -172,8 +175,8 @@ class FunctionalRunner:
     def _static_scale(self, value: str) -> np.float32 | None:
         """Return the static scale of the value cache that `value` reads, if it has one."""
         node = self.graph.node(value)
-        while node.op.name in ("repeat_kv", "kv_append", "quantize"):
-            if node.op.name == "quantize" and len(node.inputs) == 2:
+        while node.op in (Op.REPEAT_KV, Op.KV_APPEND, Op.QUANTIZE):
+            if node.op is Op.QUANTIZE and len(node.inputs) == 2:
                 return np.float32(self.graph.weights.dense(node.inputs[1]).reshape(()))
-            node = self.graph.node(node.inputs[1 if node.op.name == "kv_append" else 0])
+            node = self.graph.node(node.inputs[1 if node.op is Op.KV_APPEND else 0])
         return None

@@ -78,7 +78,6 @@ class SysOp(IntEnum):
 
 
 QUEUE_LETTERS = "LSMF"  # load, store, matrix, sfu (F: special-function unit)
-HBM_CHANNELS = 32  # U280 HBM2 pseudo-channels (AMD DS963)
 WORD_BYTES = 4  # programs are 32-bit words
 HBM_WORD_BYTES = 32  # one beat of a pseudo-channel's 256-bit AXI port (AMD PG276)
 
@@ -145,7 +144,7 @@ def _matrix_fields(max_tok_pairs: int) -> tuple[Field, ...]:
 def _transfer_fields() -> tuple[Field, ...]:
     return (
         Field("buffer", 0, 17, 3, tuple(Buffer)),
-        Field("channel", 0, 12, 5, hi=HBM_CHANNELS - 1),
+        Field("channel", 0, 12, 5),  # 32 HBM pseudo-channels
         Field("hbm_addr", 1, 0, 32),
         _u16("buf_addr", 2, 16),
         _u16("length", 2, 0, lo=1),

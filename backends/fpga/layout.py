@@ -20,7 +20,6 @@ import numpy as np
 
 from sparseflow.backends.fpga import isa
 from sparseflow.backends.fpga.engine_model import (
-    BLOCK_M,
     DENSE_N,
     INDEX_BITS,
     ChainParams,
@@ -35,11 +34,11 @@ from sparseflow.backends.fpga.program import (
 )
 from sparseflow.hw_models.schema import FpgaModel
 from sparseflow.ir.errors import InputError
-from sparseflow.ir.formats import PackedWeight
+from sparseflow.ir.formats import FLIGHTLLM_BLOCK, PackedWeight
 from sparseflow.ir.graph import Graph
 from sparseflow.ir.types import QuantScheme, SparsePattern
 
-FP16_BYTES = 2
+FP16_BYTES = 2  # the SFU datapath, its buffer and host I/O hold FP16 (FlightLLM [P][A])
 SFU_WORD_ELEMENTS = 16  # FP16 elements per SFU-buffer word: the SFU's 16 lanes [P][A]
 ADDRESS_WORDS = 1 << 16  # 16-bit buffer address fields of the ISA
 SCALE_BYTES = 4  # f32 weight scales
@@ -137,17 +136,17 @@ def linear_spec(graph: Graph, name: str, hw: FpgaModel) -> LinearSpec:
         raise InputError(f"layer {name}: asymmetric int4 ({t.quant}) needs a zero-point unit "
                          f"the engine lacks; quantize with symmetric: true")  # fmt: skip
     group = t.quant.group_size if t.quant.granularity == "group" else k
-    if group < k and group % BLOCK_M:
+    if group < k and group % FLIGHTLLM_BLOCK:
         raise InputError(f"layer {name}: quantization group {group} is not a multiple of 16")
     return LinearSpec(name, rows, k, n, t.quant.bits, group, n != DENSE_N, block_n_bytes)
 
 
-def _mode(name: str, t, value: object, supported: tuple[int, ...]) -> tuple[int, int]:  # noqa: ANN001
+def _mode(name: str, t, value: object, supported: tuple[int, ...]) -> tuple[int, int]:
     """Return (N:16 mode, bytes of per-block N) of a weight's sparse format."""
     if t.sparse is None:
         return DENSE_N, 0
     pattern = t.sparse.pattern
-    if pattern == SparsePattern.NM and t.sparse.m == BLOCK_M and t.sparse.n in supported:
+    if pattern == SparsePattern.NM and t.sparse.m == FLIGHTLLM_BLOCK and t.sparse.n in supported:
         return t.sparse.n, 0
     if pattern != SparsePattern.NM_BLOCK:
         raise InputError(
@@ -162,7 +161,7 @@ def _mode(name: str, t, value: object, supported: tuple[int, ...]) -> tuple[int,
         return n, int(block_n.nbytes)
     allowed = sorted(x for x in supported if x >= t.sparse.density * DENSE_N - 1e-9)
     rows, k = (int(d) for d in t.shape)
-    return allowed[0], -(-rows // BLOCK_M) * -(-k // BLOCK_M)
+    return allowed[0], -(-rows // FLIGHTLLM_BLOCK) * -(-k // FLIGHTLLM_BLOCK)
 
 
 class ChannelAllocator:

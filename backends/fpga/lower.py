@@ -32,12 +32,14 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 from sparseflow.backends.fpga import isa
-from sparseflow.backends.fpga.engine_model import BLOCK_M, EngineParams, plan_linear
+from sparseflow.backends.fpga.engine_model import EngineParams, plan_linear
 from sparseflow.backends.fpga.layout import ADDRESS_WORDS, FP16_BYTES, SFU_WORD_ELEMENTS, head_core
 from sparseflow.backends.fpga.program import BufferPlan, HbmLayout, WeightPlacement, WeightTile
 from sparseflow.ir.errors import InputError
+from sparseflow.ir.formats import FLIGHTLLM_BLOCK
 from sparseflow.ir.graph import Graph
 from sparseflow.ir.node import Node
+from sparseflow.ir.ops import Op
 
 Q = isa.Queue
 QUEUE_OF = {
@@ -48,25 +50,25 @@ QUEUE_OF = {
     isa.Sfu: Q.SFU,
 }
 SFU_OPS = {
-    "rmsnorm": isa.SfuOp.RMSNORM,
-    "layernorm": isa.SfuOp.LAYERNORM,
-    "silu": isa.SfuOp.SILU,
-    "gelu": isa.SfuOp.GELU,
-    "relu": isa.SfuOp.RELU,
-    "add": isa.SfuOp.ADD,
-    "mul": isa.SfuOp.MUL,
-    "rope": isa.SfuOp.ROPE,
-    "softmax": isa.SfuOp.SOFTMAX,
-    "scale": isa.SfuOp.MASK,
-    "causal_mask": isa.SfuOp.MASK,
+    Op.RMSNORM: isa.SfuOp.RMSNORM,
+    Op.LAYERNORM: isa.SfuOp.LAYERNORM,
+    Op.SILU: isa.SfuOp.SILU,
+    Op.GELU: isa.SfuOp.GELU,
+    Op.RELU: isa.SfuOp.RELU,
+    Op.ADD: isa.SfuOp.ADD,
+    Op.MUL: isa.SfuOp.MUL,
+    Op.ROPE: isa.SfuOp.ROPE,
+    Op.SOFTMAX: isa.SfuOp.SOFTMAX,
+    Op.SCALE: isa.SfuOp.MASK,
+    Op.CAUSAL_MASK: isa.SfuOp.MASK,
 }
-NORMS = {"rmsnorm", "layernorm"}
-ACTIVATIONS = {"silu", "gelu", "relu"}  # single-input functions fused after a DEQUANT
-FUSABLE = ACTIVATIONS | {"add", "mul"}
+NORMS = {Op.RMSNORM, Op.LAYERNORM}
+ACTIVATIONS = {Op.SILU, Op.GELU, Op.RELU}  # single-input functions fused after a DEQUANT
+FUSABLE = ACTIVATIONS | {Op.ADD, Op.MUL}
 # cast (rounding to FP16) is free: the SFU already holds its results in FP16.
-FREE = {"input", "weight", "reshape", "transpose", "repeat_kv", "kv_append", "cast"}
-ALIASES = {"reshape", "transpose", "repeat_kv", "cast"}  # reading one reads its input
-ATTENTION = {"matmul", "scale", "causal_mask", "softmax"}
+FREE = {Op.INPUT, Op.WEIGHT, Op.RESHAPE, Op.TRANSPOSE, Op.REPEAT_KV, Op.KV_APPEND, Op.CAST}
+ALIASES = {Op.RESHAPE, Op.TRANSPOSE, Op.REPEAT_KV, Op.CAST}  # reading one reads its input
+ATTENTION = {Op.MATMUL, Op.SCALE, Op.CAUSAL_MASK, Op.SOFTMAX}
 PENDING = -2  # reader of ring words loaded ahead for a matrix op not emitted yet
 LOCAL = ("local",)  # partition key: every core holds its own copy
 HEADS = ("heads",)  # partition key: per head, on the head's core
@@ -240,7 +242,7 @@ class Lowering:
         for n in self.graph.nodes:
             for i in n.inputs:
                 self.consumers.setdefault(i, []).append(n)
-        first = next((n for n in self.nodes if n.op.name == "linear"), None)
+        first = next((n for n in self.nodes if n.op is Op.LINEAR), None)
         for e, carried in zip(self.emitters, self.carry_in, strict=False):
             for ordinal, base, words in carried:
                 span, _ = e.ring.take(base, words, PENDING)
@@ -276,7 +278,7 @@ class Lowering:
     # ------------------------------------------------------------------ epochs
     def source(self, value: str) -> str:
         """Return the value whose data `value` views (through reshapes and transposes)."""
-        while value in self.graph and self.graph.node(value).op.name in ALIASES:
+        while value in self.graph and self.graph.node(value).op in ALIASES:
             value = self.graph.node(value).inputs[0]
         return value
 
@@ -295,7 +297,7 @@ class Lowering:
 
     def barrier(self) -> None:
         """Load the next linear's first tiles ahead, then a barrier on every core."""
-        upcoming = [n for n in self.nodes[self.position :] if n.op.name == "linear"]
+        upcoming = [n for n in self.nodes[self.position :] if n.op is Op.LINEAR]
         nxt = upcoming[0] if upcoming else self.lookahead
         if nxt is not None:
             self.prefetch(nxt)
@@ -326,29 +328,30 @@ class Lowering:
     # ------------------------------------------------------------------ nodes
     def lower(self, node: Node) -> None:
         """Emit the instructions of one node (nothing for layout-only nodes)."""
-        op = node.op.name
+        op = node.op
         if op in FREE or node.name in self.done:
             return
-        if op == "embedding":
+        if op is Op.EMBEDDING:
             elements = self.row_elements(node.name)
             self.io_load(self.emitters[0], f"io.{node.name}", node.name, elements, self.host_row)
             self.wrote(node.name, [0], None)
-        elif op == "quantize":
+        elif op is Op.QUANTIZE:
             self.quantize(node)
-        elif op == "linear":
+        elif op is Op.LINEAR:
             self.linear(node)
-        elif op == "matmul":
+        elif op is Op.MATMUL:
             self.attention(node)
         elif op in NORMS:
             self.norm(node)
-        elif op == "rope":
+        elif op is Op.ROPE:
             self.rope(node)
         elif op in SFU_OPS:
             self.sfu_node(node)
         else:
-            supported = sorted({"embedding", "quantize", "linear", "matmul", *SFU_OPS, *FREE})
+            lowered = {Op.EMBEDDING, Op.QUANTIZE, Op.LINEAR, Op.MATMUL, *SFU_OPS, *FREE}
+            supported = sorted(o.value for o in lowered)
             raise InputError(
-                f"node %{node.name}: op {op!r} has no FPGA lowering (the accelerator runs "
+                f"node %{node.name}: op '{op}' has no FPGA lowering (the accelerator runs "
                 f"{', '.join(supported)})"
             )
 
@@ -420,12 +423,12 @@ class Lowering:
         for core, e in enumerate(self.emitters):
             after = tuple(self.table_load(e, core, w) for w in weights)
             ins = [self.local(v, core) for v in value] + weights
-            self.sfu(e, SFU_OPS[node.op.name], f"{node.name}@{core}", ins, after)
+            self.sfu(e, SFU_OPS[node.op], f"{node.name}@{core}", ins, after)
         self.wrote(node.name, cores, LOCAL)
 
     def split_inputs(self, node: Node) -> tuple[list[str], list[str]]:
         """Return (value inputs, weight inputs) of a node."""
-        weights = [i for i in node.inputs if self.graph.node(i).op.name == "weight"]
+        weights = [i for i in node.inputs if self.graph.node(i).op is Op.WEIGHT]
         return [i for i in node.inputs if i not in weights], weights
 
     def sfu_node(self, node: Node) -> None:
@@ -434,7 +437,7 @@ class Lowering:
         self.reads(values, [0])
         e = self.emitters[0]
         after = tuple(self.table_load(e, 0, w) for w in weights)
-        self.sfu(e, SFU_OPS[node.op.name], node.name, values + weights, after)
+        self.sfu(e, SFU_OPS[node.op], node.name, values + weights, after)
         self.wrote(node.name, [0], None)
 
     def quantize(self, node: Node) -> None:
@@ -443,7 +446,7 @@ class Lowering:
         Quantizers feeding attention are done per head by `attention` instead.
         """
         users = self.consumers.get(node.name, [])
-        if users and all(u.op.name == "matmul" for u in users):
+        if users and all(u.op is Op.MATMUL for u in users):
             return
         cores = list(range(self.cores))
         self.reads([node.inputs[0]], cores, LOCAL)
@@ -481,7 +484,7 @@ class Lowering:
                                 imm=imm, **extra)  # fmt: skip
                 if tile.k0 + tile.k == placement.k:
                     for user in fused:
-                        last = self.sfu(e, SFU_OPS[user.op.name], user.name, list(user.inputs),
+                        last = self.sfu(e, SFU_OPS[user.op], user.name, list(user.inputs),
                                         (last,), tile.rows)  # fmt: skip
                 if not self.consumers.get(node.name):
                     last = self.store_output(e, core, node.name, placement, tile, last)
@@ -529,11 +532,12 @@ class Lowering:
         span = e.prefetched.pop((placement.name, ordinal), None)
         if span is None:
             span, _ = self.load_tile(e, tile, e.ring.place(tile.words), None)
-        k_padded = -(-tile.k // BLOCK_M) * BLOCK_M  # nmblock pads K to whole 16-blocks
+        block = FLIGHTLLM_BLOCK  # nmblock pads K to whole 16-blocks
+        k_padded = -(-tile.k // block) * block
         op = plan_linear(self.engine, placement.n, self.shape.tokens, tile.rows, k_padded)
         return self.matrix(e, span, placement.n, placement.wbits, op)
 
-    def matrix(self, e: Emitter, span: list, n: int, wbits: int, op) -> tuple[int, int]:  # noqa: ANN001
+    def matrix(self, e: Emitter, span: list, n: int, wbits: int, op) -> tuple[int, int]:
         """Emit the MM/MV reading ring `span`; it waits for its loads, its ACT input and the
         SFU op that last read the OUT half it overwrites."""
         half = e.matrix_ops % 2
@@ -557,9 +561,9 @@ class Lowering:
         chain, value = [], node.name
         while True:
             users = self.consumers.get(value, [])
-            while len(users) == 1 and users[0].op.name in ALIASES:
+            while len(users) == 1 and users[0].op in ALIASES:
                 users = self.consumers.get(users[0].name, [])
-            if len(users) != 1 or users[0].op.name not in FUSABLE:
+            if len(users) != 1 or users[0].op not in FUSABLE:
                 return chain
             user = users[0]
             others = [i for i in user.inputs if self.source(i) != value]
@@ -628,13 +632,13 @@ class Lowering:
     def attention(self, node: Node) -> None:
         """Lower scores -> (scale, mask) -> softmax -> context of one layer, per head."""
         prefix = node.name.rsplit(".", 1)[0] + "."
-        part = [n for n in self.graph.nodes if n.name.startswith(prefix) and n.op.name in ATTENTION]
+        part = [n for n in self.graph.nodes if n.name.startswith(prefix) and n.op in ATTENTION]
         self.done.update(n.name for n in part)
         layer = prefix.split(".")[1]
         heads, head_dim = self.head_dims(node)
         groups = max(1, heads // self.kv_heads())
         q = self.source(node.inputs[0])
-        q = self.graph.node(q).inputs[0] if self.graph.node(q).op.name == "quantize" else q
+        q = self.graph.node(q).inputs[0] if self.graph.node(q).op is Op.QUANTIZE else q
         self.reads([q], list(range(self.cores)), HEADS)
         for head in range(heads):
             kv = head // groups

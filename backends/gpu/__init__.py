@@ -3,7 +3,10 @@
 Importing this package first selects the CUDA target (see `device`): a real GPU when the
 driver reports one, otherwise numba's CUDA simulator, which runs the same kernels on the CPU.
 `using_simulator()` says which one is active. Each kernel module also offers `launch_*`
-functions on device arrays (used by `bench.run_gpu_bench`).
+functions on device arrays (used by `bench.run_gpu_bench`). `fusion` fuses decode attention,
+`plan` picks a kernel per node, `executor` runs a plan.
+
+Imports: sparseflow.ir, sparseflow.hw_models and sparseflow.backends.
 """
 
 from sparseflow.backends.gpu.device import configure_cuda, using_simulator

@@ -7,56 +7,18 @@ Requires a verified graph. Ensures an equivalent graph in which every chain
 with one query token (q [B, H, 1, D]), each intermediate read only by the next op, and keys and
 values read directly from their caches or through one `repeat_kv` each (same n_rep), becomes
     %ctx = decode_attention(%q, %k, %v, %pos) {"n_rep": R, "scale": f}
-The fused op is private to this backend (not in the op registry): its numpy reference runs the
-registered references of the ops it replaces, so the lowered graph computes what the original
-did. Keys past pos[0] are masked, so the kernel attends over the first pos[0] + 1 cache rows.
+The fused op is `Op.DECODE_ATTENTION` (defined in the op registry): its numpy reference runs
+the references of the ops it replaces, so the lowered graph computes what the original did.
+Keys past pos[0] are masked, so the kernel attends over the first pos[0] + 1 cache rows.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
-import numpy as np
-
-from sparseflow.ir.dims import eval_dim, same_dim
-from sparseflow.ir.dtypes import DType
 from sparseflow.ir.graph import Graph
 from sparseflow.ir.node import Node, make_attrs
-from sparseflow.ir.ops import AttrDict, Cost, OpDef, TypeMismatch, dense_bytes, get_op
-from sparseflow.ir.types import TensorType
-
-
-def _infer(ins: Sequence[TensorType], a: AttrDict) -> TensorType:
-    q, k, v, pos = ins
-    n_rep = int(a["n_rep"])
-    if q.rank != 4 or k.rank != 4 or k.shape != v.shape or pos.rank != 1:
-        raise TypeMismatch("decode_attention takes q [B,H,1,D], k, v [B,Hkv,S,D], pos [1]")
-    heads, kv_heads = q.shape[1], k.shape[1]
-    if isinstance(kv_heads, int) and not same_dim(heads, kv_heads * n_rep):
-        raise TypeMismatch(f"{heads} query heads != {kv_heads} KV heads x {n_rep}")
-    return TensorType(q.shape, DType.F32)
-
-
-def _cost(ins: Sequence[TensorType], out: TensorType, a: AttrDict, b: dict[str, int]) -> Cost:
-    q, k = ins[0], ins[1]
-    keys = eval_dim(k.shape[2], b)
-    flops = 4 * q.numel(b) * keys  # q k^T and p v: 2 FLOPs per multiply-add each
-    return Cost(flops, tuple(dense_bytes(t, b) for t in ins), dense_bytes(out, b))
-
-
-def _reference(xs: list[np.ndarray], a: AttrDict) -> np.ndarray:
-    q, k, v, pos = xs
-    repeat = get_op("repeat_kv").reference
-    k, v = repeat([k], {"n_rep": a["n_rep"]}), repeat([v], {"n_rep": a["n_rep"]})
-    scores = get_op("matmul").reference([q, k], {"transpose_b": True})
-    scores = get_op("scale").reference([scores], {"factor": a["scale"]})
-    scores = get_op("causal_mask").reference([scores, pos], {})
-    probs = get_op("softmax").reference([scores], {"axis": -1})
-    return get_op("matmul").reference([probs, v], {})
-
-
-DECODE_ATTENTION = OpDef("decode_attention", "attention", (4, 4), _infer, _cost, _reference)
+from sparseflow.ir.ops import Op
 
 
 @dataclass(frozen=True)
@@ -67,30 +29,30 @@ class _Chain:
     fused: Node
 
 
-def _single_use(graph: Graph, users: dict[str, int], name: str, op: str) -> Node | None:
+def _single_use(graph: Graph, users: dict[str, int], name: str, op: Op) -> Node | None:
     node = graph.node(name)
-    return node if node.op.name == op and users[name] == 1 else None
+    return node if node.op is op and users[name] == 1 else None
 
 
 def _cache(graph: Graph, users: dict[str, int], name: str) -> tuple[str, int, set[str]]:
     """Return (cache value, n_rep, removed nodes) for keys or values read by attention."""
-    rep = _single_use(graph, users, name, "repeat_kv")
+    rep = _single_use(graph, users, name, Op.REPEAT_KV)
     if rep is None:
         return name, 1, set()
     return rep.inputs[0], int(rep.attr("n_rep")), {rep.name}
 
 
 def _match(graph: Graph, users: dict[str, int], ctx: Node) -> _Chain | None:
-    if ctx.op.name != "matmul" or ctx.attr("transpose_b", False):
+    if ctx.op is not Op.MATMUL or ctx.attr("transpose_b", False):
         return None
-    probs = _single_use(graph, users, ctx.inputs[0], "softmax")
+    probs = _single_use(graph, users, ctx.inputs[0], Op.SOFTMAX)
     if probs is None or int(probs.attr("axis", -1)) not in (-1, 3):
         return None
-    masked = _single_use(graph, users, probs.inputs[0], "causal_mask")
+    masked = _single_use(graph, users, probs.inputs[0], Op.CAUSAL_MASK)
     if masked is None:
         return None
-    scaled = _single_use(graph, users, masked.inputs[0], "scale")  # OPT scales q instead
-    scores = _single_use(graph, users, (scaled or masked).inputs[0], "matmul")
+    scaled = _single_use(graph, users, masked.inputs[0], Op.SCALE)  # OPT scales q instead
+    scores = _single_use(graph, users, (scaled or masked).inputs[0], Op.MATMUL)
     if scores is None or not scores.attr("transpose_b", False):
         return None
     q = graph.node(scores.inputs[0])
@@ -103,7 +65,7 @@ def _match(graph: Graph, users: dict[str, int], ctx: Node) -> _Chain | None:
     factor = float(scaled.attr("factor")) if scaled is not None else 1.0
     attrs = make_attrs({"n_rep": k_rep, "scale": factor})
     inputs = (q.name, k, v, masked.inputs[1])
-    fused = Node(ctx.name, DECODE_ATTENTION, inputs, ctx.type, attrs)
+    fused = Node(ctx.name, Op.DECODE_ATTENTION, inputs, ctx.type, attrs)
     removed = {probs.name, masked.name, scores.name} | k_removed | v_removed
     if scaled is not None:
         removed.add(scaled.name)

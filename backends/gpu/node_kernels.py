@@ -32,6 +32,7 @@ from sparseflow.ir.formats import PackedWeight
 from sparseflow.ir.graph import Graph
 from sparseflow.ir.interpreter import Kernel as NodeKernel
 from sparseflow.ir.node import Node
+from sparseflow.ir.ops import Op
 
 Matmul = Callable[[np.ndarray], np.ndarray]  # X [T, K] f32 -> Y [T, N] f32
 
@@ -209,7 +210,7 @@ def _f32(x: np.ndarray) -> np.ndarray:
 
 def _norm(graph: Graph, node: Node, device: DeviceWeights) -> NodeKernel:
     params = [device.get(graph, name, "f32", _dense)[0] for name in node.inputs[1:]]
-    factory = rmsnorm_kernel if node.op.name == "rmsnorm" else layernorm_kernel
+    factory = rmsnorm_kernel if node.op is Op.RMSNORM else layernorm_kernel
     eps = np.float32(node.attr("eps"))
     return lambda xs: run_rows(factory, _f32(xs[0]), None, *params, eps)
 

@@ -23,10 +23,9 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from sparseflow.ir.formats import PackedWeight
 from sparseflow.ir.graph import Graph
 from sparseflow.ir.node import Node
-from sparseflow.ir.ops import storage_bytes
+from sparseflow.ir.ops import Op
 from sparseflow.ir.types import QuantScheme, SparsePattern, TensorType
 
 # The `quantize` bit widths whose codes fit the int8 GEMM's int8 operands.
@@ -49,12 +48,15 @@ class GpuKernel(enum.Enum):
     HOST = "host"
 
 
+NORM_KERNELS = {Op.RMSNORM: GpuKernel.RMSNORM, Op.LAYERNORM: GpuKernel.LAYERNORM}
+
+
 @dataclass(frozen=True)
 class NodePlan:
     """The kernel of one node, its shapes, its weight and why the kernel was chosen."""
 
     node: str
-    op: str
+    op: Op
     kernel: GpuKernel
     inputs: tuple[str, ...]  # printed types of the inputs, weights included
     output: str
@@ -74,7 +76,7 @@ class NodePlan:
         """Return a JSON-serialisable record of the plan line."""
         return {
             "node": self.node,
-            "op": self.op,
+            "op": self.op.value,
             "kernel": self.kernel.value,
             "inputs": list(self.inputs),
             "output": self.output,
@@ -111,21 +113,13 @@ class GraphPlan:
 
 
 def _is_stored(graph: Graph, name: str) -> bool:
-    return graph.node(name).op.name == "weight"
-
-
-def _weight_bytes(graph: Graph, name: str) -> int:
-    """Return the stored bytes of a weight: its arrays when present, else its type's model."""
-    if name in graph.weights:
-        value = graph.weights[name]
-        return value.nbytes if isinstance(value, PackedWeight) else int(value.nbytes)
-    return storage_bytes(graph.node(name).type)
+    return graph.node(name).op is Op.WEIGHT
 
 
 def activation_bits(graph: Graph, node: Node) -> int | None:
     """Return the bits of the `quantize` node feeding a linear, or None when x is float."""
     source = graph.node(node.inputs[0])
-    if source.op.name != "quantize":
+    if source.op is not Op.QUANTIZE:
         return None
     return int(source.attr("bits", 8))
 
@@ -156,17 +150,17 @@ def choose_linear(graph: Graph, node: Node) -> tuple[GpuKernel, str]:
 
 def choose_kernel(graph: Graph, node: Node) -> tuple[GpuKernel, str]:
     """Return the kernel of any compute node and the reason."""
-    op = node.op.name
+    op = node.op
     params_stored = all(_is_stored(graph, i) for i in node.inputs[1:])
-    if op == "linear":
+    if op is Op.LINEAR:
         return choose_linear(graph, node)
-    if op in ("rmsnorm", "layernorm") and params_stored:
-        return GpuKernel(op), "one block per row, parameters on the device"
-    if op == "softmax" and int(node.attr("axis", -1)) in (-1, node.type.rank - 1):
+    if op in NORM_KERNELS and params_stored:
+        return NORM_KERNELS[op], "one block per row, parameters on the device"
+    if op is Op.SOFTMAX and int(node.attr("axis", -1)) in (-1, node.type.rank - 1):
         return GpuKernel.SOFTMAX, "one block per row"
-    if op == "rope":
+    if op is Op.ROPE:
         return GpuKernel.ROPE, "one thread per rotation pair"
-    if op == "decode_attention":
+    if op is Op.DECODE_ATTENTION:
         return GpuKernel.DECODE_ATTENTION, "fused q k^T, scale, mask, softmax, v (split-K)"
     return GpuKernel.HOST, "numpy reference"
 
@@ -178,17 +172,17 @@ def plan_graph(graph: Graph) -> GraphPlan:
         if node.op.is_source:
             continue
         kernel, reason = choose_kernel(graph, node)
-        weight = node.inputs[1] if node.op.name == "linear" else None
+        weight = node.inputs[1] if node.op is Op.LINEAR else None
         stored = [i for i in node.inputs if _is_stored(graph, i)]
         entries.append(
             NodePlan(
                 node=node.name,
-                op=node.op.name,
+                op=node.op,
                 kernel=kernel,
                 inputs=tuple(str(graph.node(i).type) for i in node.inputs),
                 output=str(node.type),
                 weight=weight if weight in stored else None,
-                weight_bytes=sum(_weight_bytes(graph, i) for i in stored),
+                weight_bytes=sum(graph.stored_bytes(i) for i in stored),
                 reason=reason,
             )
         )

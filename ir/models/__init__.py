@@ -1,4 +1,11 @@
-"""Transformer model configs, graph builders (LLaMA, OPT, GPT-2, BERT) and importers."""
+"""Transformer model configs, graph builders (LLaMA, OPT, GPT-2, BERT) and importers.
+
+`config` (built-in configs, validation), `hf_config` (Hugging Face config.json), `blocks` +
+`llama`/`opt`/`bert` (graph builders), `hf` + `safetensors_file` (real weights),
+`random_weights` (seeded weights for shape-only models), `zoo` (model sources by name).
+
+Imports: sparseflow.ir only.
+"""
 
 from sparseflow.ir.models.config import BUILTINS, ModelConfig, builtin_config
 from sparseflow.ir.models.hf import import_hf_folder

@@ -22,6 +22,7 @@ from sparseflow.ir.errors import InputError
 from sparseflow.ir.graph import Graph
 from sparseflow.ir.models.blocks import ModelBuilder
 from sparseflow.ir.models.config import ModelConfig
+from sparseflow.ir.ops import Op
 from sparseflow.ir.types import TensorType
 
 
@@ -35,7 +36,7 @@ def build_bert(config: ModelConfig, phase: str = "prefill", batch: int = 1,
     tokens = m.embedding(m.ids, "embed_tokens", config.vocab_size, "embed")
     positions = m.embedding(m.pos, "embed_positions", config.max_positions, "embed_pos")
     segments = m.embedding(types, "embed_types", config.type_vocab_size, "embed_type")
-    x = m.add("add", [m.add("add", [tokens, positions], "embed_sum"), segments], "embed_all")
+    x = m.add(Op.ADD, [m.add(Op.ADD, [tokens, positions], "embed_sum"), segments], "embed_all")
     x = m.norm(x, "embed_norm", "embed_normed")
     for layer in range(config.num_layers):
         last = layer == config.num_layers - 1
@@ -49,26 +50,26 @@ def build_bert(config: ModelConfig, phase: str = "prefill", batch: int = 1,
 def _layer(m: ModelBuilder, x: str, layer: int, out: str) -> str:
     c, p = m.config, f"layers.{layer}"
     attn = m.attention(x, layer, rope=False, causal=False, q_scaled=False)
-    h = m.norm(m.add("add", [x, attn], f"{p}.attn_residual"), f"{p}.attn_norm", f"{p}.attn_out")
+    h = m.norm(m.add(Op.ADD, [x, attn], f"{p}.attn_residual"), f"{p}.attn_norm", f"{p}.attn_out")
     up = m.linear(h, f"{p}.mlp.fc1", c.intermediate_size, c.mlp_bias, f"{p}.mlp.up")
     act = m.activation(up, f"{p}.mlp.act")
     down = m.linear(act, f"{p}.mlp.fc2", c.hidden_size, c.mlp_bias, f"{p}.mlp.down")
-    return m.norm(m.add("add", [h, down], f"{p}.mlp_residual"), f"{p}.mlp_norm", out)
+    return m.norm(m.add(Op.ADD, [h, down], f"{p}.mlp_residual"), f"{p}.mlp_norm", out)
 
 
 def _pooler(m: ModelBuilder, hidden: str) -> str:
-    first = m.add("slice", [hidden], "pooler.first", axis=1, start=0, stop=1)
+    first = m.add(Op.SLICE, [hidden], "pooler.first", axis=1, start=0, stop=1)
     dense = m.linear(first, "pooler", m.config.hidden_size, True, "pooler.dense")
     return _tanh(m, dense, (m.batch, m.config.hidden_size), "pooled")
 
 
 def _tanh(m: ModelBuilder, x: str, shape: tuple[int, int], out: str) -> str:
     """Add tanh(x) for x of any shape, reshaped to `shape`: softmax over the pair (x, -x)."""
-    column = m.add("reshape", [x], f"{out}.col", shape=(*shape, 1))
-    negated = m.add("scale", [column], f"{out}.neg", factor=-1.0)
-    pair = m.add("concat", [column, negated], f"{out}.pair", axis=-1)
-    probs = m.add("softmax", [pair], f"{out}.sigmoids", axis=-1)
-    high = m.add("slice", [probs], f"{out}.high", axis=-1, start=0, stop=1)
-    low = m.add("slice", [probs], f"{out}.low", axis=-1, start=1, stop=2)
-    diff = m.add("add", [high, m.add("scale", [low], f"{out}.low_neg", factor=-1.0)], f"{out}.d")
-    return m.add("reshape", [diff], out, shape=shape)
+    column = m.add(Op.RESHAPE, [x], f"{out}.col", shape=(*shape, 1))
+    negated = m.add(Op.SCALE, [column], f"{out}.neg", factor=-1.0)
+    pair = m.add(Op.CONCAT, [column, negated], f"{out}.pair", axis=-1)
+    probs = m.add(Op.SOFTMAX, [pair], f"{out}.sigmoids", axis=-1)
+    high = m.add(Op.SLICE, [probs], f"{out}.high", axis=-1, start=0, stop=1)
+    low = m.add(Op.SLICE, [probs], f"{out}.low", axis=-1, start=1, stop=2)
+    diff = m.add(Op.ADD, [high, m.add(Op.SCALE, [low], f"{out}.low_neg", factor=-1.0)], f"{out}.d")
+    return m.add(Op.RESHAPE, [diff], out, shape=shape)

@@ -18,7 +18,8 @@ from sparseflow.ir.dims import Dim
 from sparseflow.ir.dtypes import DType
 from sparseflow.ir.errors import InputError
 from sparseflow.ir.graph import Graph, GraphBuilder
-from sparseflow.ir.models.config import ModelConfig
+from sparseflow.ir.models.config import ACTIVATION_OPS, ModelConfig
+from sparseflow.ir.ops import Op
 from sparseflow.ir.types import TensorType
 
 PHASES = ("prefill", "decode")
@@ -46,7 +47,7 @@ class ModelBuilder:
         """Add (or reuse) a weight node of the model's weight dtype."""
         return self.g.weight(name, TensorType(shape, self.config.weight_dtype), role)
 
-    def add(self, op: str, inputs: list[str], name: str | None = None, **attrs: object) -> str:
+    def add(self, op: Op, inputs: list[str], name: str | None = None, **attrs: object) -> str:
         """Add one op node; see GraphBuilder.add."""
         return self.g.add(op, inputs, name, **attrs)
 
@@ -56,43 +57,44 @@ class ModelBuilder:
         inputs = [x, self.weight(name, (out_features, in_features), "linear")]
         if bias:
             inputs.append(self.weight(f"{name}.bias", (out_features,), "bias"))
-        return self.add("linear", inputs, out)
+        return self.add(Op.LINEAR, inputs, out)
 
     def norm(self, x: str, name: str, out: str) -> str:
         """Add the family's normalisation (RMSNorm for LLaMA, else LayerNorm with a bias)."""
         hidden = self.config.hidden_size
         inputs = [x, self.weight(name, (hidden,), "norm")]
         if self.config.family == "llama":
-            return self.add("rmsnorm", inputs, out, eps=self.config.norm_eps)
+            return self.add(Op.RMSNORM, inputs, out, eps=self.config.norm_eps)
         inputs.append(self.weight(f"{name}.bias", (hidden,), "bias"))
-        return self.add("layernorm", inputs, out, eps=self.config.norm_eps)
+        return self.add(Op.LAYERNORM, inputs, out, eps=self.config.norm_eps)
 
     def embedding(self, ids: str, name: str, rows: int, out: str, offset: int = 0) -> str:
         """Add a table lookup of `ids` in weight `name` [rows, hidden]."""
         table = self.weight(name, (rows, self.config.hidden_size), "embedding")
         attrs = {"offset": offset} if offset else {}
-        return self.add("embedding", [ids, table], out, **attrs)
+        return self.add(Op.EMBEDDING, [ids, table], out, **attrs)
 
     def activation(self, x: str, out: str) -> str:
         """Add the config's activation function."""
         kind = self.config.activation
-        if kind.startswith("gelu"):
+        op = ACTIVATION_OPS[kind]
+        if op is Op.GELU:
             approximate = "tanh" if kind == "gelu_tanh" else "none"
-            return self.add("gelu", [x], out, approximate=approximate)
-        return self.add(kind, [x], out)
+            return self.add(op, [x], out, approximate=approximate)
+        return self.add(op, [x], out)
 
     def split_heads(self, x: str, heads: int, out: str) -> str:
         """Reshape [B, T, heads*D] to [B, heads, T, D]."""
         shape = (self.batch, self.seq, heads, self.config.head_dim)
-        split = self.add("reshape", [x], f"{out}.split", shape=shape)
-        return self.add("transpose", [split], out, perm=(0, 2, 1, 3))
+        split = self.add(Op.RESHAPE, [x], f"{out}.split", shape=shape)
+        return self.add(Op.TRANSPOSE, [split], out, perm=(0, 2, 1, 3))
 
     def merge_heads(self, x: str, out: str) -> str:
         """Transpose [B, H, T, D] back to [B, T, H*D]."""
         c = self.config
-        merged = self.add("transpose", [x], f"{out}.heads", perm=(0, 2, 1, 3))
+        merged = self.add(Op.TRANSPOSE, [x], f"{out}.heads", perm=(0, 2, 1, 3))
         shape = (self.batch, self.seq, c.num_heads * c.head_dim)
-        return self.add("reshape", [merged], out, shape=shape)
+        return self.add(Op.RESHAPE, [merged], out, shape=shape)
 
     def attention(self, x: str, layer: int, rope: bool, causal: bool, q_scaled: bool) -> str:
         """Add multi-head (grouped-query) attention of layer `layer`; return its output.
@@ -106,7 +108,7 @@ class ModelBuilder:
         scale = 1.0 / math.sqrt(c.head_dim)
         q = self.linear(x, f"{p}.q_proj", c.num_heads * c.head_dim, c.attention_bias, f"{p}.q")
         if q_scaled:
-            q = self.add("scale", [q], f"{p}.q_scaled", factor=scale)
+            q = self.add(Op.SCALE, [q], f"{p}.q_scaled", factor=scale)
         k = self.linear(x, f"{p}.k_proj", c.num_kv_heads * c.head_dim, c.attention_bias, f"{p}.k")
         v = self.linear(x, f"{p}.v_proj", c.num_kv_heads * c.head_dim, c.attention_bias, f"{p}.v")
         k_name, v_name = self._new_kv_name("k", layer), self._new_kv_name("v", layer)
@@ -114,19 +116,19 @@ class ModelBuilder:
         k = self.split_heads(k, c.num_kv_heads, f"{p}.k_heads" if rope else k_name)
         v = self.split_heads(v, c.num_kv_heads, v_name)
         if rope:
-            q = self.add("rope", [q, self.pos], f"{p}.q_rope", theta=c.rope_theta)
-            k = self.add("rope", [k, self.pos], k_name, theta=c.rope_theta)
+            q = self.add(Op.ROPE, [q, self.pos], f"{p}.q_rope", theta=c.rope_theta)
+            k = self.add(Op.ROPE, [k, self.pos], k_name, theta=c.rope_theta)
         k, v = self._cache(k, "k", layer), self._cache(v, "v", layer)
         if c.kv_groups > 1:
-            k = self.add("repeat_kv", [k], f"{p}.k_rep", n_rep=c.kv_groups)
-            v = self.add("repeat_kv", [v], f"{p}.v_rep", n_rep=c.kv_groups)
-        scores = self.add("matmul", [q, k], f"{p}.scores", transpose_b=True)
+            k = self.add(Op.REPEAT_KV, [k], f"{p}.k_rep", n_rep=c.kv_groups)
+            v = self.add(Op.REPEAT_KV, [v], f"{p}.v_rep", n_rep=c.kv_groups)
+        scores = self.add(Op.MATMUL, [q, k], f"{p}.scores", transpose_b=True)
         if not q_scaled:
-            scores = self.add("scale", [scores], f"{p}.scores_scaled", factor=scale)
+            scores = self.add(Op.SCALE, [scores], f"{p}.scores_scaled", factor=scale)
         if causal:
-            scores = self.add("causal_mask", [scores, self.pos], f"{p}.scores_masked")
-        probs = self.add("softmax", [scores], f"{p}.probs", axis=-1)
-        context = self.add("matmul", [probs, v], f"{p}.context")
+            scores = self.add(Op.CAUSAL_MASK, [scores, self.pos], f"{p}.scores_masked")
+        probs = self.add(Op.SOFTMAX, [scores], f"{p}.probs", axis=-1)
+        context = self.add(Op.MATMUL, [probs, v], f"{p}.context")
         merged = self.merge_heads(context, f"{p}.merged")
         return self.linear(merged, f"{p}.o_proj", c.hidden_size, c.attention_bias, f"{p}.out")
 
@@ -146,7 +148,7 @@ class ModelBuilder:
             c = self.config
             shape = (self.batch, c.num_kv_heads, CACHE_LENGTH, c.head_dim)
             past = self.g.input(f"past_{kind}.{layer}", TensorType(shape, DType.F32))
-            new = self.add("kv_append", [past, new], f"{kind}.{layer}")
+            new = self.add(Op.KV_APPEND, [past, new], f"{kind}.{layer}")
         self.cache_outputs.append(new)
         return new
 

@@ -14,9 +14,11 @@ from dataclasses import dataclass
 
 from sparseflow.ir.dtypes import DType
 from sparseflow.ir.errors import InputError
+from sparseflow.ir.ops import Op
 
 FAMILIES = ("llama", "opt", "gpt2", "bert")
-ACTIVATIONS = ("silu", "relu", "gelu", "gelu_tanh")
+# Activation names a config may give, and the ops computing them.
+ACTIVATION_OPS = {"silu": Op.SILU, "relu": Op.RELU, "gelu": Op.GELU, "gelu_tanh": Op.GELU}
 
 
 @dataclass(frozen=True)
@@ -82,8 +84,9 @@ def _fail(config: ModelConfig, field: str, problem: str) -> None:
 def _check_family(c: ModelConfig) -> None:
     if c.family not in FAMILIES:
         _fail(c, "family", f"must be one of {', '.join(FAMILIES)}, not {c.family!r}")
-    if c.activation not in ACTIVATIONS:
-        _fail(c, "activation", f"must be one of {', '.join(ACTIVATIONS)}, not {c.activation!r}")
+    if c.activation not in ACTIVATION_OPS:
+        names = ", ".join(ACTIVATION_OPS)
+        _fail(c, "activation", f"must be one of {names}, not {c.activation!r}")
     if not isinstance(c.weight_dtype, DType) or not c.weight_dtype.is_float:
         _fail(c, "weight_dtype", f"must be a float dtype, not {c.weight_dtype!r}")
 

@@ -23,6 +23,7 @@ from sparseflow.ir.graph import Graph
 from sparseflow.ir.models.hf_config import from_hf_config
 from sparseflow.ir.models.safetensors_file import TensorRecord, index_folder
 from sparseflow.ir.node import Node
+from sparseflow.ir.ops import Op
 
 _LAYER_PREFIX = {
     "llama": "model.layers.{i}.",
@@ -156,7 +157,8 @@ def import_hf_folder(folder: str | Path, phase: str, batch: int = 1, seq: Dim = 
     config = from_hf_config(folder / "config.json", name=folder.resolve().name)
     graph = build_graph(config, phase, batch, seq)
     records = index_folder(folder)
-    entries = {n.name: _loader(n, config.family, records, folder) for n in graph.nodes_of("weight")}
+    weights = graph.nodes_of(Op.WEIGHT)
+    entries = {n.name: _loader(n, config.family, records, folder) for n in weights}
     return graph.with_nodes(graph.nodes, graph.weights.replace(entries))
 
 

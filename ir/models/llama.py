@@ -14,6 +14,7 @@ from sparseflow.ir.dims import Dim
 from sparseflow.ir.graph import Graph
 from sparseflow.ir.models.blocks import ModelBuilder
 from sparseflow.ir.models.config import ModelConfig
+from sparseflow.ir.ops import Op
 
 
 def build_llama(config: ModelConfig, phase: str, batch: int = 1, seq: Dim = "T") -> Graph:
@@ -24,7 +25,7 @@ def build_llama(config: ModelConfig, phase: str, batch: int = 1, seq: Dim = "T")
         x = _layer(m, x, layer)
     x = m.norm(x, "final_norm", "final_hidden")
     head = "embed_tokens" if config.tied_embeddings else "lm_head"
-    logits = m.add("linear", [x, m.weight(head, (config.vocab_size, config.hidden_size),
+    logits = m.add(Op.LINEAR, [x, m.weight(head, (config.vocab_size, config.hidden_size),
                                           "linear")], "logits")  # fmt: skip
     return m.build([logits])
 
@@ -33,11 +34,11 @@ def _layer(m: ModelBuilder, x: str, layer: int) -> str:
     c, p = m.config, f"layers.{layer}"
     normed = m.norm(x, f"{p}.attn_norm", f"{p}.attn_in")
     attn = m.attention(normed, layer, rope=True, causal=True, q_scaled=False)
-    h = m.add("add", [x, attn], f"{p}.attn_residual")
+    h = m.add(Op.ADD, [x, attn], f"{p}.attn_residual")
     normed = m.norm(h, f"{p}.mlp_norm", f"{p}.mlp_in")
     size = c.intermediate_size
     gate = m.linear(normed, f"{p}.mlp.gate_proj", size, c.mlp_bias, f"{p}.mlp.gate")
     up = m.linear(normed, f"{p}.mlp.up_proj", size, c.mlp_bias, f"{p}.mlp.up")
-    gated = m.add("mul", [m.activation(gate, f"{p}.mlp.act"), up], f"{p}.mlp.gated")
+    gated = m.add(Op.MUL, [m.activation(gate, f"{p}.mlp.act"), up], f"{p}.mlp.gated")
     down = m.linear(gated, f"{p}.mlp.down_proj", c.hidden_size, c.mlp_bias, f"{p}.mlp.down")
-    return m.add("add", [h, down], f"{p}.out")
+    return m.add(Op.ADD, [h, down], f"{p}.out")

@@ -19,6 +19,7 @@ from sparseflow.ir.errors import InputError
 from sparseflow.ir.graph import Graph
 from sparseflow.ir.models.blocks import ModelBuilder
 from sparseflow.ir.models.config import ModelConfig
+from sparseflow.ir.ops import Op
 
 
 def build_opt(config: ModelConfig, phase: str, batch: int = 1, seq: Dim = "T") -> Graph:
@@ -39,22 +40,22 @@ def _build(config: ModelConfig, family: str, phase: str, batch: int, seq: Dim) -
     rows = config.max_positions + config.position_offset
     positions = m.embedding(m.pos, "embed_positions", rows, "embed_pos",
                             offset=config.position_offset)  # fmt: skip
-    x = m.add("add", [tokens, positions], "embed_sum")
+    x = m.add(Op.ADD, [tokens, positions], "embed_sum")
     for layer in range(config.num_layers):
         x = _layer(m, x, layer, q_scaled=family == "opt")
     x = m.norm(x, "final_norm", "final_hidden")
     head = "embed_tokens" if config.tied_embeddings else "lm_head"
     table = m.weight(head, (config.vocab_size, config.hidden_size), "linear")
-    return m.build([m.add("linear", [x, table], "logits")])
+    return m.build([m.add(Op.LINEAR, [x, table], "logits")])
 
 
 def _layer(m: ModelBuilder, x: str, layer: int, q_scaled: bool) -> str:
     c, p = m.config, f"layers.{layer}"
     normed = m.norm(x, f"{p}.attn_norm", f"{p}.attn_in")
     attn = m.attention(normed, layer, rope=False, causal=True, q_scaled=q_scaled)
-    h = m.add("add", [x, attn], f"{p}.attn_residual")
+    h = m.add(Op.ADD, [x, attn], f"{p}.attn_residual")
     normed = m.norm(h, f"{p}.mlp_norm", f"{p}.mlp_in")
     up = m.linear(normed, f"{p}.mlp.fc1", c.intermediate_size, c.mlp_bias, f"{p}.mlp.up")
     act = m.activation(up, f"{p}.mlp.act")
     down = m.linear(act, f"{p}.mlp.fc2", c.hidden_size, c.mlp_bias, f"{p}.mlp.down")
-    return m.add("add", [h, down], f"{p}.out")
+    return m.add(Op.ADD, [h, down], f"{p}.out")

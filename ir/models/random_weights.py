@@ -17,6 +17,7 @@ import numpy as np
 from sparseflow.ir.dims import eval_dim
 from sparseflow.ir.graph import Graph
 from sparseflow.ir.node import Node
+from sparseflow.ir.ops import Op
 
 
 def random_weights(graph: Graph, seed: int = 0) -> Graph:
@@ -24,7 +25,7 @@ def random_weights(graph: Graph, seed: int = 0) -> Graph:
     graph already holds are kept."""
     entries = {
         node.name: _generator(node, seed)
-        for node in graph.nodes_of("weight")
+        for node in graph.nodes_of(Op.WEIGHT)
         if node.name not in graph.weights
     }
     return graph.with_nodes(graph.nodes, graph.weights.replace(entries))

@@ -9,7 +9,7 @@ from sparseflow.ir.errors import GraphError, InputError
 from sparseflow.ir.graph import Graph, GraphBuilder
 from sparseflow.ir.interpreter import run_reference
 from sparseflow.ir.node import Node
-from sparseflow.ir.ops import get_op
+from sparseflow.ir.ops import Op
 from sparseflow.ir.serialize import parse_graph
 from sparseflow.ir.types import (
     QuantParams,
@@ -30,11 +30,11 @@ def small_attention_graph(seed=0):
     b.input("pos", TensorType(("T",), DType.I64))
     past = b.input("past", TensorType((1, 1, "L", 8), F32))
     w = b.weight("w.q", TensorType((8, 8), F32), "linear", rng.standard_normal((8, 8)))
-    q = b.add("linear", [x, w], name="q")
-    q4 = b.add("transpose", [b.add("reshape", [q], shape=[1, "T", 1, 8])], perm=[0, 2, 1, 3])
-    k = b.add("kv_append", [past, q4], name="k")
-    s = b.add("matmul", [q4, k], transpose_b=True)
-    p = b.add("softmax", [b.add("scale", [s], factor=0.5)])
+    q = b.add(Op.LINEAR, [x, w], name="q")
+    q4 = b.add(Op.TRANSPOSE, [b.add(Op.RESHAPE, [q], shape=[1, "T", 1, 8])], perm=[0, 2, 1, 3])
+    k = b.add(Op.KV_APPEND, [past, q4], name="k")
+    s = b.add(Op.MATMUL, [q4, k], transpose_b=True)
+    p = b.add(Op.SOFTMAX, [b.add(Op.SCALE, [s], factor=0.5)])
     return b.build([p, k])
 
 
@@ -156,4 +156,4 @@ def test_parse_errors_name_the_source():
 
 def test_sources_are_not_computed():
     with pytest.raises(Exception, match="source"):
-        get_op("input").reference([], {})
+        Op.INPUT.reference([], {})

@@ -9,7 +9,7 @@ import pytest
 from sparseflow.ir.dims import eval_dim
 from sparseflow.ir.dtypes import DType
 from sparseflow.ir.errors import GraphError, InputError
-from sparseflow.ir.ops import all_ops, get_op, storage_bytes
+from sparseflow.ir.ops import Op, all_ops, get_op, storage_bytes
 from sparseflow.ir.types import (
     QuantParams,
     QuantScheme,
@@ -50,6 +50,10 @@ SAMPLES = {
     "concat": ([t(2, 3, 4), t(2, 5, 4)], {"axis": 1}),
     "kv_append": ([t(1, 2, 6, 4), t(1, 2, 1, 4)], {}),
     "repeat_kv": ([t(1, 2, 6, 4)], {"n_rep": 3}),
+    "decode_attention": (
+        [t(1, 4, 1, 8), t(1, 2, 6, 8), t(1, 2, 6, 8), t(1, dtype=I64)],
+        {"n_rep": 2, "scale": 0.35},
+    ),
 }
 
 
@@ -61,7 +65,7 @@ def random_input(tensor_type, rng):
 
 
 def test_every_op_has_a_sample():
-    names = {op.name for op in all_ops() if not op.is_source}
+    names = {op.value for op in all_ops() if not op.is_source}
     assert names == set(SAMPLES)
 
 
@@ -85,9 +89,9 @@ def test_unknown_op_lists_known_ones():
 
 def test_type_errors_name_the_node():
     with pytest.raises(GraphError, match="%bad .*linear"):
-        get_op("linear").infer_type([t(2, 8), t(5, 7)], (), "bad")
+        Op.LINEAR.infer_type([t(2, 8), t(5, 7)], (), "bad")
     with pytest.raises(GraphError, match="%r .*cannot reshape"):
-        get_op("reshape").infer_type([t(2, 8)], (("shape", (3, 5)),), "r")
+        Op.RESHAPE.infer_type([t(2, 8)], (("shape", (3, 5)),), "r")
 
 
 def run(name, *xs, **attrs):
@@ -183,7 +187,7 @@ def test_linear_cost_counts_sparse_flops_and_packed_bytes():
         sparse=SparseFormat(SparsePattern.NM, 0.5, n=8, m=16),
         quant=QuantParams(QuantScheme.INT, 4, "group", 128, symmetric=False),
     )
-    op = get_op("linear")
+    op = Op.LINEAR
     out = op.infer_type([x, nm], (), "l")
     assert op.cost([x, dense], out, {}, {}).flops == 2 * 128 * 4096 * 4096
     assert op.cost([x, nm], out, {}, {}).flops == 128 * 4096 * 4096

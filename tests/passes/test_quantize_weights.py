@@ -8,7 +8,7 @@ import pytest
 from sparseflow.ir.errors import InputError
 from sparseflow.ir.formats import PackedWeight, stored_mask
 from sparseflow.ir.models.zoo import load_model
-from sparseflow.ir.ops import storage_bytes
+from sparseflow.ir.ops import Op, storage_bytes
 from sparseflow.passes.recipe import load_recipe, recipe_from_dict, shorthand_recipe
 
 CASES = {
@@ -43,7 +43,7 @@ def compress(passes, batch=1):
 
 
 def linear_weights(graph):
-    return [n for n in graph.nodes_of("weight") if n.attr("role") == "linear"]
+    return [n for n in graph.nodes_of(Op.WEIGHT) if n.attr("role") == "linear"]
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -126,7 +126,7 @@ def test_calibrating_a_decode_graph_alone_is_refused():
 
 def test_flightllm_recipe_on_llama2_7b_weight_bytes():
     graph = load_recipe("flightllm").apply(load_model("llama2-7b", "decode"))
-    total = sum(storage_bytes(n.type) for n in graph.nodes_of("weight"))
+    total = sum(storage_bytes(n.type) for n in graph.nodes_of(Op.WEIGHT))
     assert 2.9e9 <= total <= 4.0e9
 
 
@@ -162,7 +162,7 @@ def test_kv_cache_quantization_covers_prefill_outputs_and_attention():
     for graph in (prefill, decode):
         for name in graph.outputs[1:]:
             assert graph.node(name).type.quant is not None, name
-        for node in graph.nodes_of("matmul"):
+        for node in graph.nodes_of(Op.MATMUL):
             assert all(graph.node(i).type.quant is not None for i in node.inputs), node.name
     # the prefill cache output is the quantized value the decode step reads back
     from sparseflow.ir.interpreter import Interpreter, prefill_inputs

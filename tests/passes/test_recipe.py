@@ -7,6 +7,7 @@ from sparseflow.ir.dtypes import DType
 from sparseflow.ir.errors import InputError
 from sparseflow.ir.graph import GraphBuilder
 from sparseflow.ir.interpreter import run_reference
+from sparseflow.ir.ops import Op
 from sparseflow.ir.types import SparsePattern, TensorType
 from sparseflow.passes.manager import all_passes, get_pass
 from sparseflow.passes.recipe import list_recipes, load_recipe, recipe_from_dict
@@ -20,7 +21,7 @@ def two_layer_graph(with_weights=True, k=48):
     for name, value in values.items():
         stored = value if with_weights else None
         b.weight(name, TensorType(value.shape, DType.F32), "linear", stored)
-    y = b.add("linear", [b.add("linear", [x, "layers.0.fc"]), "lm_head"], name="y")
+    y = b.add(Op.LINEAR, [b.add(Op.LINEAR, [x, "layers.0.fc"]), "lm_head"], name="y")
     return b.build([y])
 
 
@@ -57,7 +58,7 @@ def test_sparsify_passes_store_the_pattern(step, pattern, density):
 def test_activation_quantization_is_shared_and_close():
     graph = two_layer_graph()
     out = apply([{"pass": "quantize_activations", "options": {"bits": 8}}], graph)
-    assert [n.name for n in out.nodes_of("quantize")] == ["x.q8", "linear.q8"]
+    assert [n.name for n in out.nodes_of(Op.QUANTIZE)] == ["x.q8", "linear.q8"]
     x = np.random.default_rng(1).standard_normal((1, 5, 48)).astype(np.float32)
     ref, q = run_reference(graph, {"x": x})["y"], run_reference(out, {"x": x})["y"]
     error = np.linalg.norm(q - ref) / np.linalg.norm(ref)

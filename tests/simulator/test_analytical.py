@@ -8,38 +8,43 @@ from hypothesis import strategies as st
 
 from sparseflow.hw_models.loader import load_hw, with_overrides
 from sparseflow.ir.errors import InputError
-from sparseflow.ir.types import parse_type
-from sparseflow.simulator.analytical import (
-    KernelWork,
-    estimate_kernel,
-    estimate_kernels,
-    stored_weight_bytes,
-    weight_storage_bytes,
-)
+from sparseflow.ir.ops import weight_storage_bytes
+from sparseflow.ir.types import TensorType, parse_type
+from sparseflow.simulator.analytical import KernelWork, estimate_kernel, estimate_kernels
 
 GPUS = ["a100", "h100", "v100s"]
 CPUS = ["host-cpu", "xeon-8380"]
 LLAMA2_7B_PARAMS = 6.74e9  # Touvron et al. 2023, "Llama 2", Table 1: 7B model
 
 
-def gemm(m: int, k: int, n: int, **kwargs: object) -> KernelWork:
+def weight(n: int, k: int, storage: str = "", dtype: str = "f16") -> TensorType:
+    """Return the type of an [n, k] weight stored as `storage` (a printed sparse/quant suffix)."""
+    return parse_type(f"{dtype}[{n},{k}] {storage}".strip())
+
+
+def gemm(m: int, k: int, n: int, storage: str = "", **kwargs: object) -> KernelWork:
     """Return an (m x k) @ (k x n) linear kernel with fp16 operands by default."""
+    dtype = "i8" if "int8" in storage else "i4" if "int4" in storage else "f16"
     return KernelWork(
         name=kwargs.pop("name", "gemm"),
         op_class="linear",
         flops=2 * m * k * n,
-        weight_bytes=k * n * 2,
         activation_bytes_read=m * k * 2,
         bytes_written=m * n * 2,
+        weights=(weight(n, k, storage, dtype),),
         **kwargs,
     )
 
 
 def test_llama2_7b_fp16_gemv_on_a100_is_weight_bytes_over_effective_bandwidth() -> None:
     hw = load_hw("a100")
-    weight_bytes = LLAMA2_7B_PARAMS * 2
-    work = KernelWork("decode", "linear", flops=2 * LLAMA2_7B_PARAMS, weight_bytes=weight_bytes)
+    rows = 4096  # a [4096, params / 4096] fp16 matrix holds LLaMA2-7B's weights
+    work = KernelWork(
+        "decode", "linear", flops=2 * LLAMA2_7B_PARAMS,
+        weights=(weight(rows, round(LLAMA2_7B_PARAMS / rows)),),
+    )  # fmt: skip
     timing = estimate_kernel(hw, work)
+    weight_bytes = rows * round(LLAMA2_7B_PARAMS / rows) * 2
     expected = weight_bytes / (2.039e12 * 0.8) + 4e-6
     assert timing.bound == "memory"
     assert timing.time_s == pytest.approx(expected, rel=1e-9)
@@ -55,20 +60,20 @@ def test_large_fp16_gemm_on_a100_is_compute_bound_at_gemm_efficiency() -> None:
 def test_int8_and_int4_use_their_peaks() -> None:
     hw = load_hw("a100")
     fp16 = estimate_kernel(hw, gemm(8192, 8192, 8192)).compute_time_s
-    int8 = estimate_kernel(hw, gemm(8192, 8192, 8192, dtype="int8")).compute_time_s
-    int4 = estimate_kernel(hw, gemm(8192, 8192, 8192, dtype="int4")).compute_time_s
+    int8 = estimate_kernel(hw, gemm(8192, 8192, 8192, dtype="i8")).compute_time_s
+    int4 = estimate_kernel(hw, gemm(8192, 8192, 8192, dtype="i4")).compute_time_s
     assert fp16 / int8 == pytest.approx(2.0) and int8 / int4 == pytest.approx(2.0)
     h100 = load_hw("h100")  # no INT4 tensor cores: INT4 runs at the INT8 peak
-    h_int8 = estimate_kernel(h100, gemm(8192, 8192, 8192, dtype="int8")).compute_time_s
-    assert estimate_kernel(h100, gemm(8192, 8192, 8192, dtype="int4")).compute_time_s == h_int8
+    h_int8 = estimate_kernel(h100, gemm(8192, 8192, 8192, dtype="i8")).compute_time_s
+    assert estimate_kernel(h100, gemm(8192, 8192, 8192, dtype="i4")).compute_time_s == h_int8
 
 
 def test_w4a16_weights_cut_memory_traffic_fourfold() -> None:
     hw = load_hw("a100")
     fp16 = estimate_kernel(hw, gemm(1, 4096, 4096))
-    w4 = gemm(1, 4096, 4096, weight_bits=4)
-    w4 = KernelWork(**{**w4.__dict__, "weight_bytes": 4096 * 4096 / 2})
-    assert stored_weight_bytes(w4) == 4096 * 4096 / 2
+    w4 = gemm(1, 4096, 4096, "q=int4:channel")
+    # Two values per byte plus an f32 scale and a zero point per row.
+    assert w4.stored_weight_bytes == 4096 * 4096 / 2 + 4096 * 5
     assert estimate_kernel(hw, w4).bytes_moved < fp16.bytes_moved / 3.9
 
 
@@ -76,20 +81,18 @@ def test_w4a16_weights_cut_memory_traffic_fourfold() -> None:
 def test_2to4_uses_sparse_tensor_cores_where_present(name: str, speedup: float) -> None:
     hw = load_hw(name)
     dense = estimate_kernel(hw, gemm(8192, 8192, 8192))
-    sparse = estimate_kernel(hw, gemm(8192, 8192, 8192, sparse_pattern="2:4", density=0.5))
+    sparse = estimate_kernel(hw, gemm(8192, 8192, 8192, "nm=2:4"))
     assert dense.compute_time_s / sparse.compute_time_s == pytest.approx(speedup)
 
 
 def test_2to4_gives_no_compute_gain_on_v100s_but_less_traffic() -> None:
     hw = load_hw("v100s")
     dense = estimate_kernel(hw, gemm(8192, 8192, 8192))
-    sparse = estimate_kernel(hw, gemm(8192, 8192, 8192, sparse_pattern="2:4", density=0.5))
+    sparse = estimate_kernel(hw, gemm(8192, 8192, 8192, "nm=2:4"))
     assert sparse.compute_time_s == dense.compute_time_s
     # fp16 values halve; 2-bit indices per kept value add 1/16 of the dense bytes.
     weights = 8192 * 8192 * 2
-    assert stored_weight_bytes(gemm(8192, 8192, 8192, sparse_pattern="2:4", density=0.5)) == (
-        weights / 2 + weights / 16
-    )
+    assert gemm(8192, 8192, 8192, "nm=2:4").stored_weight_bytes == (weights / 2 + weights / 16)
     assert sparse.bytes_moved == dense.bytes_moved - weights + weights * (0.5 + 1 / 16)
 
 
@@ -97,32 +100,23 @@ def test_unstructured_sparsity_gives_no_tensor_core_gain_on_gpus() -> None:
     for name in GPUS:
         hw = load_hw(name)
         dense = estimate_kernel(hw, gemm(1, 4096, 4096))
-        sparse = estimate_kernel(
-            hw, gemm(1, 4096, 4096, sparse_pattern="unstructured", density=0.2)
-        )
+        sparse = estimate_kernel(hw, gemm(1, 4096, 4096, "unstructured@0.2"))
         assert sparse.compute_time_s == dense.compute_time_s
         assert sparse.memory_time_s < dense.memory_time_s
-        # 0.2 of the fp16 values plus a 1-bit-per-element bitmap (1/16 of the dense bytes).
-        weights = 4096 * 4096 * 2
-        assert sparse.bytes_moved == pytest.approx(
-            dense.bytes_moved - weights + weights * (0.2 + 1 / 16)
-        )
-
-
-def test_dense_storage_when_compression_does_not_pay() -> None:
-    work = gemm(1, 64, 64, sparse_pattern="block", density=0.9, block_size=1)
-    assert stored_weight_bytes(work) == work.weight_bytes
+        # CSR: 0.2 of the fp16 values, an i32 column per value, i32 row pointers.
+        nnz, weights = round(0.2 * 4096 * 4096), 4096 * 4096 * 2
+        assert sparse.bytes_moved == dense.bytes_moved - weights + nnz * 6 + 4 * 4097
 
 
 def test_cpu_sparse_kernels_skip_zeros_only_when_faster() -> None:
     hw = load_hw("host-cpu")
-    dense = estimate_kernel(hw, gemm(2048, 2048, 2048, dtype="fp32"))
-    sparse = gemm(2048, 2048, 2048, dtype="fp32", sparse_pattern="block", density=0.1)
+    dense = estimate_kernel(hw, gemm(2048, 2048, 2048, dtype="f32"))
+    sparse = gemm(2048, 2048, 2048, "block=4x1@0.1", dtype="f32")
     # density 0.1 at 0.15 efficiency beats 0.54 dense efficiency by 0.15 / (0.1 * 0.54) = 2.8x.
     assert dense.compute_time_s / estimate_kernel(hw, sparse).compute_time_s == pytest.approx(
         0.15 / (0.1 * 0.54)
     )
-    half = gemm(2048, 2048, 2048, dtype="fp32", sparse_pattern="block", density=0.5)
+    half = gemm(2048, 2048, 2048, "block=4x1@0.5", dtype="f32")
     assert estimate_kernel(hw, half).compute_time_s == dense.compute_time_s
 
 
@@ -154,16 +148,13 @@ def test_fpga_targets_are_refused() -> None:
     ("kwargs", "field"),
     [
         ({"op_class": "conv"}, "op_class"),
+        ({"op_class": "source"}, "op_class"),
         ({"dtype": "fp8"}, "dtype"),
+        ({"dtype": "i64"}, "dtype"),
         ({"flops": -1.0}, "flops"),
-        ({"weight_bytes": float("inf")}, "weight_bytes"),
-        ({"density": 0.5}, "density"),
-        ({"sparse_pattern": "2:4", "density": 0.3}, "density"),
-        ({"sparse_pattern": "random", "density": 0.3}, "sparse_pattern"),
-        ({"sparse_pattern": "block", "density": 0.0}, "density"),
-        ({"op_class": "norm", "sparse_pattern": "block", "density": 0.5}, "sparse_pattern"),
-        ({"weight_bits": 5}, "weight_bits"),
-        ({"block_size": 0}, "block_size"),
+        ({"bytes_written": float("inf")}, "bytes_written"),
+        ({"weight_fraction": 1.5}, "weight_fraction"),
+        ({"op_class": "norm", "weights": (weight(8, 8, "block=4x1@0.5"),)}, "weights"),
     ],
 )
 def test_bad_kernel_work_names_kernel_and_field(kwargs: dict, field: str) -> None:
@@ -180,32 +171,28 @@ def test_estimate_kernels_keeps_order_and_serialises() -> None:
     assert record["time_s"] == timings[0].time_s and record["energy_j"] > 0
 
 
+STORAGES = ["", "q=int8:channel", "q=int4:group:g128", "nm=2:4", "unstructured@0.1"]
+STORAGES += ["block=4x4@0.3", "nm=8:16 q=int4:channel", "nmblock=16x16:16@0.5"]
 works = st.builds(
     KernelWork,
     name=st.just("k"),
     op_class=st.sampled_from(["linear", "attention", "norm", "elementwise", "embedding"]),
     flops=st.floats(0, 1e16),
-    weight_bytes=st.floats(0, 1e11),
     activation_bytes_read=st.floats(0, 1e10),
     bytes_written=st.floats(0, 1e10),
     kv_bytes_read=st.floats(0, 1e10),
-    dtype=st.sampled_from(["fp32", "fp16", "bf16", "int8", "int4"]),
-    weight_bits=st.sampled_from([None, 4, 8, 16]),
-).flatmap(
-    lambda w: st.sampled_from(sparse_variants(w)),
-)
+    dtype=st.sampled_from(["f32", "f16", "bf16", "i8", "i4"]),
+).flatmap(lambda w: st.sampled_from(weighted_variants(w)))
 
 
-def sparse_variants(work: KernelWork) -> list[KernelWork]:
-    """Return the dense work and, for matrix ops, its sparse variants."""
-    if work.op_class.value not in ("linear", "attention"):
-        return [work]
+def weighted_variants(work: KernelWork) -> list[KernelWork]:
+    """Return the work without weights and with a weight in each storage its class allows."""
+    storages = STORAGES if work.op_class.value in ("linear", "attention") else [""]
     fields = dict(work.__dict__)
-    return [
-        work,
-        KernelWork(**{**fields, "sparse_pattern": "2:4", "density": 0.5}),
-        KernelWork(**{**fields, "sparse_pattern": "unstructured", "density": 0.1}),
-        KernelWork(**{**fields, "sparse_pattern": "block", "density": 0.3, "block_size": 16}),
+    dtypes = {"int8": "i8", "int4": "i4"}
+    typed = [(s, next((v for k, v in dtypes.items() if k in s), "f16")) for s in storages]
+    return [work] + [
+        KernelWork(**{**fields, "weights": (weight(512, 256, s, d),)}) for s, d in typed
     ]
 
 
@@ -220,9 +207,14 @@ def roofline_floor_s(hw, work: KernelWork) -> float:
     else:
         best = max(hw.compute.peak_fp32_flops_per_s, hw.compute.peak_int8_ops_per_s)
         bandwidth = hw.memory.dram_bandwidth_bytes_per_s
-    kept_weights = work.weight_bytes * work.density
+    kept_weights = sum(w.numel() * quant_bits(w) / 8 for w in work.weights) * work.density
     unavoidable = kept_weights + work.activation_bytes_read + work.bytes_written
     return max(useful_ops / best, (unavoidable + work.kv_bytes_read) / bandwidth)
+
+
+def quant_bits(weight_type: TensorType) -> int:
+    """Return the bits of one stored weight value (fp16 for float weights)."""
+    return weight_type.quant.bits if weight_type.quant else 16
 
 
 @settings(max_examples=400, deadline=None)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from sparseflow.hw_models.loader import list_hw, load_hw
+from sparseflow.ir.types import parse_type
 from sparseflow.simulator.analytical import KernelWork, estimate_kernel
 from sparseflow.simulator.energy import (
     EnergyEvents,
@@ -124,11 +125,10 @@ def test_cpu_at_peak_rate_and_bandwidth_stays_within_tdp(name: str) -> None:
 
 def test_kernel_energy_counts_executed_work_and_moved_bytes() -> None:
     hw = load_hw("a100")
-    work = KernelWork("gemv", "linear", flops=2e9, weight_bytes=2e9)
+    matrix = parse_type("f16[1000,1000000]")
+    work = KernelWork("gemv", "linear", flops=2e9, weights=(matrix,))
     timing = estimate_kernel(hw, work)
     expected = 2e9 * 0.90e-12 + timing.bytes_moved * 31.2e-12 + 55.0 * timing.time_s
     assert timing.energy_j == pytest.approx(expected)
-    sparse = KernelWork(
-        "gemv", "linear", flops=2e9, weight_bytes=2e9, sparse_pattern="2:4", density=0.5
-    )
+    sparse = KernelWork("gemv", "linear", flops=2e9, weights=(parse_type(f"{matrix} nm=2:4"),))
     assert estimate_kernel(hw, sparse).energy.compute_j == pytest.approx(1e9 * 0.90e-12)

@@ -5,11 +5,12 @@ import dataclasses
 import pytest
 
 from sparseflow.hw_models.loader import load_hw, with_overrides
+from sparseflow.ir.dtypes import DType
 from sparseflow.ir.errors import InputError
 from sparseflow.ir.models.config import builtin_config
 from sparseflow.ir.models.llama import build_llama
+from sparseflow.ir.ops import weight_storage_bytes
 from sparseflow.passes.recipe import load_recipe
-from sparseflow.simulator.analytical import Dtype, stored_weight_bytes, weight_storage_bytes
 from sparseflow.simulator.estimate import (
     Workload,
     decode_timings,
@@ -68,8 +69,8 @@ def test_report_has_design_keys_and_consistent_totals(target):
 def test_reused_step_timings_equal_full_timing(recipe):
     _, decode = graphs(recipe=recipe)
     hw, work = load_hw("a100"), Workload(1, 40, 12)
-    fast = decode_timings(hw, decode, work, Dtype.FP16)
-    full = decode_timings(hw, decode, work, Dtype.FP16, exact=True)
+    fast = decode_timings(hw, decode, work, DType.F16)
+    full = decode_timings(hw, decode, work, DType.F16, exact=True)
     for a_step, b_step in zip(fast, full, strict=True):
         a = {t.name: t for t in a_step}
         b = {t.name: t for t in b_step}
@@ -84,8 +85,8 @@ def test_decode_never_beats_the_roofline_of_its_work():
     prefill, decode = graphs()
     hw = load_hw("a100")
     report = estimate_analytical(prefill, decode, hw, Workload(1, 32, 1), LABELS)
-    works = graph_works(decode, {"L": 32}, Dtype.FP16)
-    bytes_floor = sum(w.weight_bytes + w.kv_bytes_read for w in works)
+    works = graph_works(decode, {"L": 32}, DType.F16)
+    bytes_floor = sum(w.stored_weight_bytes + w.kv_bytes_read for w in works)
     assert report["decode_first_step_s"] >= bytes_floor / hw.memory.hbm_bandwidth_bytes_per_s
     flops = sum(w.flops for w in works)
     assert report["decode_first_step_s"] >= flops / hw.peaks.fp16_tensor_flops_per_s
@@ -106,8 +107,8 @@ def test_llama2_7b_fp16_weight_bytes_by_hand():
 @pytest.mark.parametrize("recipe", ["dense", "2:4", "flightllm"])
 def test_decode_kernels_read_each_weight_as_the_report_counts_it(recipe):
     _, decode = graphs("tiny-llama", recipe)
-    works = graph_works(decode, {"L": 8}, Dtype.FP16)
-    read = sum(stored_weight_bytes(w) for w in works if w.packed_weight_bytes is not None)
+    works = graph_works(decode, {"L": 8}, DType.F16)
+    read = sum(w.stored_weight_bytes for w in works)
     table = decode.node("embed_tokens").type
     row = weight_storage_bytes(table) // table.shape[0]
     # every weight once, but the lookup reads one row (decode, batch 1) of its table

@@ -1,4 +1,10 @@
-"""Generate, lint and verify the accelerator's SystemVerilog (see generator and runner)."""
+"""Generate, lint and verify the accelerator's SystemVerilog (see generator and runner).
+
+`templates/*.sv` are the blocks, `generator` fills their parameters, `runner` lints them and
+runs the cocotb benches on Verilator, `bench` and `words` drive the benches.
+
+Imports: sparseflow.ir and sparseflow.backends.fpga.
+"""
 
 from sparseflow.backends.fpga.rtl.generator import (
     TOPS,

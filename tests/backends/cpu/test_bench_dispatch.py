@@ -10,13 +10,13 @@ import pytest
 
 from sparseflow.backends.cpu.bench import ROW_KEYS, default_cases, prune, run_spmm_bench
 from sparseflow.backends.cpu.bench_report import format_spmm_table, plot_spmm
-from sparseflow.backends.cpu.dispatch import SPARSE_EFFICIENCY, choose_kernel
+from sparseflow.backends.cpu.dispatch import choose_kernel, host_kernels
 from sparseflow.backends.cpu.threads import SERIAL_MAX_BYTES, serial_below, set_threads
 from sparseflow.ir.errors import InputError
 
 
 def test_choose_kernel_switches_at_the_modelled_threshold() -> None:
-    e = SPARSE_EFFICIENCY[("bsr_col", "prefill")]
+    e = host_kernels().bsr_col_prefill
     sparse = choose_kernel(4096, 4096, 128, "block4x1", density=e / 2)
     dense = choose_kernel(4096, 4096, 128, "block4x1", density=min(1.0, e * 1.5))
     assert (sparse.kernel, sparse.sparse) == ("bsr_col", True)
@@ -66,7 +66,7 @@ def test_default_cases_cover_the_issue_sweep() -> None:
     assert len(default_cases(quick=True)) < len(full) / 10
 
 
-def test_run_spmm_bench_rows_are_complete_and_json(tmp_path) -> None:  # noqa: ANN001
+def test_run_spmm_bench_rows_are_complete_and_json(tmp_path) -> None:
     cases = [
         {"m": 40, "k": 64, "n": 3, "pattern": "block4x1", "sparsity": 0.8, "dtype": "fp32"},
         {"m": 40, "k": 64, "n": 1, "pattern": "unstructured", "sparsity": 0.9, "dtype": "fp32"},

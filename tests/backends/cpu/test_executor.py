@@ -18,6 +18,7 @@ from sparseflow.ir.errors import InputError
 from sparseflow.ir.interpreter import Interpreter
 from sparseflow.ir.models import BUILTINS, build_graph
 from sparseflow.ir.models.zoo import load_model
+from sparseflow.ir.ops import Op
 from sparseflow.passes.recipe import recipe_from_dict
 
 BLOCK_90 = {"pass": "sparsify_block", "options": {"block": [4, 1], "sparsity": 0.9}}
@@ -84,7 +85,7 @@ def test_folded_quantize_and_int8_listing():
     prefill, decode = compress([BLOCK_90, INT8_W, ACT_8])
     program = compile_graphs(prefill, decode, prompt_len=5, policy=KernelPolicy.STORAGE)
     folded = set(program.prefill.folded_quantize)
-    assert folded == {n.name for n in prefill.nodes_of("quantize")} and folded
+    assert folded == {n.name for n in prefill.nodes_of(Op.QUANTIZE)} and folded
     # lm_head reads an int8 quantize but keeps its f32 weight: nothing is folded for it.
     partial = compress([{**BLOCK_90}, {**INT8_W, "exclude": ["lm_head"]}, ACT_8])
     plan = compile_graphs(*partial, prompt_len=5, policy=KernelPolicy.STORAGE).prefill
@@ -100,7 +101,7 @@ def test_registry_compiles_with_the_dispatcher(tmp_path):
     summary = program.summary()
     json.dumps(summary)
     prefill_kernels = summary["graphs"]["prefill"]["kernel_counts"]
-    assert sum(prefill_kernels.values()) == len(prefill.nodes_of("linear"))
+    assert sum(prefill_kernels.values()) == len(prefill.nodes_of(Op.LINEAR))
     assert all(
         layer["reason"].startswith("dispatcher") for layer in summary["graphs"]["decode"]["layers"]
     )

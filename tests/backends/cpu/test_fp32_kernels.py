@@ -17,7 +17,7 @@ from sparseflow.backends.cpu.formats import bsr_from_dense, csr_from_dense, nm_f
 from sparseflow.ir.errors import InputError
 
 
-def _load_helpers():  # noqa: ANN202
+def _load_helpers():
     """Import the sibling helpers module (tests are not a package)."""
     path = Path(__file__).with_name("helpers.py")
     spec = importlib.util.spec_from_file_location("cpu_test_helpers", path)

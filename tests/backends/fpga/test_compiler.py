@@ -15,7 +15,7 @@ from sparseflow.backends.registry import CompileRequest, compile_model
 from sparseflow.hw_models import load_hw
 from sparseflow.ir.errors import InputError
 from sparseflow.ir.models import load_model
-from sparseflow.ir.ops import get_op
+from sparseflow.ir.ops import Op
 from sparseflow.passes.recipe import load_recipe, recipe_from_dict
 from sparseflow.simulator.fpga_costs import TIMING_COLUMNS
 
@@ -93,7 +93,7 @@ def test_unsupported_sparsity_names_layer_and_modes() -> None:
 def test_an_op_without_lowering_is_named() -> None:
     graph = load_recipe("flightllm").apply(load_model("tiny-llama"))
     nodes = [
-        dataclasses.replace(n, op=get_op("concat")) if n.name == "layers.0.mlp.act" else n
+        dataclasses.replace(n, op=Op.CONCAT) if n.name == "layers.0.mlp.act" else n
         for n in graph.nodes
     ]
     with pytest.raises(InputError, match=r"node %layers.0.mlp.act: op 'concat' has no FPGA"):

@@ -24,7 +24,7 @@ from sparseflow.ir.graph import Graph
 from sparseflow.ir.interpreter import Interpreter
 from sparseflow.ir.models.config import BUILTINS
 from sparseflow.ir.models.zoo import build_graph, load_model
-from sparseflow.ir.ops import get_op
+from sparseflow.ir.ops import Op
 from sparseflow.passes.recipe import recipe_from_dict
 
 TOLERANCE = 1e-3  # logits rel error vs the reference of the same compressed graph
@@ -99,8 +99,8 @@ def test_weights_are_uploaded_once_for_prefill_and_decode() -> None:
     prefill, decode = _tiny_gpt2()
     program = compile_graphs(prefill, decode)
     program.runners()
-    on_device = {n.inputs[1] for n in prefill.nodes_of("linear")} | {
-        p for n in prefill.nodes_of("layernorm") for p in n.inputs[1:]
+    on_device = {n.inputs[1] for n in prefill.nodes_of(Op.LINEAR)} | {
+        p for n in prefill.nodes_of(Op.LAYERNORM) for p in n.inputs[1:]
     }  # linear biases and position embeddings stay on the host
     assert program.device.nbytes == sum(prefill.weights.dense(n).nbytes for n in on_device)
 
@@ -129,11 +129,11 @@ def test_plan_labels_every_storage() -> None:
 def test_fusion_keeps_the_decode_graph_equivalent() -> None:
     prefill, decode = _tiny_llama()
     fused = fuse_decode_attention(decode)
-    assert [n.name for n in fused.nodes if n.op.name == "decode_attention"] == [
+    assert [n.name for n in fused.nodes if n.op is Op.DECODE_ATTENTION] == [
         "layers.0.attn.context",
         "layers.1.attn.context",
     ]
-    assert not fused.nodes_of("repeat_kv") and not fused.nodes_of("softmax")
+    assert not fused.nodes_of(Op.REPEAT_KV) and not fused.nodes_of(Op.SOFTMAX)
     assert fuse_decode_attention(prefill) is prefill  # T queries: per-op kernels
     rng = np.random.default_rng(0)
     feed = {"ids": np.array([[5]]), "pos": np.array([3])}
@@ -151,7 +151,7 @@ def test_fusion_without_a_scale_node_as_in_opt() -> None:
     )  # fmt: skip
     decode = build_graph(config, "decode")
     fused = fuse_decode_attention(decode)
-    (node,) = fused.nodes_of("decode_attention")
+    (node,) = fused.nodes_of(Op.DECODE_ATTENTION)
     assert node.attr("scale") == 1.0 and node.attr("n_rep") == 1  # OPT scales q itself
     rng = np.random.default_rng(0)
     feed = {"ids": np.array([[5]]), "pos": np.array([3])}
@@ -164,7 +164,7 @@ def test_token_codes_recover_the_quantize_codes_exactly() -> None:
     rng = np.random.default_rng(1)
     x = rng.standard_normal((5, 40)).astype(np.float32) * np.array([[1e-3], [1], [30], [0], [7]])
     for bits in (8, 4):
-        held = get_op("quantize").reference([x.astype(np.float32)], {"bits": bits})
+        held = Op.QUANTIZE.reference([x.astype(np.float32)], {"bits": bits})
         codes, scale = token_codes(held, bits)
         qmax = 2 ** (bits - 1) - 1
         scale_ref = np.maximum(np.abs(x).max(axis=1), np.float32(1e-5)) / qmax
@@ -173,7 +173,7 @@ def test_token_codes_recover_the_quantize_codes_exactly() -> None:
         np.testing.assert_allclose(codes * scale[:, None], held, rtol=1e-6)
 
 
-def test_shape_only_graph_compiles_but_cannot_run(tmp_path) -> None:  # noqa: ANN001
+def test_shape_only_graph_compiles_but_cannot_run(tmp_path) -> None:
     prefill, decode = load_model("llama2-7b", "prefill"), load_model("llama2-7b", "decode")
     hw = load_hw("a100")
     program = compile_model(CompileRequest(prefill, decode, hw))
@@ -198,7 +198,7 @@ def test_corrupt_2_4_storage_names_the_node() -> None:
         compile_graphs(broken, None).runners()
 
 
-def test_program_lists_every_compute_node(tmp_path) -> None:  # noqa: ANN001
+def test_program_lists_every_compute_node(tmp_path) -> None:
     prefill, decode = _tiny_gpt2()
     program = compile_graphs(prefill, decode, "a100")
     lines = program.write(tmp_path)[0].read_text().splitlines()

@@ -7,13 +7,14 @@ import pytest
 from sparseflow.ir.errors import InputError
 from sparseflow.ir.interpreter import run_reference
 from sparseflow.ir.models import BUILTINS, build_graph, random_weights
+from sparseflow.ir.ops import Op
 from sparseflow.ir.serialize import parse_graph
 
 DECODERS = ["tiny-llama", "opt-125m", "gpt2", "tinyllama-1.1b"]
 
 
 def inputs_of(graph):
-    return {n.name: str(n.type) for n in graph.nodes_of("input")}
+    return {n.name: str(n.type) for n in graph.nodes_of(Op.INPUT)}
 
 
 @pytest.mark.parametrize("name", DECODERS)
@@ -41,7 +42,7 @@ def test_prefill_interface(seq):
 
 def test_llama_layer_pattern_in_order():
     graph = build_graph(BUILTINS["tiny-llama"], "decode")
-    ops = [n.op.name for n in graph.nodes if n.name.startswith("layers.0.") or n.name in
+    ops = [n.op.value for n in graph.nodes if n.name.startswith("layers.0.") or n.name in
            ("k.0", "v.0")]  # fmt: skip
     compute = [o for o in ops if o not in ("weight", "reshape", "transpose")]
     assert compute == [
@@ -53,7 +54,7 @@ def test_llama_layer_pattern_in_order():
 
 def test_roles_and_tied_head():
     graph = build_graph(BUILTINS["gpt2"], "decode")
-    roles = {n.name: n.attr("role") for n in graph.nodes_of("weight")}
+    roles = {n.name: n.attr("role") for n in graph.nodes_of(Op.WEIGHT)}
     assert roles["embed_tokens"] == "embedding" and roles["layers.0.attn.q_proj"] == "linear"
     assert roles["layers.0.attn_norm"] == "norm" and roles["layers.0.mlp.fc1.bias"] == "bias"
     assert "lm_head" not in roles
@@ -72,7 +73,7 @@ def test_opt_positions_offset_and_scaled_q():
 def test_bert_is_bidirectional_encoder():
     c = BUILTINS["bert-base"]
     graph = build_graph(c, "prefill", seq=8)
-    assert graph.outputs == ("hidden", "pooled") and not graph.nodes_of("causal_mask")
+    assert graph.outputs == ("hidden", "pooled") and not graph.nodes_of(Op.CAUSAL_MASK)
     assert "token_types" in inputs_of(graph)
     assert build_graph(c, "prefill", seq="T").outputs == ("hidden",)
     with pytest.raises(InputError, match="encoder"):

@@ -9,6 +9,7 @@ import pytest
 from sparseflow.ir.errors import InputError
 from sparseflow.ir.models import import_hf_folder, load_model
 from sparseflow.ir.models.hf import hf_source
+from sparseflow.ir.ops import Op
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -73,7 +74,7 @@ def test_sharded_checkpoint_with_index(tmp_path):
     index = json.loads((tmp_path / "model.safetensors.index.json").read_text())
     assert len(set(index["weight_map"].values())) > 1
     graph = load_model(str(tmp_path), "prefill", seq=4)
-    for node in graph.nodes_of("weight"):
+    for node in graph.nodes_of(Op.WEIGHT):
         assert graph.weights.dense(node.name).shape == tuple(node.type.shape)
     want = state["model.layers.0.self_attn.k_proj.weight"]
     np.testing.assert_array_equal(graph.weights.dense("layers.0.attn.k_proj"), want)

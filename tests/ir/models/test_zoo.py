@@ -6,6 +6,7 @@ import pytest
 
 from sparseflow.ir.errors import InputError
 from sparseflow.ir.models import load_config, load_model
+from sparseflow.ir.ops import Op
 from sparseflow.ir.serialize import write_graph
 
 from ..hf_configs import PUBLIC_CONFIGS
@@ -14,7 +15,7 @@ from ..hf_configs import PUBLIC_CONFIGS
 def test_builtin_shape_only_except_tiny_llama():
     assert len(load_model("gpt2", "decode").weights) == 0
     tiny = load_model("tiny-llama", "decode")
-    assert len(tiny.weights) == len(tiny.nodes_of("weight"))
+    assert len(tiny.weights) == len(tiny.nodes_of(Op.WEIGHT))
 
 
 def test_config_json_path_is_shape_only(tmp_path):
