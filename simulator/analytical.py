@@ -48,8 +48,8 @@ class KernelWork:
 
     flops: dense-equivalent operations (a MAC counts 2). dtype: the compute type (one of
     COMPUTE_DTYPES; its short name is accepted). weights: the types of the weights read, as
-    stored; the last one's sparse format is the kernel's pattern. weight_fraction: the share
-    of the weights read (an embedding reads its ids' rows).
+    stored; the first (the matrix; a bias follows it) gives the kernel's sparse format.
+    weight_fraction: the share of the weights read (an embedding reads its ids' rows).
     """
 
     name: str
@@ -94,7 +94,7 @@ class KernelWork:
     @property
     def sparse(self) -> SparseFormat | None:
         """Return the sparse format of the kernel's weights (None when dense)."""
-        return self.weights[-1].sparse if self.weights else None
+        return self.weights[0].sparse if self.weights else None
 
     @property
     def density(self) -> float:

@@ -9,8 +9,10 @@ from sparseflow.ir.dtypes import DType
 from sparseflow.ir.errors import InputError
 from sparseflow.ir.models.config import builtin_config
 from sparseflow.ir.models.llama import build_llama
+from sparseflow.ir.models.zoo import build_graph
 from sparseflow.ir.ops import weight_storage_bytes
 from sparseflow.passes.recipe import load_recipe
+from sparseflow.simulator.analytical import estimate_kernel
 from sparseflow.simulator.estimate import (
     Workload,
     decode_timings,
@@ -126,3 +128,16 @@ def test_workload_rejects_non_positive_lengths():
     with pytest.raises(InputError, match="--gen"):
         Workload(1, 32, 0)
     assert dataclasses.asdict(Workload()) == {"batch": 1, "prompt_len": 128, "gen_len": 128}
+
+
+def test_a_linear_with_a_bias_keeps_its_weights_sparsity():
+    """The bias follows the matrix among a linear's weights; the matrix's format counts."""
+    decode = load_recipe("2:4").apply(build_graph(builtin_config("opt-125m"), "decode"))
+    works = {w.name: w for w in graph_works(decode, {"L": 8}, DType.F16)}
+    q_proj = works["layers.0.attn.q"]
+    assert len(q_proj.weights) == 2 and q_proj.weights[1].rank == 1  # matrix, then bias
+    assert q_proj.sparse is not None and (q_proj.sparse.n, q_proj.sparse.m) == (2, 4)
+    dense = estimate_kernel(
+        load_hw("a100"), dataclasses.replace(q_proj, weights=(q_proj.weights[1],))
+    )
+    assert estimate_kernel(load_hw("a100"), q_proj).flops_executed < dense.flops_executed
