@@ -7,7 +7,6 @@ Each sub-command is a small function that calls into the library and formats the
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Callable
 
@@ -17,7 +16,9 @@ Handler = Callable[[argparse.Namespace], int]
 
 
 def _print_json(value: object) -> None:
-    print(json.dumps(value, indent=2, sort_keys=False))
+    from sparseflow.ir.fileio import dumps_strict
+
+    print(dumps_strict(value, "the result"))
 
 
 def cmd_targets(args: argparse.Namespace) -> int:
@@ -81,18 +82,16 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 def cmd_show(args: argparse.Namespace) -> int:
     """Print a model's parameters, weight bytes, FLOPs and bytes per token and its layers."""
-    from sparseflow.backends.pipeline import is_encoder
-    from sparseflow.ir.models.zoo import load_model
-    from sparseflow.ir.stats import model_stats
+    from sparseflow import api
 
-    phase = "prefill" if is_encoder(args.model) else "decode"
-    graph = load_model(args.model, phase=phase)
-    stats = model_stats(graph, context=args.context)
+    if args.graph:
+        from sparseflow.ir.models.zoo import load_model
+
+        print(load_model(args.model, phase="prefill" if api.is_encoder(args.model) else "decode"))
+        return 0
+    stats = api.show(args.model, context=args.context)
     if args.json:
         _print_json(stats)
-        return 0
-    if args.graph:
-        print(graph)
         return 0
     print(_format_stats(stats))
     return 0
@@ -116,35 +115,24 @@ def _format_stats(stats: dict) -> str:
 
 def cmd_estimate(args: argparse.Namespace) -> int:
     """Estimate one request (prefill + decode) of a compressed model on a target."""
-    from sparseflow.hw_models.loader import load_hw
-    from sparseflow.hw_models.schema import Kind
-    from sparseflow.ir.graph import shape_only
-    from sparseflow.ir.models.zoo import load_model
-    from sparseflow.simulator.estimate import Workload, estimate_analytical
-    from sparseflow.simulator.fpga_estimate import estimate_fpga
-    from sparseflow.simulator.plot import plot_report
+    from sparseflow import api
+    from sparseflow.backends.outdir import check_output_file
 
-    hw = load_hw(args.target)
-    if args.trace and hw.kind is not Kind.FPGA:
-        raise InputError(
-            f"--trace: target {hw.name!r} is a {hw.kind}; unit-activity traces come from the "
-            "FPGA event simulator (fpga targets such as u280)"
-        )
-    workload = Workload(args.batch, args.prompt, args.gen)
-    recipe = _recipe(args, hw.default_recipe)
-    # Estimates need types, not values: drop weights so checkpoints cost nothing to compress.
-    shapes = [
-        shape_only(load_model(args.model, phase, args.batch, seq))
-        for phase, seq in (("prefill", args.prompt), ("decode", "T"))
-    ]
-    prefill, decode = recipe.apply_model(*shapes)
-    labels = {"model": args.model, "target": hw.name, "recipe": recipe.name}
-    if hw.kind is Kind.FPGA:
-        report = estimate_fpga(prefill, decode, hw, workload, labels, trace_path=args.trace)
-    else:
-        report = estimate_analytical(prefill, decode, hw, workload, labels)
     if args.plot:
-        plot_report(report, args.plot, hw, decode)
+        check_output_file(args.plot, api.PLOT_SUFFIXES, "--plot")
+    hw = api.load_target(args.target)
+    model = api.compress(
+        args.model, args.recipe, target=hw, sparsity=args.sparsity, quant=args.quant,
+        batch=args.batch, prompt_len=args.prompt,
+    )  # fmt: skip
+    report = api.estimate(
+        model, hw, batch=args.batch, prompt_len=args.prompt, gen_len=args.gen,
+        trace_path=args.trace,
+    )  # fmt: skip
+    if args.plot:
+        from sparseflow.simulator.plot import plot_report
+
+        plot_report(report, args.plot, hw, model.decode)
     if args.json:
         _print_json(report)
     else:
@@ -177,20 +165,6 @@ def _format_report(r: dict) -> str:
     return "\n".join(lines)
 
 
-def _recipe(args: argparse.Namespace, default: str):
-    """Return the recipe named by --recipe, extended by --sparsity/--quant.
-
-    With a shorthand and no --recipe the shorthand alone is the recipe; with neither, the
-    target's default recipe.
-    """
-    from sparseflow.passes.recipe import load_recipe, shorthand_recipe
-
-    if args.sparsity or args.quant:
-        base = load_recipe(args.recipe) if args.recipe else None
-        return shorthand_recipe(args.sparsity, args.quant, base)
-    return load_recipe(args.recipe or default)
-
-
 def _pass_context(args: argparse.Namespace):
     from sparseflow.passes.calibration import read_calibration_ids
     from sparseflow.passes.manager import PassContext
@@ -200,23 +174,26 @@ def _pass_context(args: argparse.Namespace):
 
 
 def _request(args: argparse.Namespace) -> dict:
-    from sparseflow.backends.runner import check_request
-
-    check_request(args.batch, args.prompt, args.gen)
-    return {"batch": args.batch, "prompt_len": args.prompt, "gen_len": args.gen}
+    """Return the recipe and request options every model command takes, as api keywords."""
+    return {
+        "sparsity": args.sparsity,
+        "quant": args.quant,
+        "batch": args.batch,
+        "prompt_len": args.prompt,
+        "gen_len": args.gen,
+        "context": _pass_context(args),
+    }
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
     """Compress a model with a recipe and compile it for a target into a folder."""
     from pathlib import Path
 
-    from sparseflow.backends.pipeline import compile_to_dir
-    from sparseflow.hw_models.loader import load_hw
+    from sparseflow import api
 
-    recipe = _recipe(args, load_hw(args.target).default_recipe)
     out = Path(args.output)
-    report = compile_to_dir(
-        args.model, args.target, recipe, out, _request(args), _pass_context(args)
+    report = api.compile(
+        args.model, args.target, out, args.recipe, force=args.force, **_request(args)
     )
     if args.json:
         _print_json(report)
@@ -241,14 +218,22 @@ def _human(n_bytes: float) -> str:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Run one request of a compressed model on a target's backend and check its logits."""
-    from sparseflow.backends.pipeline import run_request
-    from sparseflow.hw_models.loader import load_hw
+    from sparseflow import api
 
-    recipe = _recipe(args, load_hw(args.target).default_recipe)
+    hw = api.load_target(args.target)
+    if api.simulated_gpu(hw):
+        short = api.SIMULATOR_REQUEST
+        chosen = "" if args.prompt or args.gen else (
+            f"; running a short request (--prompt {short['prompt_len']} --gen "
+            f"{short['gen_len']}), give --prompt/--gen for another"
+        )  # fmt: skip
+        print(
+            f"sparseflow: no GPU found: {hw.name} kernels run on numba's CUDA simulator "
+            f"(about 5 s per prompt token, 30 s per decode step of a tiny model){chosen}",
+            file=sys.stderr,
+        )
     progress = not args.json and sys.stderr.isatty()
-    result = run_request(
-        args.model, args.target, recipe, _request(args), _pass_context(args), progress
-    )
+    result = api.run(args.model, hw, args.recipe, progress=progress, **_request(args))
     if args.json:
         _print_json(result)
         return 0
@@ -257,7 +242,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"  tokens                         {result['tokens']}")
     print(f"  logits rel. error vs reference {'n/a (no backend)' if ref is None else f'{ref:.3e}'}")
     print(f"  logits rel. error vs dense     {result['logits_rel_error_vs_dense']:.3e}")
-    print(f"  tokens/s (measured)            {result['tokens_per_s']:.1f}")
+    speed = result["tokens_per_s"]
+    shown = "n/a (no decode step)" if speed is None else f"{speed:.1f}"
+    print(f"  tokens/s (measured)            {shown}")
     return 0
 
 
@@ -337,6 +324,9 @@ def build_parser() -> argparse.ArgumentParser:
     estimate.set_defaults(func=cmd_estimate)
     compile_ = _model_command(commands, "compile", "compress and compile a model for a target")
     compile_.add_argument("-o", "--output", required=True, help="output folder")
+    compile_.add_argument(
+        "--force", action="store_true", help="replace an output folder of other files whole"
+    )
     compile_.set_defaults(func=cmd_compile)
     run = _model_command(commands, "run", "run a request on the target's kernels, check logits")
     run.set_defaults(func=cmd_run)
@@ -368,8 +358,11 @@ def _model_command(
     sub.add_argument("--recipe", help="recipe name or YAML (default: the target's)")
     sub.add_argument("--sparsity", help="shorthand: 2:4, 8:16, 0.9, block4x1:0.9")
     sub.add_argument("--quant", help="shorthand: int8, llm.int8, int4[:g128], fp4, olive4")
-    sub.add_argument("--prompt", type=int, default=128, help="prompt length")
-    sub.add_argument("--gen", type=int, default=128, help="tokens generated")
+    defaults = "run: 8 + 2 on a GPU target without a GPU" if name == "run" else None
+    sub.add_argument("--prompt", type=int, default=None if defaults else 128, help="prompt length")
+    sub.add_argument("--gen", type=int, default=None if defaults else 128, help="tokens generated")
+    if defaults:
+        sub.epilog = f"Request default: --prompt 128 --gen 128 ({defaults})."
     sub.add_argument("--batch", type=int, default=1, help="sequences per batch")
     sub.add_argument("--calibration", metavar="FILE", help="calibration token ids (one line each)")
     sub.add_argument("--seed", type=int, default=0, help="seed of prompts and calibration ids")
@@ -399,6 +392,10 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except InputError as err:
         print(f"sparseflow: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # a path the user gave cannot be read or written
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"sparseflow: error: {where}{err.strerror or err}", file=sys.stderr)
         return 2
     except BrokenPipeError:
         sys.stderr.close()  # output piped into a reader that stopped early (e.g. `| head`)

@@ -9,12 +9,12 @@ and of the uncompressed graph (compression error), all fed the backend's tokens.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from sparseflow.backends.memory import check_capacity
 from sparseflow.backends.registry import CompileRequest, compile_model, has_backend
 from sparseflow.backends.runner import (
     Generation,
@@ -23,9 +23,9 @@ from sparseflow.backends.runner import (
     prompt_ids,
     rel_error,
 )
-from sparseflow.hw_models.loader import load_hw
-from sparseflow.hw_models.schema import HardwareModel
+from sparseflow.hw_models.schema import HardwareModel, Kind
 from sparseflow.ir.errors import InputError
+from sparseflow.ir.fileio import dumps_strict
 from sparseflow.ir.formats import PackedWeight, stored_mask
 from sparseflow.ir.graph import Graph
 from sparseflow.ir.models.random_weights import random_weights
@@ -64,6 +64,7 @@ def compress_model(
     get seeded random weights (DESIGN.md) so that they can run."""
     prefill = load_model(source, "prefill", batch)
     decode = None if is_encoder(source) else load_model(source, "decode", batch)
+    prefill.weights.check_finite()
     if functional and not prefill.weights:
         prefill = random_weights(prefill)
         decode = decode and random_weights(decode)
@@ -124,14 +125,19 @@ def compile_report(model: str, hw: HardwareModel, recipe: Recipe, pair: ModelPai
 
 
 def compile_to_dir(
-    model: str, target: str, recipe: Recipe, out_dir: Path, request: dict, ctx: PassContext
+    model: str,
+    hw: HardwareModel,
+    recipe: Recipe,
+    out_dir: Path,
+    request: dict,
+    ctx: PassContext | None = None,
 ) -> dict:
-    """Compile `model` for `target` into `out_dir`; return the report written there.
+    """Compile `model` for `hw` into `out_dir`; return the report written there.
 
     `request` holds batch, prompt_len and gen_len (they size the FPGA's length buckets).
     """
-    hw = load_hw(target)
     pair = compress_model(model, recipe, request["batch"], functional=False, ctx=ctx)
+    check_memory(hw, pair, request)
     report = compile_report(model, hw, recipe, pair)
     out_dir.mkdir(parents=True, exist_ok=True)
     graph_text = "\n".join(str(g) for g in (pair.prefill, pair.decode) if g is not None)
@@ -145,16 +151,16 @@ def compile_to_dir(
         report["program"] = None
         report["note"] = f"no {hw.kind} backend is built yet: graph and weights only"
     report["files"] = [str(p.relative_to(out_dir)) for p in files] + ["report.json"]
-    (out_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out_dir / "report.json").write_text(dumps_strict(report, "report.json") + "\n")
     return report
 
 
 def run_request(
-    model: str, target: str, recipe: Recipe, request: dict, ctx: PassContext, progress: bool
+    model: str, hw: HardwareModel, recipe: Recipe, request: dict, ctx: PassContext, progress: bool
 ) -> dict:
-    """Run one request on `target`'s backend; return the run report (DESIGN.md `run`)."""
-    hw = load_hw(target)
+    """Run one request on `hw`'s backend; return the run report (DESIGN.md `run`)."""
     pair = compress_model(model, recipe, request["batch"], functional=True, ctx=ctx)
+    check_memory(hw, pair, request)
     vocab = int(pair.prefill.meta_dict.get("vocab_size", 0))
     ids = prompt_ids(vocab, request["batch"], request["prompt_len"], ctx.seed)
     gen_len = request["gen_len"]
@@ -168,6 +174,12 @@ def run_request(
     dense = generate_reference(
         pair.dense_prefill, pair.dense_decode, ids, gen_len, forced=backend.tokens
     )
+    for label, run in (("the target", backend), ("the reference", ref), ("the dense model", dense)):
+        if not np.isfinite(run.all_logits()).all():
+            raise InputError(
+                f"{model}: the logits of {label} are not finite: the weights overflow the "
+                f"arithmetic (largest |weight| {_largest_weight(pair.dense_prefill)})"
+            )
     return {
         "model": model,
         "target": hw.name,
@@ -179,15 +191,30 @@ def run_request(
         "tokens": backend.tokens.tolist(),
         "logits_rel_error_vs_reference": rel_error(backend, ref) if compiled else None,
         "logits_rel_error_vs_dense": rel_error(backend, dense),
-        "tokens_per_s": _tokens_per_s(backend, ids),
+        "tokens_per_s": _tokens_per_s(backend, ids, pair.decode is None),
         "prefill_s": backend.prefill_s,
         "decode_s": backend.decode_s,
         "program": compiled.summary() if compiled else None,
     }
 
 
-def _tokens_per_s(gen: Generation, ids: np.ndarray) -> float:
-    """Return decode tokens per second, or prompt tokens per second for an encoder."""
-    if len(gen.logits) > 1:
-        return gen.decode_tokens_per_s
-    return ids.size / gen.prefill_s if gen.prefill_s > 0 else 0.0
+def check_memory(hw: HardwareModel, pair: ModelPair, request: dict) -> None:
+    """Raise InputError when the compressed weights and the KV cache overflow the device."""
+    if pair.decode is None or hw.kind is Kind.FPGA:  # the FPGA layout checks its HBM itself
+        return
+    check_capacity(hw, pair.decode, request["prompt_len"] + max(request["gen_len"], 1))
+
+
+def _largest_weight(graph: Graph) -> str:
+    """Return `value in name` for the weight of largest magnitude."""
+    peaks = {name: float(np.abs(graph.weights.dense(name)).max()) for name in graph.weights}
+    name = max(peaks, key=peaks.get)
+    return f"{peaks[name]:.3g} in {name}"
+
+
+def _tokens_per_s(gen: Generation, ids: np.ndarray, encoder: bool) -> float | None:
+    """Return decode tokens per second (None when no decode step ran), or prompt tokens per
+    second for an encoder."""
+    if encoder:
+        return ids.size / gen.prefill_s if gen.prefill_s > 0 else None
+    return gen.decode_tokens_per_s if len(gen.logits) > 1 else None

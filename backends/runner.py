@@ -88,27 +88,31 @@ def generate(
 
     The first token comes from the prefill logits; each decode step feeds the previous token.
     An encoder (no decode runner) runs the prefill alone. `progress` shows a bar over the
-    decode steps on a terminal.
+    prefill and the decode steps on a terminal.
     """
     batch, prompt_len = ids.shape
-    start = time.perf_counter()
-    outputs = prefill.run(prefill_inputs(prefill_graph, ids))
-    prefill_s = time.perf_counter() - start
-    head = prefill_graph.outputs[0]
-    logits = [outputs[head]]
-    if decode is None or gen_len == 0:
-        return Generation(np.zeros((batch, 0), np.int64), tuple(logits), prefill_s, 0.0)
-    tokens = [_next_token(outputs[head], forced, 0)]
-    caches = {CACHE_PREFIX + k: v for k, v in outputs.items() if k != head}
-    start = time.perf_counter()
-    bar = tqdm(range(1, gen_len), desc="decode", unit="tok", disable=not progress, leave=False)
-    for step in bar:
-        feed = {"ids": tokens[-1][:, None], "pos": np.array([prompt_len + step - 1]), **caches}
-        outputs = decode.run(feed)
-        logits.append(outputs[head])
-        tokens.append(_next_token(outputs[head], forced, step))
+    steps = gen_len if decode is not None else 1
+    with tqdm(total=max(steps, 1), desc="prefill", disable=not progress, leave=False) as bar:
+        start = time.perf_counter()
+        outputs = prefill.run(prefill_inputs(prefill_graph, ids))
+        prefill_s = time.perf_counter() - start
+        bar.update(1)
+        bar.set_description("decode")
+        head = prefill_graph.outputs[0]
+        logits = [outputs[head]]
+        if decode is None or gen_len == 0:
+            return Generation(np.zeros((batch, 0), np.int64), tuple(logits), prefill_s, 0.0)
+        tokens = [_next_token(outputs[head], forced, 0)]
         caches = {CACHE_PREFIX + k: v for k, v in outputs.items() if k != head}
-    decode_s = time.perf_counter() - start
+        start = time.perf_counter()
+        for step in range(1, gen_len):
+            feed = {"ids": tokens[-1][:, None], "pos": np.array([prompt_len + step - 1]), **caches}
+            outputs = decode.run(feed)
+            logits.append(outputs[head])
+            tokens.append(_next_token(outputs[head], forced, step))
+            caches = {CACHE_PREFIX + k: v for k, v in outputs.items() if k != head}
+            bar.update(1)
+        decode_s = time.perf_counter() - start
     return Generation(np.stack(tokens, axis=1), tuple(logits), prefill_s, decode_s)
 
 

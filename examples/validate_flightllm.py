@@ -18,12 +18,13 @@ import math
 import time
 
 from sparseflow.backends.fpga.compiler import compile_program
+from sparseflow.backends.memory import deployed_weight_bytes
 from sparseflow.backends.registry import CompileRequest
 from sparseflow.hw_models.loader import load_hw
 from sparseflow.ir.errors import InputError
 from sparseflow.ir.models.zoo import load_model
 from sparseflow.passes.recipe import load_recipe
-from sparseflow.simulator.estimate import Workload, deployed_weight_bytes, estimate_analytical
+from sparseflow.simulator.estimate import Workload, estimate_analytical
 from sparseflow.simulator.fpga_estimate import check_fits, estimate_program
 
 MODEL, TARGET, RECIPE = "llama2-7b", "u280", "flightllm"

@@ -19,6 +19,7 @@ from typing import Any
 
 from sparseflow.hw_models.schema import META_FIELDS, field_check
 from sparseflow.ir.errors import InputError
+from sparseflow.ir.fileio import brief
 
 NOTE_KEYS = ("source", "assumption")
 
@@ -96,7 +97,7 @@ def convert(value: Any, hint: Any, metadata: Any, path: str, ctx: BuildContext) 
     if isinstance(hint, type) and issubclass(hint, Enum):
         allowed = [m.value for m in hint]
         if value not in allowed:
-            raise ctx.error(path, f"expected one of {allowed}, got {value!r}")
+            raise ctx.error(path, f"expected one of {allowed}, got {brief(value)}")
         return hint(value)
     scalar = convert_scalar(value, hint, path, ctx)
     check_value(scalar, field_check(metadata), path, ctx)
@@ -106,7 +107,7 @@ def convert(value: Any, hint: Any, metadata: Any, path: str, ctx: BuildContext) 
 def convert_tuple(value: Any, item: type, metadata: Any, path: str, ctx: BuildContext) -> tuple:
     """Convert a non-empty YAML list into a tuple of `item` values."""
     if not isinstance(value, list) or not value:
-        raise ctx.error(path, f"expected a non-empty list, got {value!r}")
+        raise ctx.error(path, f"expected a non-empty list, got {brief(value)}")
     return tuple(convert(v, item, metadata, f"{path}[{i}]", ctx) for i, v in enumerate(value))
 
 
@@ -141,7 +142,7 @@ def convert_scalar(value: Any, hint: type, path: str, ctx: BuildContext) -> Any:
 def reject_type(value: Any, hint: type, path: str, ctx: BuildContext) -> typing.NoReturn:
     """Raise the wrong-type error for `value`."""
     wanted = {bool: "true/false", int: "an integer", float: "a number", str: "a text"}[hint]
-    raise ctx.error(path, f"expected {wanted}, got {type(value).__name__} {value!r:.40}")
+    raise ctx.error(path, f"expected {wanted}, got {type(value).__name__} {brief(value)}")
 
 
 def to_finite_float(value: int | float, path: str, ctx: BuildContext) -> float:
@@ -151,7 +152,7 @@ def to_finite_float(value: int | float, path: str, ctx: BuildContext) -> float:
     except OverflowError:
         number = math.inf
     if not math.isfinite(number):
-        raise ctx.error(path, f"expected a finite number, got {value!r:.40}")
+        raise ctx.error(path, f"expected a finite number, got {brief(value)}")
     return number
 
 
@@ -165,6 +166,8 @@ def check_value(value: Any, check: str | None, path: str, ctx: BuildContext) -> 
         raise ctx.error(path, f"must be >= 0, got {value}")
     if check == "fraction" and not 0 < value <= 1:
         raise ctx.error(path, f"must lie in (0, 1], got {value}")
+    if check == "clock" and not 1e6 <= value <= 1e10:
+        raise ctx.error(path, f"must lie in 1e6..1e10 Hz (1 MHz to 10 GHz), got {value:g}")
 
 
 def to_plain(obj: Any, prefix: str, notes: Mapping[str, Mapping[str, str]]) -> Any:

@@ -21,8 +21,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from sparseflow.hw_models.build import BuildContext, build_section, to_plain
 from sparseflow.hw_models.schema import (
     MODEL_CLASS_BY_KIND,
@@ -34,33 +32,12 @@ from sparseflow.hw_models.schema import (
     Kind,
 )
 from sparseflow.ir.errors import InputError
+from sparseflow.ir.fileio import brief, parse_yaml, read_yaml
 
 HW_DIR = Path(__file__).resolve().parent
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 OVERRIDE_NOTE = "design-space override of the preset value"
-
-
-class StrictLoader(yaml.SafeLoader):
-    """Parse YAML safely, refusing duplicate keys and reading `1e9` as a float (YAML 1.2)."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
-        """Build a mapping, raising on a key that appears twice."""
-        seen: set[Any] = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r}", key_node.start_mark
-                )
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
-
-
-StrictLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
-    list("-+0123456789"),
-)
+MAX_HBM_CHANNELS = 32  # the instruction set's 5-bit channel field (backends/fpga/isa.py)
 
 
 def list_hw() -> list[str]:
@@ -71,22 +48,28 @@ def list_hw() -> list[str]:
 def load_hw(name_or_path: str | Path) -> HardwareModel:
     """Load a preset by name or a hardware-model YAML file by path; validate it fully."""
     path = resolve_path(name_or_path)
+    label = file_label(path)
     try:
         stat = path.stat()
-        data = parse_file(str(path), stat.st_mtime_ns, stat.st_size)
     except OSError as exc:
-        raise InputError(f"{path}: cannot read hardware model: {exc.strerror}") from None
-    return hw_from_dict(data, str(path))
+        raise InputError(f"{label}: cannot read hardware model: {exc.strerror}") from None
+    return hw_from_dict(parse_file(str(path), label, stat.st_mtime_ns, stat.st_size), label)
+
+
+def file_label(path: Path) -> str:
+    """Return how messages name a hardware-model file: a preset by its name, else its path."""
+    preset = HW_DIR / path.name
+    return f"{path.stem} (built-in)" if path.resolve() == preset.resolve() else str(path)
 
 
 @functools.lru_cache(maxsize=64)
-def parse_file(path: str, mtime_ns: int, size: int) -> Any:
+def parse_file(path: str, label: str, mtime_ns: int, size: int) -> Any:
     """Parse a YAML file once per (path, modification time, size); sweeps reload cheaply.
 
     Callers must not mutate the result: `hw_from_dict` only reads it.
     """
     del mtime_ns, size  # part of the cache key only
-    return parse_text(Path(path).read_text(encoding="utf-8"), path)
+    return read_yaml(Path(path), label, "hardware model")
 
 
 def resolve_path(name_or_path: str | Path) -> Path:
@@ -105,19 +88,7 @@ def resolve_path(name_or_path: str | Path) -> Path:
 
 def hw_from_text(text: str, file_label: str) -> HardwareModel:
     """Parse YAML text of one hardware model and validate it."""
-    return hw_from_dict(parse_text(text, file_label), file_label)
-
-
-def parse_text(text: str, file_label: str) -> Any:
-    """Parse YAML text strictly; raise InputError naming the file and line on bad syntax."""
-    try:
-        data = yaml.load(text, Loader=StrictLoader)
-    except yaml.YAMLError as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else "parse error"
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1})" if mark is not None else ""
-        raise InputError(f"{file_label}: malformed YAML{where}: {first_line}") from None
-    return data
+    return hw_from_dict(parse_yaml(text, file_label), file_label)
 
 
 def hw_from_dict(data: Any, file_label: str = "<dict>") -> HardwareModel:
@@ -127,7 +98,8 @@ def hw_from_dict(data: Any, file_label: str = "<dict>") -> HardwareModel:
         raise ctx.error("", f"expected a mapping of fields, got {type(data).__name__}")
     kind_value = data.get("kind")
     if kind_value not in [k.value for k in Kind]:
-        raise ctx.error("kind", f"expected one of {[k.value for k in Kind]}, got {kind_value!r}")
+        kinds = [k.value for k in Kind]
+        raise ctx.error("kind", f"expected one of {kinds}, got {brief(kind_value)}")
     cls = MODEL_CLASS_BY_KIND[Kind(kind_value)]
     kwargs = build_section(cls, data, "", ctx)
     hw = cls(
@@ -173,7 +145,8 @@ def set_dotted(data: dict[str, Any], dotted: str, value: Any, label: str) -> Non
 def validate(hw: HardwareModel, ctx: BuildContext) -> None:
     """Check the rules that span several fields; raise naming the field at fault."""
     if not NAME_PATTERN.match(hw.name):
-        raise ctx.error("name", f"use lower-case letters, digits, '.', '_' or '-', not {hw.name!r}")
+        allowed = "lower-case letters, digits, '.', '_' or '-'"
+        raise ctx.error("name", f"use {allowed}, not {brief(hw.name)}")
     recipes = RECIPES_BY_KIND[hw.kind]
     if hw.default_recipe not in recipes:
         raise ctx.error("default_recipe", f"expected one of {list(recipes)} for {hw.kind.value}")
@@ -188,6 +161,15 @@ def validate(hw: HardwareModel, ctx: BuildContext) -> None:
 def validate_fpga(hw: FpgaModel, ctx: BuildContext) -> None:
     """Check that the cores fit the device and the modes fit the cores."""
     core = hw.core
+    if hw.hbm.channels > MAX_HBM_CHANNELS:
+        raise ctx.error(
+            "hbm.channels",
+            f"{hw.hbm.channels} exceeds the {MAX_HBM_CHANNELS} the ISA's channel field addresses",
+        )
+    if hw.cores > hw.hbm.channels:
+        raise ctx.error(
+            "cores", f"{hw.cores} cores need at least as many HBM channels ({hw.hbm.channels})"
+        )
     if hw.cores * core.dsps > hw.dsp_count:
         raise ctx.error(
             "core.dsp_chains",

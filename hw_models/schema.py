@@ -15,6 +15,7 @@ from typing import Any
 POSITIVE = {"check": "positive"}
 NON_NEGATIVE = {"check": "non_negative"}
 FRACTION = {"check": "fraction"}
+CLOCK = {"check": "clock"}  # 1 MHz .. 10 GHz: any real accelerator, GPU or CPU clock
 
 
 class Kind(StrEnum):
@@ -187,7 +188,7 @@ class FpgaEnergy:
 class FpgaModel(HardwareModel):
     """Describe a FlightLLM-style FPGA accelerator: cores of DSP chains, HBM, DDR, energy."""
 
-    clock_hz: float = field(metadata=POSITIVE)
+    clock_hz: float = field(metadata=CLOCK)
     dsp_count: int = field(metadata=POSITIVE)
     cores: int = field(metadata=POSITIVE)
     core: FpgaCore
@@ -275,7 +276,7 @@ class CpuCompute:
     """Describe cores, clock, SIMD and the resulting peaks (ops per second, a MAC counts 2)."""
 
     cores: int = field(metadata=POSITIVE)
-    clock_hz: float = field(metadata=POSITIVE)
+    clock_hz: float = field(metadata=CLOCK)
     simd_width_bits: int = field(metadata=POSITIVE)
     fma_units_per_core: int = field(metadata=POSITIVE)
     peak_fp32_flops_per_s: float = field(metadata=POSITIVE)

@@ -25,11 +25,19 @@ _OPERATORS = {
 }
 
 
+# No tensor dimension comes near 2**40 elements; a larger one is a typo or an attack.
+MAX_DIM = 2**40
+
+
 def parse_dim(text: str) -> Dim:
     """Return the dimension written as `text`: an int, or a checked symbolic expression."""
     text = text.strip()
-    if re.fullmatch(r"-?\d+", text):
+    if re.fullmatch(r"\d+", text):
+        if int(text) > MAX_DIM:
+            raise InputError(f"bad dimension {text[:20]}: more than 2**40")
         return int(text)
+    if re.fullmatch(r"-\d+", text):
+        raise InputError(f"bad dimension {text[:20]}: dimensions are not negative")
     _check_expression(text)
     return text
 

@@ -260,12 +260,15 @@ def pack_weight(
     sparse: SparseFormat | None = None,
     mask: np.ndarray | None = None,
     block_n: np.ndarray | None = None,
+    float_dtype: DType = DType.F32,
 ) -> PackedWeight:
     """Store W (float [N, K] or its `QuantCodes`) in the layout `sparse` names, keeping `mask`.
 
     The mask must follow the pattern (n per group of m, whole blocks, ...); without a mask the
     non-zero entries are kept. `block_n` fixes the per-block N of an nmblock layout (default:
-    the smallest allowed N covering the mask). Entries that padding adds hold zeros.
+    the smallest allowed N covering the mask). Entries that padding adds hold zeros. Float
+    values are stored in `float_dtype` (f32, f16, or bf16 as its 16-bit patterns), rounded
+    to nearest.
     """
     quant = payload if isinstance(payload, QuantCodes) else None
     dense = quant.codes if quant else np.asarray(payload, dtype=np.float32)
@@ -281,15 +284,17 @@ def pack_weight(
     arrays, rows, cols = _LAYOUTS[pattern](np.asarray(mask, bool), sparse, block_n)
     reach = (int(rows.max(initial=0)) + 1, int(cols.max(initial=0)) + 1)
     padded = _pad(dense, max(dense.shape[0], reach[0]), max(dense.shape[1], reach[1]))
-    arrays.update(_payload_arrays(quant, padded[rows, cols]))
-    dtype = quant.dtype if quant else DType.F32
+    dtype = quant.dtype if quant else float_dtype
+    arrays.update(_payload_arrays(quant, padded[rows, cols], dtype))
     shape = (int(dense.shape[0]), int(dense.shape[1]))
     return PackedWeight(TensorType(shape, dtype, sparse, quant.params if quant else None), arrays)
 
 
-def _payload_arrays(quant: QuantCodes | None, entries: np.ndarray) -> dict[str, np.ndarray]:
+def _payload_arrays(
+    quant: QuantCodes | None, entries: np.ndarray, dtype: DType
+) -> dict[str, np.ndarray]:
     if quant is None:
-        return {"values": entries.astype(np.float32)}
+        return {"values": float_storage(entries, dtype)}
     side = {name: np.asarray(a) for name, a in quant.side.items()}
     if quant.params.bits == 8:
         return {"values": entries.astype(np.int8), **side}
@@ -378,7 +383,29 @@ def fp4_values(codes: np.ndarray) -> np.ndarray:
 def _dequant_none(
     pw: PackedWeight, entries: np.ndarray, rows: np.ndarray, cols: np.ndarray
 ) -> np.ndarray:
-    return entries.astype(np.float32)
+    return float_values(entries, pw.type.dtype)
+
+
+def float_storage(values: np.ndarray, dtype: DType) -> np.ndarray:
+    """Return float32 values as stored in `dtype`: float32, float16, or bfloat16 bit patterns
+    (uint16, rounded to nearest even)."""
+    values = np.asarray(values, np.float32)
+    if dtype is DType.F16:
+        return values.astype(np.float16)
+    if dtype is DType.BF16:
+        bits = values.view(np.uint32).astype(np.uint64)
+        rounded = bits + 0x7FFF + ((bits >> 16) & 1)
+        return (rounded >> 16).astype(np.uint16)
+    if dtype is not DType.F32:
+        raise InputError(f"float weights are stored as f32, f16 or bf16, not {dtype}")
+    return values
+
+
+def float_values(stored: np.ndarray, dtype: DType) -> np.ndarray:
+    """Return the float32 values of `float_storage`'s arrays."""
+    if dtype is DType.BF16:
+        return (stored.astype(np.uint32) << 16).view(np.float32)
+    return stored.astype(np.float32)
 
 
 def _dequant_int(

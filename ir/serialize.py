@@ -1,6 +1,7 @@
 """Read and write the text form of a graph (the printed form round-trips).
 
-File format: the output of `str(graph)`:
+File format: the output of `str(graph)`, one graph after another (a compiled model's
+`graph` file holds its prefill and decode graphs):
     graph NAME {meta as JSON} {
       %value : TYPE = op(%a, %b) {attrs as JSON}  # users=N
       ...
@@ -30,13 +31,35 @@ def write_graph(graph: Graph, path: str | Path) -> None:
     Path(path).write_text(str(graph) + "\n")
 
 
-def read_graph(path: str | Path) -> Graph:
-    """Read a graph file; raise InputError naming the file and line on any problem."""
+def read_graphs(path: str | Path) -> list[Graph]:
+    """Read every graph of a graph file; raise InputError naming the file on any problem."""
     try:
-        text = Path(path).read_text()
+        text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
         raise InputError(f"{path}: cannot read graph file ({err})") from None
-    return parse_graph(text, source=str(path))
+    return parse_graphs(text, source=str(path))
+
+
+def read_graph(path: str | Path) -> Graph:
+    """Read a file holding one graph."""
+    graphs = read_graphs(path)
+    if len(graphs) != 1:
+        raise InputError(f"{path}: holds {len(graphs)} graphs, one was expected")
+    return graphs[0]
+
+
+def parse_graphs(text: str, source: str = "<text>") -> list[Graph]:
+    """Parse a text holding one or more graphs, each verified."""
+    blocks: list[list[str]] = []
+    for raw in text.splitlines():
+        line = raw.split("#", 1)[0].strip()
+        if line.startswith("graph ") or not blocks:
+            blocks.append([])
+        blocks[-1].append(raw)
+    graphs = [parse_graph("\n".join(block), source) for block in blocks if "".join(block).strip()]
+    if not graphs:
+        raise InputError(f"{source}: not a sparseflow graph (empty)")
+    return graphs
 
 
 def parse_graph(text: str, source: str = "<text>") -> Graph:

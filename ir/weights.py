@@ -43,6 +43,15 @@ class Weights(Mapping[str, WeightValue]):
         entries.update(updates)
         return Weights(entries)
 
+    def check_finite(self) -> None:
+        """Raise InputError naming the first weight holding NaN or infinity."""
+        for name in self:
+            value = self[name]
+            values = value.to_dense() if isinstance(value, PackedWeight) else np.asarray(value)
+            if values.dtype.kind == "f" and not np.isfinite(values).all():
+                bad = values[~np.isfinite(values)].flat[0]
+                raise InputError(f"weight {name!r} holds {bad} (NaN or infinity)")
+
     def dense(self, name: str) -> np.ndarray:
         """Return weight `name` as the float32 array of the real values it holds."""
         if name not in self._entries:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from sparseflow.ir.dtypes import DType
+from sparseflow.ir.errors import InputError
 from sparseflow.ir.graph import Graph, infer_types
 from sparseflow.ir.node import Node, make_attrs
 from sparseflow.ir.ops import Op
@@ -49,8 +50,12 @@ def _quantize_node(graph_types: dict, value: str, bits: int) -> Node:
     return Node(name, op, (value,), op.infer_type([graph_types[value]], attrs, name), attrs)
 
 
-def _insert_quantize(graph: Graph, wanted, bits: int) -> Graph:
-    """Rebuild the graph; for nodes where wanted(node) gives an input position, quantize it."""
+def _insert_quantize(graph: Graph, wanted, bits: int, once: bool = False) -> Graph:
+    """Rebuild the graph; for nodes where wanted(node) gives an input position, quantize it.
+
+    An input that is already quantized stays as it is, or, with `once`, is an InputError
+    naming the node (a recipe quantizing the same linears twice).
+    """
     types = {n.name: n.type for n in graph.nodes}
     made: dict[str, str] = {}
     nodes: list[Node] = []
@@ -58,6 +63,11 @@ def _insert_quantize(graph: Graph, wanted, bits: int) -> Graph:
         position = wanted(node)
         if position is not None:
             source = node.inputs[position]
+            if once and types[source].quant and source not in made:
+                raise InputError(
+                    f"node %{node.name}: its input %{source} is already quantized "
+                    f"({types[source].quant}); quantize each linear's input once"
+                )
             if not types[source].quant and source not in made:
                 q = _quantize_node(types, source, bits)
                 nodes.append(q)
@@ -81,7 +91,7 @@ def quantize_activations(
     def wanted(node: Node) -> int | None:
         return 0 if node.op is Op.LINEAR and node.inputs[1] in chosen else None
 
-    return _insert_quantize(graph, wanted, opts.bits)
+    return _insert_quantize(graph, wanted, opts.bits, once=True)
 
 
 SCALE_TYPE = TensorType((1,), DType.F32)  # a static quantization scale (the quantize op's input)

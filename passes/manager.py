@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import types
+import typing
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from sparseflow.ir.errors import GraphError, InputError
+from sparseflow.ir.fileio import brief
 from sparseflow.ir.graph import Graph
 from sparseflow.ir.ops import Op
 from sparseflow.ir.weights import Weights
@@ -102,10 +105,54 @@ def make_options(pass_def: PassDef, values: dict, where: str) -> object:
         raise InputError(
             f"{where}: pass {pass_def.name!r}: unknown option {unknown[0]!r} (known: {known})"
         )
+    required = [
+        f.name
+        for f in dataclasses.fields(pass_def.options)
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    ]
+    missing = [name for name in required if name not in values]
+    if missing:
+        raise InputError(f"{where}: pass {pass_def.name!r}: option {missing[0]!r} is required")
+    hints = typing.get_type_hints(pass_def.options)
+    for name, value in values.items():
+        if not _matches(value, hints[name]):
+            raise InputError(
+                f"{where}: pass {pass_def.name!r}: option {name!r} must be "
+                f"{_describe(hints[name])}, got {brief(value)}"
+            )
     try:
         return pass_def.options(**values)
     except (TypeError, ValueError) as err:
         raise InputError(f"{where}: pass {pass_def.name!r}: {err}") from None
+
+
+def _matches(value: object, hint: object) -> bool:
+    """Return whether a YAML value fits an option's annotation (bool is not a number)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (types.UnionType, typing.Union):
+        return any(_matches(value, a) for a in args)
+    if origin is tuple:
+        items = args[:1] * len(value) if args[-1:] == (Ellipsis,) else args
+        ok = isinstance(value, list | tuple) and len(value) == len(items)
+        return ok and all(_matches(v, a) for v, a in zip(value, items, strict=False))
+    if hint is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint in (bool, str, type(None)):
+        return isinstance(value, hint)
+    return True
+
+
+def _describe(hint: object) -> str:
+    """Return an option annotation in words: `an integer or a text`."""
+    words = {int: "an integer", float: "a number", bool: "true or false", str: "a text"}
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (types.UnionType, typing.Union):
+        return " or ".join(_describe(a) for a in args)
+    if origin is tuple:
+        return f"a list of {len(args)} {_describe(args[0]).split(' ', 1)[1]}s"
+    return words.get(hint, str(hint))
 
 
 def select_layers(

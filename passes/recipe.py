@@ -18,9 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import yaml
-
 from sparseflow.ir.errors import InputError
+from sparseflow.ir.fileio import read_yaml
 from sparseflow.ir.graph import Graph
 from sparseflow.passes.manager import (
     PassContext,
@@ -90,7 +89,7 @@ def _builtin_paths() -> dict[str, Path]:
     """Map each built-in recipe's `name:` (e.g. `2:4`) to its file."""
     paths = {}
     for path in sorted(RECIPE_DIR.glob("*.yaml")):
-        data = yaml.safe_load(path.read_text())
+        data = read_yaml(path, f"recipe {path.name}", "recipe")
         paths[str(data.get("name", path.stem))] = path
     return paths
 
@@ -110,19 +109,8 @@ def load_recipe(name_or_path: str) -> Recipe:
     else:
         known = ", ".join(builtin)
         raise InputError(f"unknown recipe {name_or_path!r} (known: {known}, or a .yaml path)")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as err:
-        raise InputError(f"recipe {path}: cannot read ({err.strerror})") from None
-    except yaml.YAMLError as err:
-        raise InputError(f"recipe {path}: malformed YAML ({_yaml_problem(err)})") from None
-    return recipe_from_dict(data, str(path))
-
-
-def _yaml_problem(err: yaml.YAMLError) -> str:
-    mark = getattr(err, "problem_mark", None)
-    problem = getattr(err, "problem", None) or "syntax error"
-    return f"{problem} at line {mark.line + 1}" if mark else problem
+    label = f"{name_or_path} (built-in)" if name_or_path in builtin else str(path)
+    return recipe_from_dict(read_yaml(path, f"recipe {label}", "recipe"), label)
 
 
 def recipe_from_dict(data: object, source: str) -> Recipe:

@@ -36,12 +36,18 @@ def _sparsify(
     fmt: SparseFormat,
 ) -> Graph:
     def new_value(name: str, value: WeightValue):
-        if getattr(value, "type", None) is not None and value.type.sparse is not None:
-            raise InputError(f"layer {name!r} is already sparse ({value.type.sparse})")
         selection = select(dense_values(value))
-        return selection.pack(selection.apply(dense_values(value)))
+        dtype = graph.node(name).type.dtype
+        return selection.pack(selection.apply(dense_values(value)), dtype)
 
     def new_type(name: str, tensor_type: TensorType) -> TensorType:
+        if tensor_type.sparse is not None:
+            raise InputError(f"layer {name!r} is already sparse ({tensor_type.sparse})")
+        if tensor_type.quant is not None:
+            raise InputError(
+                f"layer {name!r} is already quantized ({tensor_type.quant}): sparsify before "
+                "quantizing (quantization keeps a sparse weight's mask)"
+            )
         return tensor_type.with_(sparse=fmt)
 
     return rewrite_weights(graph, layers, ctx, new_value, new_type)

@@ -20,6 +20,7 @@ from itertools import pairwise
 
 import numpy as np
 
+from sparseflow.ir.dtypes import DType
 from sparseflow.ir.errors import InputError
 from sparseflow.ir.formats import (
     FLIGHTLLM_BLOCK,
@@ -45,9 +46,12 @@ class SparseSelection:
         """Return W with the dropped weights set to zero (float32)."""
         return np.where(self.mask, np.asarray(w, np.float32), np.float32(0))
 
-    def pack(self, payload: np.ndarray | QuantCodes) -> PackedWeight:
-        """Store float weights or quantization codes in this selection's sparse layout."""
-        return pack_weight(payload, self.format, self.mask, self.block_n)
+    def pack(
+        self, payload: np.ndarray | QuantCodes, float_dtype: DType = DType.F32
+    ) -> PackedWeight:
+        """Store float weights (in `float_dtype`) or quantization codes in this selection's
+        sparse layout."""
+        return pack_weight(payload, self.format, self.mask, self.block_n, float_dtype)
 
 
 def _matrix(w: np.ndarray, what: str) -> np.ndarray:

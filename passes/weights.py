@@ -31,22 +31,35 @@ def rewrite_weights(
 ) -> Graph:
     """Return a graph whose selected weights are rewritten.
 
-    With values, `new_value(name, value)` gives the packed weight (and with it the type),
-    unless `ctx.reuse` already holds it; without values, `new_type(name, type)` gives the type.
+    `new_type(name, type)` gives the new type and raises InputError when the weight cannot
+    take the pass; it runs with and without values, so a recipe is checked the same way on
+    shape-only and on real models. With values, `new_value(name, value)` then gives the
+    packed weight (unless `ctx.reuse` already holds it), whose storage must be the type's.
     """
     chosen = set(layers)
     updates: dict[str, PackedWeight] = {}
     nodes = []
     for node in graph.nodes:
         if node.name in chosen:
+            expected = new_type(node.name, node.type)
             if node.name in graph.weights:
                 packed = reused(ctx, node.name) or new_value(node.name, graph.weights[node.name])
+                check_storage(node.name, expected, packed.type)
                 updates[node.name] = packed
-                node = replace(node, type=packed.type)
-            else:
-                node = replace(node, type=new_type(node.name, node.type))
+                expected = packed.type
+            node = replace(node, type=expected)
         nodes.append(node)
     return graph.with_nodes(nodes, graph.weights.replace(updates))
+
+
+def check_storage(name: str, expected: TensorType, made: TensorType) -> None:
+    """Check a packed weight has the storage its type predicts (the density may differ: a
+    pass measures what it kept); a mismatch is a bug in the pass."""
+    pattern = None if expected.sparse is None else replace(expected.sparse, density=0.0)
+    made_pattern = None if made.sparse is None else replace(made.sparse, density=0.0)
+    same = (expected.shape, expected.dtype, expected.quant, pattern)
+    if same != (made.shape, made.dtype, made.quant, made_pattern):
+        raise RuntimeError(f"weight {name}: packed as {made}, its type says {expected}")
 
 
 def reused(ctx: PassContext, name: str) -> PackedWeight | None:

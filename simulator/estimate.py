@@ -12,13 +12,12 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
+from sparseflow.backends.memory import check_capacity, deployed_weight_bytes
 from sparseflow.backends.runner import check_request
 from sparseflow.hw_models.schema import GpuModel, HardwareModel
 from sparseflow.ir.dims import dim_symbols
 from sparseflow.ir.dtypes import DType
-from sparseflow.ir.errors import InputError
 from sparseflow.ir.graph import Graph
-from sparseflow.ir.ops import Op, weight_storage_bytes
 from sparseflow.simulator.analytical import KernelTiming, bound_of, estimate_kernel
 from sparseflow.simulator.graph_work import graph_works
 
@@ -36,30 +35,6 @@ class Workload:
 
     def __post_init__(self) -> None:
         check_request(self.batch, self.prompt_len, self.gen_len, min_gen_len=1)
-
-
-def deployed_weight_bytes(graph: Graph) -> int:
-    """Return the graph's weight bytes as deployed (`weight_storage_bytes` of each weight)."""
-    return sum(weight_storage_bytes(node.type) for node in graph.nodes_of(Op.WEIGHT))
-
-
-def _kv_cache_bytes(decode: Graph, length: int, float_bytes: int) -> int:
-    total = 0
-    for node in decode.nodes_of(Op.KV_APPEND):
-        tensor_type = node.type
-        per_element = tensor_type.dtype.bits / 8 if tensor_type.quant else float_bytes
-        total += int(tensor_type.numel({"L": length - 1, "T": 1}) * per_element)
-    return total
-
-
-def _check_capacity(hw: HardwareModel, decode: Graph, weights: int, workload: Workload) -> None:
-    kv = _kv_cache_bytes(decode, workload.prompt_len + workload.gen_len, 2)
-    capacity = hw.memory.capacity_bytes  # type: ignore[attr-defined]
-    if weights + kv > capacity:
-        raise InputError(
-            f"{hw.source_file or hw.name}: field 'memory.capacity_bytes' = {capacity} cannot hold "
-            f"the model: weights {weights} + KV cache {kv} bytes"
-        )
 
 
 def _time_graph(
@@ -172,7 +147,7 @@ def estimate_analytical(
     """Return the report (DESIGN.md keys) of one request on a GPU or CPU model."""
     dtype = DType.F16 if isinstance(hw, GpuModel) else DType.F32
     weights = deployed_weight_bytes(decode)
-    _check_capacity(hw, decode, weights, workload)
+    check_capacity(hw, decode, workload.prompt_len + workload.gen_len)
     prefill_timings = _time_graph(hw, prefill, {"T": workload.prompt_len}, dtype)
     steps = decode_timings(hw, decode, workload, dtype, exact)
     every = [_step(t) for t in prefill_timings] + [t for step in steps for t in step]

@@ -27,6 +27,7 @@ import numpy as np
 
 from sparseflow.backends.fpga import isa
 from sparseflow.backends.fpga.program import Bucket, HbmLayout, Program
+from sparseflow.backends.memory import deployed_weight_bytes, kv_cache_bytes
 from sparseflow.backends.registry import CompileRequest, compile_model
 from sparseflow.hw_models.schema import FpgaModel
 from sparseflow.ir.errors import InputError
@@ -35,8 +36,6 @@ from sparseflow.ir.ops import OpClass
 from sparseflow.simulator.energy import EnergyLedger, dynamic_energy, sum_ledgers
 from sparseflow.simulator.estimate import (
     Workload,
-    _kv_cache_bytes,
-    deployed_weight_bytes,
     request_report,
 )
 from sparseflow.simulator.fpga_costs import FpgaMachine
@@ -172,7 +171,7 @@ def class_energy(
 def check_fits(hw: FpgaModel, decode: Graph, workload: Workload) -> None:
     """Raise InputError naming the field when weights and the KV cache overflow the HBM."""
     weights = deployed_weight_bytes(decode)
-    kv = _kv_cache_bytes(decode, workload.prompt_len + workload.gen_len, 1)
+    kv = kv_cache_bytes(decode, workload.prompt_len + workload.gen_len, 1)
     capacity = hw.hbm.capacity_bytes
     if weights + kv > capacity:
         raise InputError(

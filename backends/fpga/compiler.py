@@ -61,6 +61,11 @@ def compile_program(request: CompileRequest, options: CompileOptions | None = No
     hw = request.hw
     if not isinstance(hw, FpgaModel):
         raise InputError(f"target {hw.name} is not an FPGA model")
+    if request.batch != 1:
+        raise InputError(
+            f"--batch {request.batch}: the {hw.name} programs serve one sequence at a time "
+            "(the compiler builds batch-1 buckets); use --batch 1, or a gpu/cpu target"
+        )
     engine = engine_for(hw)
     plan = buffer_plan(hw, engine.chain, engine.n_chains)
     graph = request.prefill

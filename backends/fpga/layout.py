@@ -34,7 +34,7 @@ from sparseflow.backends.fpga.program import (
 )
 from sparseflow.hw_models.schema import FpgaModel
 from sparseflow.ir.errors import InputError
-from sparseflow.ir.formats import FLIGHTLLM_BLOCK, PackedWeight
+from sparseflow.ir.formats import FLIGHTLLM_BLOCK, FLIGHTLLM_N_CHOICES, PackedWeight
 from sparseflow.ir.graph import Graph
 from sparseflow.ir.types import QuantScheme, SparsePattern
 
@@ -104,18 +104,23 @@ def buffer_plan(hw: FpgaModel, chain: ChainParams, n_chains: int) -> BufferPlan:
         isa.Buffer.BIAS: n_chains * chain.max_segments * 4,
         isa.Buffer.SFU: SFU_WORD_ELEMENTS * 2,
     }
-    capacity = {
-        isa.Buffer.ACT: b.activation_buffer_bytes,
-        isa.Buffer.WEIGHT: b.weight_buffer_bytes,
-        isa.Buffer.NTABLE: b.sparse_meta_buffer_bytes,
-        isa.Buffer.OUT: b.output_buffer_bytes,
-        isa.Buffer.BIAS: b.bias_buffer_bytes,
-        isa.Buffer.SFU: ADDRESS_WORDS * word_bytes[isa.Buffer.SFU],
+    fields = {
+        isa.Buffer.ACT: "activation_buffer_bytes",
+        isa.Buffer.WEIGHT: "weight_buffer_bytes",
+        isa.Buffer.NTABLE: "sparse_meta_buffer_bytes",
+        isa.Buffer.OUT: "output_buffer_bytes",
+        isa.Buffer.BIAS: "bias_buffer_bytes",
     }
+    capacity = {buf: getattr(b, field) for buf, field in fields.items()}
+    capacity[isa.Buffer.SFU] = ADDRESS_WORDS * word_bytes[isa.Buffer.SFU]
     depth = {buf: min(capacity[buf] // word_bytes[buf], ADDRESS_WORDS) for buf in word_bytes}
     for buf, words in depth.items():
         if words < 2:
-            raise InputError(f"{hw.source_file or hw.name}: core.buffers too small for {buf.name}")
+            raise InputError(
+                f"{hw.source_file or hw.name}: field 'core.buffers.{fields[buf]}' = "
+                f"{capacity[buf]} bytes holds under two {word_bytes[buf]}-byte words of the "
+                f"{n_chains} chains x {chain.chain_len} DSPs (double buffering needs two)"
+            )
     return BufferPlan(depth, word_bytes, b.double_buffering)
 
 
@@ -159,9 +164,15 @@ def _mode(name: str, t, value: object, supported: tuple[int, ...]) -> tuple[int,
         if n not in supported:
             raise InputError(f"layer {name}: block N {n} is not among the chain's {supported}")
         return n, int(block_n.nbytes)
-    allowed = sorted(x for x in supported if x >= t.sparse.density * DENSE_N - 1e-9)
+    # Shape-only: the blocks need at least the smallest N the pass chooses for this density.
+    needed = min(n for n in FLIGHTLLM_N_CHOICES if n >= t.sparse.density * DENSE_N - 1e-9)
+    if needed not in supported:
+        raise InputError(
+            f"layer {name}: density {t.sparse.density:g} needs blocks of N {needed}, not among "
+            f"the chain's core.nm_supported_n {list(supported)}"
+        )
     rows, k = (int(d) for d in t.shape)
-    return allowed[0], -(-rows // FLIGHTLLM_BLOCK) * -(-k // FLIGHTLLM_BLOCK)
+    return needed, -(-rows // FLIGHTLLM_BLOCK) * -(-k // FLIGHTLLM_BLOCK)
 
 
 class ChannelAllocator:

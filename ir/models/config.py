@@ -91,6 +91,13 @@ def _check_family(c: ModelConfig) -> None:
         _fail(c, "weight_dtype", f"must be a float dtype, not {c.weight_dtype!r}")
 
 
+# Bounds far beyond any released transformer (the largest have ~130 layers, hidden ~25K,
+# vocabularies ~260K, contexts ~10M): larger values are typos, and would exhaust memory or
+# time before any check of the device could say so.
+MAX_SIZE = 1 << 20
+SIZE_LIMITS = {"num_layers": 1024, "max_positions": 1 << 26, "vocab_size": 1 << 24}
+
+
 def _check_sizes(c: ModelConfig) -> None:
     positive = ("vocab_size", "hidden_size", "num_layers", "num_heads", "num_kv_heads")
     positive += ("head_dim", "intermediate_size", "max_positions")
@@ -98,6 +105,8 @@ def _check_sizes(c: ModelConfig) -> None:
         value = getattr(c, field)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             _fail(c, field, f"must be a positive integer, not {value!r}")
+        if value > SIZE_LIMITS.get(field, MAX_SIZE):
+            _fail(c, field, f"({value}) is above {SIZE_LIMITS.get(field, MAX_SIZE):,}")
     for field in ("position_offset", "type_vocab_size"):
         value = getattr(c, field)
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:

@@ -19,7 +19,7 @@ from sparseflow.ir.models.hf_config import from_hf_config
 from sparseflow.ir.models.llama import build_llama
 from sparseflow.ir.models.opt import build_gpt2, build_opt
 from sparseflow.ir.models.random_weights import random_weights
-from sparseflow.ir.serialize import read_graph
+from sparseflow.ir.serialize import read_graphs
 
 _BUILDERS: dict[str, Callable[[ModelConfig, str, int, Dim], Graph]] = {
     "llama": build_llama,
@@ -61,15 +61,18 @@ def load_model(source: str, phase: str = "prefill", batch: int = 1, seq: Dim = "
 
     `source` is a built-in name (see `list_models`), a path to a Hugging Face config.json
     (shape-only graph), a folder holding config.json and *.safetensors (weights loaded
-    lazily), or a sparseflow graph file (returned as written; `phase`, `batch` and `seq`
-    must then agree with it). Anything else raises InputError listing the built-in names.
+    lazily), a sparseflow graph file or a folder that `compile` wrote (its `graph` file;
+    graphs are returned as written, so `batch` and `seq` must agree with them). Anything else
+    raises InputError listing the built-in names.
     """
     path = Path(source)
     if source in BUILTINS:
         return build_graph(BUILTINS[source], phase, batch, seq)
+    if path.is_dir() and not (path / "config.json").is_file() and (path / "graph").is_file():
+        return _graph_file(path / "graph", phase)
     if path.is_dir():
         if not (path / "config.json").is_file():
-            raise InputError(f"{source}: a model folder needs a config.json")
+            raise InputError(f"{source}: a model folder needs a config.json (or a graph file)")
         return import_hf_folder(path, phase, batch, seq)
     if path.is_file() and path.suffix == ".json":
         return build_graph(from_hf_config(path), phase, batch, seq)
@@ -79,11 +82,15 @@ def load_model(source: str, phase: str = "prefill", batch: int = 1, seq: Dim = "
 
 
 def _graph_file(path: Path, phase: str) -> Graph:
-    graph = read_graph(path)
-    written = graph.meta_dict.get("phase")
-    if written is not None and written != phase:
-        raise InputError(f"{path}: field 'phase' is {written!r}, but {phase!r} was asked for")
-    return graph
+    """Return the graph of `phase` in a graph file (a lone graph without a phase serves any)."""
+    graphs = read_graphs(path)
+    phases = [g.meta_dict.get("phase") for g in graphs]
+    if len(graphs) == 1 and phases[0] is None:
+        return graphs[0]
+    if phase not in phases:
+        held = ", ".join(str(p) for p in phases)
+        raise InputError(f"{path}: holds the {held} graph(s), but {phase!r} was asked for")
+    return graphs[phases.index(phase)]
 
 
 def _unknown(source: str) -> InputError:

@@ -105,7 +105,7 @@ def test_with_overrides_changes_one_field_and_revalidates() -> None:
     assert faster.clock_hz == 300e6 and faster.hbm.channels == 16
     assert faster.core == hw.core and hw.clock_hz == 225e6
     assert "hbm.channels" not in faster.sources and "hbm.channels" in faster.assumptions
-    with pytest.raises(InputError, match=r"field 'clock_hz': must be > 0"):
+    with pytest.raises(InputError, match=r"field 'clock_hz': must lie in 1e6..1e10 Hz"):
         with_overrides(hw, {"clock_hz": 0})
     with pytest.raises(InputError, match=r"field 'hbm.nope': no such field"):
         with_overrides(hw, {"hbm.nope": 1})
@@ -160,7 +160,7 @@ def test_top_level_must_be_a_mapping() -> None:
         (lambda d: d.update(cores=2.5), "field 'cores': expected an integer"),
         (lambda d: d.update(cores=True), "field 'cores': expected an integer"),
         (lambda d: d.update(hbm=3), "field 'hbm': expected a mapping"),
-        (lambda d: d.update(clock_hz=-1.0), "field 'clock_hz': must be > 0"),
+        (lambda d: d.update(clock_hz=-1.0), "field 'clock_hz': must lie in 1e6..1e10 Hz"),
         (lambda d: d.update(clock_hz=float("nan")), "field 'clock_hz': expected a finite"),
         (lambda d: d.update(clock_hz=10**400), "field 'clock_hz': expected a finite"),
         (

@@ -8,12 +8,19 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sparseflow.hw_models.loader import hw_from_dict, hw_from_text, hw_to_dict, list_hw, load_hw
+from sparseflow.hw_models.loader import (
+    hw_from_dict,
+    hw_from_text,
+    hw_to_dict,
+    list_hw,
+    load_hw,
+    resolve_path,
+)
 from sparseflow.hw_models.schema import HardwareModel
 from sparseflow.ir.errors import InputError
 
 PRESET_DICTS = {name: hw_to_dict(load_hw(name)) for name in list_hw()}
-PRESET_TEXTS = {name: load_hw(name).source_file for name in list_hw()}
+PRESET_TEXTS = {name: resolve_path(name) for name in list_hw()}
 
 scalars = st.one_of(
     st.none(),

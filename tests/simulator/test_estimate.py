@@ -4,6 +4,7 @@ import dataclasses
 
 import pytest
 
+from sparseflow.backends.memory import deployed_weight_bytes
 from sparseflow.hw_models.loader import load_hw, with_overrides
 from sparseflow.ir.dtypes import DType
 from sparseflow.ir.errors import InputError
@@ -16,7 +17,6 @@ from sparseflow.simulator.analytical import estimate_kernel
 from sparseflow.simulator.estimate import (
     Workload,
     decode_timings,
-    deployed_weight_bytes,
     estimate_analytical,
 )
 from sparseflow.simulator.graph_work import graph_works

@@ -68,5 +68,7 @@ def test_plot_works_for_an_analytical_report(tmp_path):
 def test_model_that_does_not_fit_the_hbm_is_named():
     _, decode = graphs()
     small = with_overrides(HW, {"hbm.bytes_per_channel": 1024})
-    with pytest.raises(InputError, match=r"u280.yaml \(overrides\): field 'hbm.bytes_per_channel'"):
+    with pytest.raises(
+        InputError, match=r"u280 \(built-in\) \(overrides\): field 'hbm.bytes_per_channel'"
+    ):
         check_fits(small, decode, Workload(1, 128, 8))

@@ -31,8 +31,15 @@ def test_graph_file_round_trips_and_checks_phase(tmp_path):
     original = load_model("tiny-llama", "decode")
     write_graph(original, path)
     assert str(load_model(str(path), "decode")) == str(original)
-    with pytest.raises(InputError, match="'phase'"):
+    with pytest.raises(InputError, match="holds the decode graph.*'prefill' was asked for"):
         load_model(str(path), "prefill")
+
+
+def test_a_compiled_folder_is_a_model_source(tmp_path):
+    prefill, decode = load_model("tiny-llama", "prefill"), load_model("tiny-llama", "decode")
+    (tmp_path / "graph").write_text(f"{prefill}\n{decode}\n")
+    assert str(load_model(str(tmp_path), "prefill")) == str(prefill)
+    assert str(load_model(str(tmp_path / "graph"), "decode")) == str(decode)
 
 
 def test_unknown_source_lists_builtins():
