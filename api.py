@@ -175,10 +175,10 @@ def estimate(
     if trace_path is not None:
         check_output_file(trace_path, (".json",), "--trace")
     request = Request(batch, prompt_len, gen_len)
+    check_fits_model(model.model if isinstance(model, CompressedModel) else model, request, 1)
     if isinstance(model, CompressedModel):
         compressed = _same_request(model, request)
     else:
-        check_fits_model(model, request, min_gen_len=1)
         compressed = compress(
             model, recipe, target=hw, sparsity=sparsity, quant=quant, batch=batch,
             prompt_len=prompt_len,

@@ -386,20 +386,32 @@ def _add_rtl(commands: argparse._SubParsersAction) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run one command; return 0 on success, 2 on bad input."""
-    args = build_parser().parse_args(argv)
+    """Run one command; return 0 on success, 2 on bad input (130 after an interrupt)."""
     try:
+        args = build_parser().parse_args(argv)
         return args.func(args)
     except InputError as err:
         print(f"sparseflow: error: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        sys.stderr.close()  # output piped into a reader that stopped early (e.g. `| head`)
+        return 0
     except OSError as err:  # a path the user gave cannot be read or written
         where = f"{err.filename}: " if err.filename else ""
         print(f"sparseflow: error: {where}{err.strerror or err}", file=sys.stderr)
         return 2
-    except BrokenPipeError:
-        sys.stderr.close()  # output piped into a reader that stopped early (e.g. `| head`)
-        return 0
     except KeyboardInterrupt:
         print("sparseflow: interrupted", file=sys.stderr)
-        return 130
+        return _exit_now(130)
+
+
+def _exit_now(code: int) -> int:
+    """Flush the output and end the process at once: after an interrupt (whose cleanup has
+    run in `finally` blocks) no library's exit hook may turn exit status 130 into a signal."""
+    import contextlib
+    import os
+
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    os._exit(code)

@@ -12,3 +12,13 @@ def test_compress_and_compare_prints_every_recipe(capsys):
     assert len(lines) == 7 and lines[1].startswith("int8")
     errors = {line.split()[0]: float(line.split()[-1]) for line in lines[1:]}
     assert 0 < errors["int8"] < errors["int4:channel"]
+
+
+def test_the_readme_api_example_runs(capsys):
+    readme = (EXAMPLES.parent / "README.md").read_text()
+    code = readme.split("```python\n", 1)[1].split("```", 1)[0]
+    exec(compile(code, "README.md", "exec"), {})
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()]
+    assert [int(r[0]) for r in rows] == [200, 225, 250]
+    assert float(rows[0][1]) < float(rows[2][1])  # a faster clock decodes faster
+    assert all(float(r[1]) > 0 and float(r[2]) > 0 for r in rows)
