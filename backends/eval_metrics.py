@@ -1,7 +1,7 @@
 """Accuracy metrics of `sparseflow eval`: pure functions and accumulators over numpy arrays.
 
 Decoders: perplexity over a sliding window. Windows of `window` tokens start every `stride`
-tokens; the last one ends at the last token. Each token after the first is predicted exactly
+tokens (stride < window, so windows overlap); the last one ends at the last token. Each token after the first is predicted exactly
 once, in the first window that covers it as a target, so every prediction but those of the
 first window sees at least `window - stride` tokens of context (Hugging Face's "perplexity of
 fixed-length models" recipe). Perplexity = exp(mean negative log-likelihood of the targets).
@@ -25,8 +25,8 @@ import numpy as np
 def sliding_windows(n_tokens: int, window: int, stride: int) -> list[tuple[int, int]]:
     """Return (start, first scored position) per window over `n_tokens` tokens; a window's
     logits at positions first..window-2 predict the tokens that follow them."""
-    if not 0 < stride <= window <= n_tokens:
-        raise ValueError(f"need 0 < stride {stride} <= window {window} <= tokens {n_tokens}")
+    if not 0 < stride < window <= n_tokens:
+        raise ValueError(f"need 0 < stride {stride} < window {window} <= tokens {n_tokens}")
     starts = list(range(0, n_tokens - window + 1, stride))
     if starts[-1] != n_tokens - window:
         starts.append(n_tokens - window)

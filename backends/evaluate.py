@@ -115,7 +115,7 @@ def _check_sizes(options: EvalOptions, tokenizer: TextTokenizer) -> None:
     """Reject sizes out of range; the InputError names the option."""
     limits = {
         "--window": (options.window, 2, tokenizer.max_tokens),
-        "--stride": (options.stride, 1, options.window),
+        "--stride": (options.stride, 1, options.window - 1),
         "--max-tokens": (options.max_tokens, 2, None),
         "--max-sentences": (options.max_sentences, 2, None),
         "--calibration-rows": (options.calibration_rows, 1, None),
