@@ -266,8 +266,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from sparseflow.backends.eval_report import format_eval
     from sparseflow.backends.evaluate import EvalOptions, evaluate
 
-    names = ("text", "calibration_text", "target", "window", "stride", "max_tokens")
-    options = EvalOptions(**{n: getattr(args, n) for n in names}, seed=args.seed)
+    fields = ("text", "calibration_text", "target", "window", "stride", "max_tokens")
+    options = EvalOptions(**{n: getattr(args, n) for n in (*fields, "max_sentences", "seed")})
     progress = not args.json and sys.stderr.isatty()
     report = evaluate(args.model, _recipe(args, "dense"), options, progress)
     if args.json:
@@ -405,7 +405,8 @@ def _add_eval(commands: argparse._SubParsersAction) -> None:
     sub.add_argument("--target", help="run the compressed model on this target's backend")
     sub.add_argument("--window", type=int, default=128, help="decoder window (tokens)")
     sub.add_argument("--stride", type=int, default=64, help="decoder window stride (tokens)")
-    sub.add_argument("--max-tokens", type=int, default=8192, help="evaluation tokens at most")
+    sub.add_argument("--max-tokens", type=int, default=8192, help="decoder tokens at most")
+    sub.add_argument("--max-sentences", type=int, default=256, help="encoder sentences at most")
     sub.add_argument("--seed", type=int, default=0, help="seed of randomised passes")
     sub.add_argument("--json", action="store_true", help="print the report as JSON")
     sub.set_defaults(func=cmd_eval)

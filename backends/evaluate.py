@@ -118,7 +118,7 @@ def _check_sizes(options: EvalOptions, tokenizer: TextTokenizer) -> None:
         "--stride": (options.stride, 1, options.window - 1),
         "--max-tokens": (options.max_tokens, 2, None),
         "--max-sentences": (options.max_sentences, 2, None),
-        "--calibration-rows": (options.calibration_rows, 1, None),
+        "calibration_rows": (options.calibration_rows, 1, None),
     }
     for option, (value, low, high) in limits.items():
         if value < low or (high is not None and value > high):
