@@ -4,9 +4,9 @@ Decoders: perplexity over a sliding window. Windows of `window` tokens start eve
 tokens (stride < window, so windows overlap); the last one ends at the last token. Each token
 after the first is predicted exactly once, in the first window that covers it as a target, so
 every prediction but those of the first window sees at least `window - stride` tokens of
-context (Hugging Face's "perplexity of fixed-length models" recipe). Perplexity = exp(mean negative log-likelihood of the targets).
-Top-1 agreement: the fraction of targets where the compressed model's most likely next token is
-the uncompressed model's.
+context (Hugging Face's "perplexity of fixed-length models" recipe). Perplexity = exp(mean
+negative log-likelihood of the targets). Top-1 agreement: the fraction of targets where the
+compressed model's most likely next token is the uncompressed model's.
 
 Encoders: cosine similarity of each sentence's embedding (compressed vs uncompressed), and
 nearest-neighbour agreement: the fraction of sentences whose most similar other sentence
