@@ -73,6 +73,7 @@ class _Runs:
     head: str
 
     def run(self, ids: np.ndarray) -> tuple[dict, dict, np.ndarray]:
+        """Return dense and compressed reference outputs and the target's head for `ids`."""
         inputs = prefill_inputs(self.graph, ids)
         dense, compressed = self.dense.run(inputs), self.compressed.run(inputs)
         out = self.target.run(inputs)[self.head] if self.target else compressed[self.head]
@@ -187,9 +188,9 @@ def _decoder_metrics(
     runs: _Runs, tokenizer: TextTokenizer, text: tuple[str, str], opts: EvalOptions, bar: bool
 ) -> dict:
     ids = tokenizer.stream(text[1])[: opts.max_tokens]
-    if ids.size < opts.window + 1:
+    if ids.size < opts.window:
         raise InputError(
-            f"text {text[0]}: {ids.size} tokens, fewer than one window of {opts.window} + 1"
+            f"text {text[0]}: {ids.size} tokens, fewer than one window of {opts.window}"
         )
     score, layers, kernel = NextTokenScore(), RelativeError(), RelativeError()
     windows = sliding_windows(ids.size, opts.window, opts.stride)

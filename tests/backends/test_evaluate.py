@@ -155,3 +155,9 @@ def test_reports_are_deterministic(tiny_decoder_folder):
     options = EvalOptions(max_tokens=300)
     a, b = (evaluate(str(tiny_decoder_folder), load_recipe("int8"), options) for _ in range(2))
     assert a == b and np.isfinite(a["perplexity"])
+
+
+def test_text_of_exactly_one_window(tiny_decoder_folder):
+    options = EvalOptions(window=32, stride=16, max_tokens=32)
+    report = evaluate(str(tiny_decoder_folder), load_recipe("int8"), options)
+    assert report["windows"] == 1 and report["scored_tokens"] == 31
