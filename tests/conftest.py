@@ -39,7 +39,9 @@ def tiny_decoder_folder() -> Path:
     if not (folder / "training.json").is_file():
         partial = folder.with_name(folder.name + f".partial{os.getpid()}")
         command = [sys.executable, str(script), "-o", str(partial), "--preset", "test"]
-        subprocess.run(command, check=True, capture_output=True)
+        result = subprocess.run(command, capture_output=True, text=True)
+        if result.returncode:
+            pytest.fail(f"training the test decoder failed:\n{result.stderr[-2000:]}")
         shutil.rmtree(folder, ignore_errors=True)
         partial.rename(folder)
     return folder
