@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from tokenizers import Tokenizer
 
 from sparseflow.ir.errors import InputError
 from sparseflow.ir.graph import Graph
@@ -32,7 +33,7 @@ class TextTokenizer:
     """A checkpoint's tokenizer: the `tokenizers` object, the special ids it puts before and
     after a text, and the longest sequence the model takes."""
 
-    tokenizer: object
+    tokenizer: Tokenizer
     path: Path
     prefix: tuple[int, ...]
     suffix: tuple[int, ...]
@@ -40,7 +41,7 @@ class TextTokenizer:
 
     def stream(self, text: str) -> np.ndarray:
         """Return the ids of `text` without special tokens and without a length limit."""
-        encoding = self.tokenizer.encode(text, add_special_tokens=False)  # type: ignore[attr-defined]
+        encoding = self.tokenizer.encode(text, add_special_tokens=False)
         return np.array(encoding.ids, dtype=np.int64)
 
     def sentence(self, text: str) -> np.ndarray:
@@ -67,8 +68,6 @@ class TextTokenizer:
 def load_tokenizer(folder: str | Path, graph: Graph) -> TextTokenizer:
     """Return the tokenizer of the checkpoint in `folder` whose graph is `graph`; InputError
     naming the file when it is missing, unreadable or has ids beyond the model's vocabulary."""
-    from tokenizers import Tokenizer
-
     path = Path(folder) / "tokenizer.json"
     if not path.is_file():
         raise InputError(f"{folder}: no tokenizer.json (eval needs the checkpoint's tokenizer)")
@@ -90,10 +89,10 @@ def load_tokenizer(folder: str | Path, graph: Graph) -> TextTokenizer:
     return TextTokenizer(tokenizer, path, prefix, suffix, max_tokens)
 
 
-def _special_frame(tokenizer: object) -> tuple[tuple[int, ...], tuple[int, ...]]:
+def _special_frame(tokenizer: Tokenizer) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """Return the ids the tokenizer's post-processor adds before and after a text."""
-    bare = tokenizer.encode("a", add_special_tokens=False).ids  # type: ignore[attr-defined]
-    framed = tokenizer.encode("a").ids  # type: ignore[attr-defined]
+    bare = tokenizer.encode("a", add_special_tokens=False).ids
+    framed = tokenizer.encode("a").ids
     for start in range(len(framed) - len(bare) + 1):
         if framed[start : start + len(bare)] == bare:
             return tuple(framed[:start]), tuple(framed[start + len(bare) :])
