@@ -12,7 +12,7 @@ from sparseflow.ir.errors import InputError
 from sparseflow.passes.recipe import load_recipe, shorthand_recipe
 
 ENCODER_OPTIONS = EvalOptions(max_sentences=48, calibration_rows=8)
-DECODER_OPTIONS = EvalOptions(max_tokens=4096)
+DECODER_OPTIONS = EvalOptions(max_tokens=2048)
 SHORTHANDS = {
     "int8": (None, "int8"),
     "int4:channel": (None, "int4:channel"),
@@ -69,7 +69,7 @@ def test_layer_errors_cover_every_layer_and_end_at_the_output(minilm):
 
 def test_trained_decoder_learned_and_int8_keeps_its_perplexity(decoder):
     dense, int8 = decoder["dense"], decoder["int8"]
-    assert dense["kind"] == "decoder" and dense["scored_tokens"] == 4095
+    assert dense["kind"] == "decoder" and dense["scored_tokens"] == 2047
     assert dense["perplexity_dense"] < dense["uniform_perplexity"] / 10
     assert dense["perplexity"] == dense["perplexity_dense"] and dense["top1_agreement"] == 1.0
     assert dense["output_rel_error_vs_dense"] == 0.0
