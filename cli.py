@@ -248,6 +248,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    """Measure a compressed model's accuracy against its uncompressed self on real text."""
+    from sparseflow.backends.eval_report import format_eval
+    from sparseflow.backends.evaluate import EvalOptions, evaluate
+
+    fields = ("text", "calibration_text", "target", "window", "stride", "max_tokens")
+    options = EvalOptions(**{n: getattr(args, n) for n in (*fields, "max_sentences", "seed")})
+    progress = not args.json and sys.stderr.isatty()
+    report = evaluate(args.model, _recipe(args, "dense"), options, progress)
+    if args.json:
+        _print_json(report)
+    else:
+        print(format_eval(report))
+    return 0
+
+
 def cmd_rtl_generate(args: argparse.Namespace) -> int:
     """Write the accelerator's SystemVerilog for one parameter set."""
     from sparseflow.backends.fpga.rtl.generator import generate_rtl
@@ -330,6 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
     compile_.set_defaults(func=cmd_compile)
     run = _model_command(commands, "run", "run a request on the target's kernels, check logits")
     run.set_defaults(func=cmd_run)
+    _add_eval(commands)
     _add_rtl(commands)
     bench = commands.add_parser("bench", help="kernel benchmarks").add_subparsers(
         dest="bench", required=True, metavar="BENCH"
@@ -368,6 +385,24 @@ def _model_command(
     sub.add_argument("--seed", type=int, default=0, help="seed of prompts and calibration ids")
     sub.add_argument("--json", action="store_true", help="print the result as JSON")
     return sub
+
+
+def _add_eval(commands: argparse._SubParsersAction) -> None:
+    sub = commands.add_parser("eval", help="accuracy of a compressed model on real text")
+    sub.add_argument("model", help="checkpoint folder (config.json, safetensors, tokenizer.json)")
+    sub.add_argument("--recipe", help="recipe name or YAML (default: dense)")
+    sub.add_argument("--sparsity", help="shorthand: 2:4, 8:16, 0.9, block4x1:0.9")
+    sub.add_argument("--quant", help="shorthand: int8, llm.int8, int4[:g128], fp4, olive4")
+    sub.add_argument("--text", metavar="FILE", help="UTF-8 evaluation text (default: built-in)")
+    sub.add_argument("--calibration-text", metavar="FILE", help="UTF-8 calibration text")
+    sub.add_argument("--target", help="run the compressed model on this target's backend")
+    sub.add_argument("--window", type=int, default=128, help="decoder window (tokens)")
+    sub.add_argument("--stride", type=int, default=64, help="decoder window stride (tokens)")
+    sub.add_argument("--max-tokens", type=int, default=8192, help="decoder tokens at most")
+    sub.add_argument("--max-sentences", type=int, default=256, help="encoder sentences at most")
+    sub.add_argument("--seed", type=int, default=0, help="seed of randomised passes")
+    sub.add_argument("--json", action="store_true", help="print the report as JSON")
+    sub.set_defaults(func=cmd_eval)
 
 
 def _add_rtl(commands: argparse._SubParsersAction) -> None:

@@ -73,7 +73,8 @@ def compress_model(
 
 
 def layer_report(dense: Graph, compressed: Graph) -> list[dict]:
-    """Return one entry per weight: name, shape, density, bits, weight_bytes, rel_error."""
+    """Return one entry per weight: name, shape, density, bits, weight_bytes, rel_error (and a
+    `note` where a quantizer fell back from the group size it was asked for)."""
     rows = []
     for node in compressed.nodes_of(Op.WEIGHT):
         t = node.type
@@ -86,6 +87,11 @@ def layer_report(dense: Graph, compressed: Graph) -> list[dict]:
             "format": " ".join(str(x) for x in (t.sparse, t.quant) if x) or str(t.dtype),
             "weight_bytes": storage_bytes(t),
         }
+        fallback = node.attr("group_fallback")
+        if fallback:
+            row["note"] = (
+                f"group size {fallback} does not divide K = {t.shape[1]}: one group per row"
+            )
         if node.name in compressed.weights:
             row.update(_measured(dense, compressed, node.name))
         rows.append(row)

@@ -75,7 +75,9 @@ class Linear:
 
     @staticmethod
     def reference(xs: list[np.ndarray], a: AttrDict) -> np.ndarray:
-        y = np.matmul(xs[0].astype(np.float32), xs[1].astype(np.float32).T)
+        # asarray: no copy of a float32 weight on every call (a large share of eval's time)
+        x, w = np.asarray(xs[0], np.float32), np.asarray(xs[1], np.float32)
+        y = np.matmul(x.reshape(-1, x.shape[-1]), w.T).reshape(*x.shape[:-1], w.shape[0])
         if len(xs) == 3:
             y = y + xs[2]
         return y.astype(np.float32)

@@ -15,7 +15,7 @@ IR before -> after (quantize_int4, group 128, asymmetric):
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 
 import numpy as np
@@ -25,6 +25,7 @@ from sparseflow.ir.dtypes import DType
 from sparseflow.ir.errors import InputError
 from sparseflow.ir.formats import PackedWeight, QuantCodes, pack_weight, stored_mask
 from sparseflow.ir.graph import Graph
+from sparseflow.ir.node import make_attrs
 from sparseflow.ir.types import QuantParams, QuantScheme, TensorType
 from sparseflow.ir.weights import WeightValue
 from sparseflow.passes import quantize
@@ -48,9 +49,13 @@ class Scheme:
     params: QuantParams
     calibrated: bool = False
     dense_only: bool = False
+    fit_group: bool = False
 
     def target_type(self, name: str, tensor_type: TensorType) -> TensorType:
-        """Return the quantized type of weight `name`; InputError when it cannot be stored."""
+        """Return the quantized type of weight `name`; InputError when it cannot be stored.
+
+        With `fit_group`, a layer whose K the group size does not divide gets one group per
+        row (per-channel scales) instead of an error."""
         if tensor_type.quant is not None:
             raise InputError(f"layer {name!r} is already quantized ({tensor_type.quant})")
         if self.dense_only and tensor_type.sparse is not None:
@@ -60,9 +65,12 @@ class Scheme:
             )
         k = eval_dim(tensor_type.shape[1], {})
         group = self.params.group_size
-        if group and k % group:
+        params = self.params
+        if group and k % group and self.fit_group:
+            params = replace(params, granularity="channel", group_size=0)
+        elif group and k % group:
             raise InputError(f"option 'group_size' {group} does not divide K = {k} of {name!r}")
-        return tensor_type.with_(dtype=self.dtype, quant=self.params)
+        return tensor_type.with_(dtype=self.dtype, quant=params)
 
 
 def _quantize(
@@ -104,11 +112,15 @@ def quantize_int8(
 class Int4Options:
     """group_size: weights per scale along K (an integer, or "channel" for one per row);
     method: "rtn" (round to nearest) or "gptq" (Hessian from calibration inputs);
-    symmetric: absmax scales without zero points (else min-max with zero points)."""
+    symmetric: absmax scales without zero points (else min-max with zero points);
+    fit_group: a layer whose K the group size does not divide (K = 64 with groups of 128)
+    gets one group per row, as GPTQ and AWQ tools do, and its weight node is marked
+    `group_fallback` (else such a layer is an error)."""
 
     group_size: int | str = 128
     method: str = "rtn"
     symmetric: bool = False
+    fit_group: bool = False
 
     def __post_init__(self) -> None:
         if self.group_size != "channel" and not (
@@ -134,15 +146,34 @@ def quantize_int4(
     granularity = "channel" if opts.group is None else "group"
     params = QuantParams(QuantScheme.INT, 4, granularity, opts.group or 0, opts.symmetric)
     dtype = DType.I4 if opts.symmetric else DType.U4
-    scheme = Scheme(dtype, params, calibrated=opts.method == "gptq")
+    scheme = Scheme(dtype, params, calibrated=opts.method == "gptq", fit_group=opts.fit_group)
+
+    def group(w: np.ndarray) -> int | None:
+        return opts.group if opts.group and w.shape[1] % opts.group == 0 else None
 
     def rtn(name: str, w: np.ndarray, mask: np.ndarray | None, x: np.ndarray | None) -> QuantCodes:
-        return quantize.quantize_int4_rtn(w, opts.group, opts.symmetric)
+        return quantize.quantize_int4_rtn(w, group(w), opts.symmetric)
 
     def gptq(name: str, w: np.ndarray, mask: np.ndarray | None, x: np.ndarray | None) -> QuantCodes:
-        return quantize_gptq(w, gptq_hessian(x), opts.group, mask=mask, symmetric=opts.symmetric)
+        return quantize_gptq(w, gptq_hessian(x), group(w), mask=mask, symmetric=opts.symmetric)
 
-    return _quantize(graph, layers, ctx, scheme, gptq if opts.method == "gptq" else rtn)
+    result = _quantize(graph, layers, ctx, scheme, gptq if opts.method == "gptq" else rtn)
+    return _mark_group_fallback(result, layers, opts.group)
+
+
+def _mark_group_fallback(graph: Graph, layers: tuple[str, ...], group: int | None) -> Graph:
+    """Mark the selected weights that fell back to one group per row with the group size
+    they were asked for (attribute `group_fallback`), so reports can say so."""
+    if group is None:
+        return graph
+    chosen = set(layers)
+    nodes = [
+        replace(n, attrs=make_attrs({**n.attr_dict, "group_fallback": group}))
+        if n.name in chosen and n.type.quant and n.type.quant.group_size != group
+        else n
+        for n in graph.nodes
+    ]
+    return graph.with_nodes(nodes)
 
 
 @dataclass(frozen=True)

@@ -162,7 +162,9 @@ def shorthand_recipe(sparsity: str | None, quant: str | None, base: Recipe | Non
     sparsity: `N:M` (e.g. 2:4, 8:16), a ratio (`0.9`, unstructured), `blockRxC:ratio`
     (`block4x1:0.9`) or `flightllm:density`. quant: `int8` (W8A8), `int8:smooth` (SmoothQuant
     first), `llm.int8`, `int4` with optional `:gG` / `:channel` and `:gptq` parts (default
-    g128, round to nearest), `fp4`, `olive4`. The LM head is left uncompressed.
+    g128, round to nearest; the default group becomes one group per row on a layer whose K
+    it does not divide, an explicit `:gG` that does not divide K is an error), `fp4`,
+    `olive4`. The LM head is left uncompressed.
     """
     quant_steps = _quant_steps(quant) if quant else []
     smooth = [s for s in quant_steps if s["pass"] == "smoothquant"]
@@ -219,14 +221,16 @@ def _quant_steps(text: str) -> list[dict]:
 
 
 def _int4_options(text: str, parts: list[str]) -> dict:
-    options: dict = {"group_size": 128, "method": "rtn"}
+    """Return quantize_int4's options; the default group (128, no `gG` or `channel` part)
+    falls back to one group per row on layers whose K it does not divide."""
+    options: dict = {"group_size": 128, "method": "rtn", "fit_group": True}
     for part in parts:
         if part == "gptq":
             options["method"] = "gptq"
         elif part == "channel":
-            options["group_size"] = "channel"
+            options.update(group_size="channel", fit_group=False)
         elif part.startswith("g") and part[1:].isdigit():
-            options["group_size"] = int(part[1:])
+            options.update(group_size=int(part[1:]), fit_group=False)
         else:
             raise InputError(f"--quant {text!r}: unknown int4 part {part!r} (gG, channel, gptq)")
     return options

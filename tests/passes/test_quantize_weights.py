@@ -171,3 +171,34 @@ def test_kv_cache_quantization_covers_prefill_outputs_and_attention():
     k = Interpreter(prefill).run(prefill_inputs(prefill, ids))["k.0"]
     scale = np.abs(k).max(axis=-1, keepdims=True) / 127
     np.testing.assert_allclose(k / scale, np.round(k / scale), atol=1e-3)
+
+
+@pytest.mark.parametrize("method", ["rtn", "gptq"])
+def test_default_int4_group_falls_back_to_one_group_per_row_where_k_is_smaller(method):
+    quant = "int4:gptq" if method == "gptq" else "int4"
+    recipe = shorthand_recipe(None, quant)
+    prefill, decode = recipe.apply_model(
+        load_model("tiny-llama", "prefill"), load_model("tiny-llama", "decode")
+    )
+    per_row = recipe_from_dict(
+        {"passes": [{"pass": "quantize_int4", "options": {"group_size": "channel",
+                                                          "method": method}}]}, "t"
+    ).apply(load_model("tiny-llama", "prefill"))  # fmt: skip
+    for node in linear_weights(prefill)[:-1]:  # the LM head stays float
+        assert node.type.quant.granularity == "channel" and node.attr("group_fallback") == 128
+        assert decode.node(node.name).attr("group_fallback") == 128
+        np.testing.assert_array_equal(
+            prefill.weights.dense(node.name), per_row.weights.dense(node.name)
+        )
+
+
+def test_default_int4_group_keeps_groups_where_it_divides_k():
+    graph = shorthand_recipe(None, "int4").apply(load_model("llama2-7b", "prefill"))
+    node = graph.node("layers.0.attn.q_proj")
+    assert node.type.quant.group_size == 128 and node.attr("group_fallback") is None
+
+
+@pytest.mark.parametrize("quant", ["int4:g128", "int4:g128:gptq"])
+def test_explicit_int4_group_that_cannot_apply_is_an_error(quant):
+    with pytest.raises(InputError, match="group_size' 128 does not divide K = 64"):
+        shorthand_recipe(None, quant).apply(load_model("tiny-llama", "prefill"))
