@@ -22,6 +22,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from sparseflow.backends.evaluate import EvalOptions
+from sparseflow.backends.evaluate import evaluate as evaluate_accuracy
 from sparseflow.backends.outdir import staged_dir
 from sparseflow.backends.pipeline import is_encoder
 from sparseflow.hw_models.schema import HardwareModel, Kind
@@ -42,12 +44,14 @@ from sparseflow.simulator.design import (
 
 __all__ = [
     "CompressedModel",
+    "EvalOptions",
     "Request",
     "check_fits_model",
     "compile",
     "compress",
     "default_request",
     "estimate",
+    "evaluate_accuracy",
     "is_encoder",
     "load_target",
     "make_recipe",

@@ -250,13 +250,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     """Measure a compressed model's accuracy against its uncompressed self on real text."""
+    from sparseflow import api
     from sparseflow.backends.eval_report import format_eval
-    from sparseflow.backends.evaluate import EvalOptions, evaluate
 
     fields = ("text", "calibration_text", "target", "window", "stride", "max_tokens")
-    options = EvalOptions(**{n: getattr(args, n) for n in (*fields, "max_sentences", "seed")})
+    options = api.EvalOptions(**{n: getattr(args, n) for n in (*fields, "max_sentences", "seed")})
     progress = not args.json and sys.stderr.isatty()
-    report = evaluate(args.model, _recipe(args, "dense"), options, progress)
+    recipe = api.make_recipe(args.recipe, "dense", args.sparsity, args.quant)
+    report = api.evaluate_accuracy(args.model, recipe, options, progress)
     if args.json:
         _print_json(report)
     else:
