@@ -334,8 +334,13 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         )
     out = Path(args.output)
     name = out.stem if NAME_PATTERN.match(out.stem) else hw.name
-    command = f"sparseflow calibrate {args.target} {args.measurements} -o {args.output}"
-    header = [f"Calibrated from {args.measurements} by: {command}"]
+    fields = "".join(f" --fit {field}" for field in args.fit or [])
+    command = f"sparseflow calibrate {args.target} {args.measurements} -o {args.output}{fields}"
+    header = [
+        f"{hw.description}, calibrated from {args.measurements} by",
+        f"  {command}",
+        "Fitted fields cite the measurements and the fit; the others keep their notes.",
+    ]
     out.write_text(calibration_yaml(result, args.measurements, name, header), encoding="utf-8")
     if args.json:
         _print_json(calibration_record(result))

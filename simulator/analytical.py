@@ -36,6 +36,7 @@ The time never beats the roofline floor: executed work / peak and bytes / peak b
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -193,8 +194,15 @@ class ComputePlan:
 
 
 def estimate_kernels(hw: HardwareModel, works: Iterable[KernelWork]) -> list[KernelTiming]:
-    """Estimate each kernel of `works` on `hw`, in order."""
-    return [estimate_kernel(hw, work) for work in works]
+    """Estimate each kernel of `works` on `hw`, in order (identical kernels are timed once)."""
+    timed: dict[tuple, KernelTiming] = {}
+    timings = []
+    for work in works:
+        key = tuple(getattr(work, f.name) for f in dataclasses.fields(work) if f.name != "name")
+        if key not in timed:
+            timed[key] = estimate_kernel(hw, work)
+        timings.append(dataclasses.replace(timed[key], name=work.name))
+    return timings
 
 
 def estimate_kernel(hw: HardwareModel, work: KernelWork) -> KernelTiming:

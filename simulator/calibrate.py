@@ -59,6 +59,10 @@ MIN_EFFICIENCY = 0.05  # below this a device would be broken, not slow
 IDENTIFIABLE = 0.1  # smallest |R_kk| / |R_00| of a fitted field in the pivoted QR
 # Moving a field across its whole bound interval costs as much as a 5% misfit of one value.
 PRIOR_WEIGHT = 0.05
+# Relative tolerances of the fits: measurements carry percent-level noise, and the rough
+# fit only decides which fields the rows determine.
+FIT_TOLERANCE = 1e-6
+ROUGH_TOLERANCE = 1e-4
 STEP = 0.02  # finite-difference step of the sensitivity matrix, in bound-interval units
 
 
@@ -219,7 +223,11 @@ class Fit:
             units[index] = x
             return np.concatenate([self.residuals(units, rows), prior_weight * (x - start[index])])
 
-        solution = least_squares(fun, start[index], bounds=(0.0, 1.0), diff_step=1e-3)
+        tolerance = ROUGH_TOLERANCE if prior_weight else FIT_TOLERANCE
+        solution = least_squares(
+            fun, start[index], bounds=(0.0, 1.0), diff_step=1e-3,
+            ftol=tolerance, xtol=tolerance, gtol=tolerance,
+        )  # fmt: skip
         units = start.copy()
         units[index] = solution.x
         return units

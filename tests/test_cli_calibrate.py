@@ -67,7 +67,7 @@ def test_calibrate_writes_a_loadable_model_and_prints_held_out_errors(capsys, tm
     hw = load_hw(out_yaml)
     assert hw.name == "my-a100" and hw.kind.value == "gpu"
     assert "runs.csv lines 3, 4" in hw.sources["efficiency.memory_bandwidth_efficiency"]
-    assert out_yaml.read_text().startswith(f"# Calibrated from {csv} by: sparseflow calibrate")
+    assert f"calibrated from {csv} by\n#   sparseflow calibrate a100" in out_yaml.read_text()
     rows = [line for line in out.splitlines() if "four-layers b1" in line]
     assert len(rows) == 2 and all(line.rstrip().endswith("%") for line in rows)
     code, out, _ = run(capsys, *argv, "--fit", "efficiency.memory_bandwidth_efficiency", "--json")

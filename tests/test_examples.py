@@ -12,3 +12,11 @@ def test_compress_and_compare_prints_every_recipe(capsys):
     assert len(lines) == 7 and lines[1].startswith("int8")
     errors = {line.split()[0]: float(line.split()[-1]) for line in lines[1:]}
     assert 0 < errors["int8"] < errors["int4:channel"]
+
+
+def test_validate_gpus_prints_every_row_of_a_target(capsys):
+    example = runpy.run_path(str(EXAMPLES / "validate_gpus.py"))
+    assert example["validate"]("v100s", False) == []  # its one row is a fit row
+    example["gemm_curve"]("v100s")
+    out = capsys.readouterr().out
+    assert "decode_tokens_per_s" in out and "avg_power_w" in out and "M=16384" in out

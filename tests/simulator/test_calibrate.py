@@ -131,6 +131,7 @@ def test_calibrated_yaml_loads_and_cites_the_fit(model: str):
     assert hw.name == "my-a100"
     assert hw.efficiency.memory_bandwidth_efficiency == pytest.approx(0.6, rel=2e-3)
     note = hw.sources["efficiency.memory_bandwidth_efficiency"]
-    assert "measured.csv lines 4, 5" in note and "prior 0.8" in note
+    prior = base.efficiency.memory_bandwidth_efficiency
+    assert "measured.csv lines 4, 5" in note and f"prior {prior:.4g}" in note
     assert "kept" in hw.sources["efficiency.int8_gemm_compute_efficiency"]  # no int8 rows
     assert hw.peaks == base.peaks and hw.memory == base.memory  # organisation untouched
