@@ -32,7 +32,10 @@ from sparseflow.simulator.predict import Predictor
 MEASUREMENTS = HW_DIR / "measurements"
 TARGETS = ("a100-40gb", "a100", "h100", "v100s")
 # The fields each calibration fits (None: the defaults of its kind), as its YAML records.
-FIT_FIELDS = {"v100s": ["power.busy_power_w"]}
+FIT_FIELDS = {
+    "a100": ["efficiency.memory_bandwidth_efficiency", "efficiency.compute_memory_overlap"],
+    "v100s": ["power.busy_power_w"],
+}
 GEMM_ROWS = (1, 16, 128, 1024, 16384)
 UNITS = {"decode_tokens_per_s": "tok/s", "ttft_s": "s", "e2e_s": "s", "avg_power_w": "W"}
 

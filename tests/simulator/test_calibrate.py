@@ -135,3 +135,36 @@ def test_calibrated_yaml_loads_and_cites_the_fit(model: str):
     assert "measured.csv lines 4, 5" in note and f"prior {prior:.4g}" in note
     assert "kept" in hw.sources["efficiency.int8_gemm_compute_efficiency"]  # no int8 rows
     assert hw.peaks == base.peaks and hw.memory == base.memory  # organisation untouched
+
+
+def test_fpga_power_is_fitted_without_touching_the_organisation():
+    base = load_hw("u280")
+    truth = with_overrides(base, {"power.static_power_w": 35.0})
+    blank = [
+        Measurement("u280.csv", 2, "tiny-llama", "flightllm", 1, 16, 8, (("avg_power_w", 1.0),))
+    ]
+    measured = Predictor(truth, blank).predict(truth, [0])
+    rows = [dataclasses.replace(blank[0], metrics=(("avg_power_w", float(measured[0])),))]
+    result = calibrate(base, rows, leave_one_out=False)
+    fitted = {p.path: p for p in result.parameters}
+    assert fitted["power.static_power_w"].fitted
+    assert fitted["power.static_power_w"].value == pytest.approx(35.0, rel=1e-3)
+    assert result.hw.core == base.core and result.hw.clock_hz == base.clock_hz
+    assert result.hw.hbm.channels == base.hbm.channels
+
+
+def test_cpu_bandwidth_efficiency_is_recovered(model: str):
+    base = load_hw("host-cpu")
+    truth = with_overrides(base, {"efficiency.memory_bandwidth_efficiency": 0.6})
+    blank = [
+        Measurement("cpu.csv", 2 + i, model, "dense", 1, prompt, 4, (("decode_tokens_per_s", 1.0),))
+        for i, prompt in enumerate((64, 512))
+    ]
+    values = Predictor(truth, blank).predict(truth, [0, 1])
+    rows = [
+        dataclasses.replace(r, metrics=(("decode_tokens_per_s", float(v)),))
+        for r, v in zip(blank, values, strict=True)
+    ]
+    result = calibrate(base, rows, ["efficiency.memory_bandwidth_efficiency"])
+    assert result.parameters[0].value == pytest.approx(0.6, rel=2e-3)
+    assert all(abs(r.held_out_error) < 2e-3 for r in result.results)
