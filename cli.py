@@ -317,6 +317,43 @@ def cmd_bench_gpu(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    """Fit a target's efficiency and power fields to measured runs; write the calibrated YAML."""
+    from pathlib import Path
+
+    from tqdm import tqdm
+
+    from sparseflow.hw_models.loader import NAME_PATTERN, load_hw
+    from sparseflow.simulator.calibrate import calibrate, calibration_yaml
+    from sparseflow.simulator.calibrate_report import calibration_record, format_calibration
+    from sparseflow.simulator.measurements import read_measurements
+
+    hw = load_hw(args.target)
+    rows = read_measurements(args.measurements)
+    steps = len(rows) + sum(r.role == "fit" for r in rows)
+    shown = sys.stderr.isatty() and not args.json
+    with tqdm(total=steps, desc="calibrate", disable=not shown, leave=False) as bar:
+        result = calibrate(
+            hw, rows, args.fit, lambda step: (bar.set_postfix_str(step), bar.update())
+        )
+    out = Path(args.output)
+    name = out.stem if NAME_PATTERN.match(out.stem) else hw.name
+    fields = "".join(f" --fit {field}" for field in args.fit or [])
+    command = f"sparseflow calibrate {args.target} {args.measurements} -o {args.output}{fields}"
+    header = [
+        f"{hw.description}, calibrated from {args.measurements} by",
+        f"  {command}",
+        "Fitted fields cite the measurements and the fit; the others keep their notes.",
+    ]
+    out.write_text(calibration_yaml(result, args.measurements, name, header), encoding="utf-8")
+    if args.json:
+        _print_json(calibration_record(result))
+    else:
+        print(format_calibration(result))
+        print(f"wrote {out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of every sub-command."""
     parser = argparse.ArgumentParser(prog="sparseflow", description=__doc__.splitlines()[0])
@@ -349,6 +386,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_run)
     _add_eval(commands)
     _add_rtl(commands)
+    _add_calibrate(commands)
     bench = commands.add_parser("bench", help="kernel benchmarks").add_subparsers(
         dest="bench", required=True, metavar="BENCH"
     )
@@ -404,6 +442,16 @@ def _add_eval(commands: argparse._SubParsersAction) -> None:
     sub.add_argument("--seed", type=int, default=0, help="seed of randomised passes")
     sub.add_argument("--json", action="store_true", help="print the report as JSON")
     sub.set_defaults(func=cmd_eval)
+
+
+def _add_calibrate(commands: argparse._SubParsersAction) -> None:
+    sub = commands.add_parser("calibrate", help="fit device parameters to measured runs")
+    sub.add_argument("target", help="hardware model name or YAML path to start from")
+    sub.add_argument("measurements", help="CSV of measured runs (simulator/measurements.py)")
+    sub.add_argument("-o", "--output", required=True, help="calibrated hardware-model YAML")
+    sub.add_argument("--fit", action="append", metavar="FIELD", help="candidate field (repeat)")
+    sub.add_argument("--json", action="store_true", help="print the fit as JSON")
+    sub.set_defaults(func=cmd_calibrate)
 
 
 def _add_rtl(commands: argparse._SubParsersAction) -> None:

@@ -157,7 +157,7 @@ def to_finite_float(value: int | float, path: str, ctx: BuildContext) -> float:
 
 
 def check_value(value: Any, check: str | None, path: str, ctx: BuildContext) -> None:
-    """Apply a field's declared check (positive, non_negative, fraction) to `value`."""
+    """Apply a field's declared check (positive, non_negative, fraction, unit_interval)."""
     if check is None or isinstance(value, bool) or not isinstance(value, int | float):
         return
     if check == "positive" and not value > 0:
@@ -168,6 +168,8 @@ def check_value(value: Any, check: str | None, path: str, ctx: BuildContext) -> 
         raise ctx.error(path, f"must lie in (0, 1], got {value}")
     if check == "clock" and not 1e6 <= value <= 1e10:
         raise ctx.error(path, f"must lie in 1e6..1e10 Hz (1 MHz to 10 GHz), got {value:g}")
+    if check == "unit_interval" and not 0 <= value <= 1:
+        raise ctx.error(path, f"must lie in [0, 1], got {value}")
 
 
 def to_plain(obj: Any, prefix: str, notes: Mapping[str, Mapping[str, str]]) -> Any:

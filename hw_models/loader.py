@@ -203,7 +203,7 @@ def validate_gpu(hw: GpuModel, ctx: BuildContext) -> None:
         raise ctx.error(
             "energy.pj_per_int4_op", "set exactly when peaks.int4_tensor_ops_per_s is set"
         )
-    validate_power(hw.power.static_power_w, hw.power.tdp_w, ctx)
+    validate_power(hw, ctx)
 
 
 def validate_cpu(hw: CpuModel, ctx: BuildContext) -> None:
@@ -216,10 +216,13 @@ def validate_cpu(hw: CpuModel, ctx: BuildContext) -> None:
             f"{c.peak_fp32_flops_per_s:.4g} exceeds cores x clock x FMA x lanes x 2 = "
             f"{ceiling:.4g}",
         )
-    validate_power(hw.power.static_power_w, hw.power.tdp_w, ctx)
+    validate_power(hw, ctx)
 
 
-def validate_power(static_power_w: float, tdp_w: float, ctx: BuildContext) -> None:
-    """Check that static power lies below the thermal design power."""
-    if static_power_w >= tdp_w:
+def validate_power(hw: GpuModel | CpuModel, ctx: BuildContext) -> None:
+    """Check that idle power, and idle plus busy power, lie below the power limit."""
+    power = hw.power
+    if power.static_power_w >= power.tdp_w:
         raise ctx.error("power.static_power_w", "must be below power.tdp_w")
+    if power.static_power_w + power.busy_power_w >= power.tdp_w:
+        raise ctx.error("power.busy_power_w", "static_power_w + busy_power_w must be below tdp_w")

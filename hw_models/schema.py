@@ -16,6 +16,7 @@ POSITIVE = {"check": "positive"}
 NON_NEGATIVE = {"check": "non_negative"}
 FRACTION = {"check": "fraction"}
 CLOCK = {"check": "clock"}  # 1 MHz .. 10 GHz: any real accelerator, GPU or CPU clock
+UNIT_INTERVAL = {"check": "unit_interval"}
 
 
 class Kind(StrEnum):
@@ -133,8 +134,9 @@ class FpgaCore:
 class HbmSpec:
     """Describe HBM: channels, capacity, bandwidth per channel, access efficiencies, ports.
 
-    `port_bytes_per_cycle`: width of the accelerator's AXI port to one channel; the port
-    moves at most that many bytes per accelerator clock cycle.
+    The accelerator reaches each channel through `ports_per_channel` AXI ports, each
+    `port_bytes_per_cycle` wide and clocked at `port_clock_hz`; a channel's stream moves at
+    most ports x width x clock bytes per second, whatever the channel's own bandwidth.
     """
 
     channels: int = field(metadata=POSITIVE)
@@ -143,6 +145,13 @@ class HbmSpec:
     same_channel_efficiency: float = field(metadata=FRACTION)
     cross_channel_efficiency: float = field(metadata=FRACTION)
     port_bytes_per_cycle: int = field(metadata=POSITIVE)
+    port_clock_hz: float = field(metadata=POSITIVE)
+    ports_per_channel: int = field(metadata=POSITIVE)
+
+    @property
+    def port_bytes_per_s(self) -> float:
+        """Return the most bytes per second the ports of one channel move."""
+        return self.ports_per_channel * self.port_bytes_per_cycle * self.port_clock_hz
 
     @property
     def capacity_bytes(self) -> int:
@@ -228,21 +237,37 @@ class GpuMemory:
 
 @dataclass(frozen=True, kw_only=True)
 class ProcessorEfficiency:
-    """Give achievable fractions of peak and fixed per-kernel overheads (modelling choices)."""
+    """Give achievable fractions of peak and fixed per-kernel overheads.
+
+    `gemm_compute_efficiency` is the fraction of the float matrix peak (fp16/bf16 tensor
+    cores on GPUs, fp32 FMA on CPUs) a large GEMM reaches, `int8_gemm_compute_efficiency`
+    the same for the INT8 path (INT4 runs on it where the device has no INT4 path).
+    `compute_memory_overlap` is the share of the shorter of a kernel's compute and memory
+    times hidden under the longer: 1 is the ideal roofline, 0 runs them back to back.
+    """
 
     gemm_compute_efficiency: float = field(metadata=FRACTION)
+    int8_gemm_compute_efficiency: float = field(metadata=FRACTION)
     vector_compute_efficiency: float = field(metadata=FRACTION)
     sparse_compute_efficiency: float = field(metadata=FRACTION)
     memory_bandwidth_efficiency: float = field(metadata=FRACTION)
+    compute_memory_overlap: float = field(metadata=UNIT_INTERVAL)
     kernel_launch_overhead_s: float = field(metadata=NON_NEGATIVE)
 
 
 @dataclass(frozen=True, kw_only=True)
 class ProcessorPower:
-    """Describe thermal design power and static (idle) power."""
+    """Describe the power limit, idle power and the power of a clocked, busy device.
+
+    Board (GPU) or package (CPU) power = `static_power_w` (idle, always) + `busy_power_w`
+    while kernels run (clocks, schedulers, caches and interconnect of a device at work,
+    beyond its per-event energies) + energy per operation and per DRAM byte at their rates;
+    the device never draws more than `tdp_w` (its power limit slows it down instead).
+    """
 
     tdp_w: float = field(metadata=POSITIVE)
     static_power_w: float = field(metadata=NON_NEGATIVE)
+    busy_power_w: float = field(metadata=NON_NEGATIVE)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -4,13 +4,20 @@ Contract of one kernel (`KernelWork`): `flops` is the dense-equivalent operation
 MAC counts 2); `weights` are the types of the weights it reads, as stored (sparse format,
 quantization), of which it reads `weight_fraction` (an embedding reads its ids' rows).
 
-    time = max(compute_time, memory_time) + kernel launch overhead
-    compute_time = work the kernel executes / (applicable peak x efficiency)
+    compute_time = work the kernel executes / (applicable peak x efficiency of its dtype)
     memory_time  = bytes moved / (peak DRAM bandwidth x bandwidth efficiency)
+    time = max(compute, memory) + (1 - overlap) x min(compute, memory) + launch overhead
+    power = static + busy + dynamic energy / time, never above the power limit (tdp_w)
 
 Modelling choices, each stated where it is made:
 - Matrix ops (linear, attention) run at the dtype's peak: tensor cores on GPUs, FMA or VNNI
   on CPUs; INT4 without an INT4 path runs at the INT8 peak; CPUs up-convert FP16/BF16 to FP32.
+  Float GEMMs reach `gemm_compute_efficiency` of that peak, INT8/INT4 ones
+  `int8_gemm_compute_efficiency`.
+- A GEMM's efficiency depends on its shape through its arithmetic intensity: a decode GEMV
+  (one row) is all memory time, a long-prompt GEMM all compute time, and shapes near the
+  ridge point pay both, overlapped by `compute_memory_overlap` (a device property that
+  calibration fits; 1 is the ideal roofline).
 - 2:4 weights on a GPU with sparse tensor cores run at peak x sparse_2to4_speedup; elsewhere
   (V100S) tensor cores gain nothing. Unstructured sparsity (and N:M patterns other than 2:4,
   FlightLLM's N:16 blocks) never speeds up tensor cores. Block-sparse GPU kernels, and every
@@ -21,21 +28,33 @@ Modelling choices, each stated where it is made:
 - Norms, element-wise ops and embeddings run on vector units at the FP32 peak.
 - Every byte crosses DRAM once: no L2/LLC reuse between kernels (pessimistic for small
   layers whose weights fit in cache).
+- Power: idle (`static_power_w`) always, `busy_power_w` while a kernel runs, and energy per
+  operation and per DRAM byte. A kernel whose power would exceed `tdp_w` is slowed down
+  until it draws exactly `tdp_w` (the board's power limit lowers clocks), bound "power".
 The time never beats the roofline floor: executed work / peak and bytes / peak bandwidth.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
+
+import numpy as np
 
 from sparseflow.hw_models.schema import CpuModel, GpuModel, HardwareModel
 from sparseflow.ir.dtypes import DType, parse_dtype
 from sparseflow.ir.errors import InputError
 from sparseflow.ir.ops import OpClass, weight_storage_bytes
 from sparseflow.ir.types import SparseFormat, SparsePattern, TensorType
-from sparseflow.simulator.energy import EnergyEvents, EnergyLedger, energy_of
+from sparseflow.simulator.energy import (
+    EnergyEvents,
+    EnergyLedger,
+    busy_energy,
+    dynamic_energy,
+    static_energy,
+)
 
 AMOUNT_FIELDS = ("flops", "activation_bytes_read", "bytes_written", "kv_bytes_read")
 MATRIX_OPS = frozenset({OpClass.LINEAR, OpClass.ATTENTION})
@@ -175,17 +194,20 @@ class ComputePlan:
 
 
 def estimate_kernels(hw: HardwareModel, works: Iterable[KernelWork]) -> list[KernelTiming]:
-    """Estimate each kernel of `works` on `hw`, in order."""
-    return [estimate_kernel(hw, work) for work in works]
+    """Estimate each kernel of `works` on `hw`, in order (identical kernels are timed once)."""
+    timed: dict[tuple, KernelTiming] = {}
+    timings = []
+    for work in works:
+        key = tuple(getattr(work, f.name) for f in dataclasses.fields(work) if f.name != "name")
+        if key not in timed:
+            timed[key] = estimate_kernel(hw, work)
+        timings.append(dataclasses.replace(timed[key], name=work.name))
+    return timings
 
 
 def estimate_kernel(hw: HardwareModel, work: KernelWork) -> KernelTiming:
     """Estimate one kernel's time, bound and energy on a GPU or CPU model."""
-    if not isinstance(hw, GpuModel | CpuModel):
-        raise InputError(
-            f"{hw.source_file or hw.name}: field 'kind': the analytical model covers gpu and "
-            f"cpu targets; '{hw.name}' is {hw.kind.value} (use the event simulator)"
-        )
+    hw = analytical_model(hw)
     plan = compute_plan(hw, work)
     bytes_moved = (
         work.stored_weight_bytes
@@ -195,31 +217,77 @@ def estimate_kernel(hw: HardwareModel, work: KernelWork) -> KernelTiming:
     )
     peak_bw = dram_bandwidth(hw)
     memory_time_s = bytes_moved / (peak_bw * hw.efficiency.memory_bandwidth_efficiency)
-    compute_time_s = plan.time_s
     launch_s = hw.efficiency.kernel_launch_overhead_s
-    time_s = max(compute_time_s, memory_time_s) + launch_s
-    events = energy_events(hw, work, plan.flops_executed, bytes_moved)
+    dynamic = dynamic_energy(hw, energy_events(hw, work, plan.flops_executed, bytes_moved))
+    time_s = float(kernel_time_s(hw, plan.time_s, memory_time_s, dynamic.dynamic_j))
     return KernelTiming(
         name=work.name,
         op_class=work.op_class.value,
         time_s=time_s,
-        compute_time_s=compute_time_s,
+        compute_time_s=plan.time_s,
         memory_time_s=memory_time_s,
         launch_overhead_s=launch_s,
-        bound=bound_of(compute_time_s, memory_time_s, launch_s),
+        bound=str(bound_of(hw, plan.time_s, memory_time_s, dynamic.dynamic_j)),
         flops_executed=plan.flops_executed,
         bytes_moved=bytes_moved,
         peak_ops_per_s=plan.peak_ops_per_s,
         peak_bandwidth_bytes_per_s=peak_bw,
-        energy=energy_of(hw, events, time_s),
+        energy=dynamic + static_energy(hw, time_s) + busy_energy(hw, time_s),
     )
 
 
-def bound_of(compute_time_s: float, memory_time_s: float, launch_s: float) -> str:
-    """Name what limits the kernel: 'compute', 'memory' or 'launch' overhead."""
-    if launch_s > max(compute_time_s, memory_time_s):
-        return "launch"
-    return "compute" if compute_time_s >= memory_time_s else "memory"
+def analytical_model(hw: HardwareModel) -> GpuModel | CpuModel:
+    """Return `hw` if the analytical model covers it (gpu, cpu); else raise naming its kind."""
+    if not isinstance(hw, GpuModel | CpuModel):
+        raise InputError(
+            f"{hw.source_file or hw.name}: field 'kind': the analytical model covers gpu and "
+            f"cpu targets; '{hw.name}' is {hw.kind.value} (use the event simulator)"
+        )
+    return hw
+
+
+def overlapped_s(hw: GpuModel | CpuModel, compute_s: float, memory_s: float) -> float:
+    """Return compute and memory time combined: the longer plus the unhidden share of the other.
+
+    Works on floats and on numpy arrays alike.
+    """
+    hidden = hw.efficiency.compute_memory_overlap
+    return np.maximum(compute_s, memory_s) + (1 - hidden) * np.minimum(compute_s, memory_s)
+
+
+def kernel_time_s(
+    hw: GpuModel | CpuModel, compute_s: float, memory_s: float, dynamic_j: float
+) -> float:
+    """Return a kernel's time: overlapped compute and memory plus launch, or longer at tdp_w.
+
+    At the power limit the device spends `dynamic_j` plus static and busy power x time in
+    exactly tdp_w x time. Works on floats and on numpy arrays alike.
+    """
+    unthrottled_s = overlapped_s(hw, compute_s, memory_s) + hw.efficiency.kernel_launch_overhead_s
+    return np.maximum(unthrottled_s, dynamic_j / power_headroom_w(hw))
+
+
+def power_headroom_w(hw: GpuModel | CpuModel) -> float:
+    """Return the power left for per-event energy under the limit: tdp - static - busy."""
+    power = hw.power
+    return power.tdp_w - power.static_power_w - power.busy_power_w
+
+
+def bound_of(
+    hw: GpuModel | CpuModel, compute_s: float, memory_s: float, dynamic_j: float
+) -> np.ndarray:
+    """Name what limits a kernel: 'power' (held at tdp_w), 'launch', 'compute' or 'memory'.
+
+    Works on floats (a 0-d array: take `str` of it) and on numpy arrays alike.
+    """
+    launch_s = hw.efficiency.kernel_launch_overhead_s
+    unthrottled_s = overlapped_s(hw, compute_s, memory_s) + launch_s
+    conditions = [
+        dynamic_j / power_headroom_w(hw) > unthrottled_s,
+        launch_s > np.maximum(compute_s, memory_s),
+        np.asarray(compute_s) >= memory_s,
+    ]
+    return np.select(conditions, ["power", "launch", "compute"], "memory")
 
 
 def dram_bandwidth(hw: GpuModel | CpuModel) -> float:
@@ -234,7 +302,9 @@ def compute_plan(hw: GpuModel | CpuModel, work: KernelWork) -> ComputePlan:
     eff = hw.efficiency
     if work.op_class not in MATRIX_OPS:
         return ComputePlan(work.flops, vector_peak(hw), eff.vector_compute_efficiency)
-    dense = ComputePlan(work.flops, matrix_peak(hw, work.dtype), eff.gemm_compute_efficiency)
+    integer = work.dtype in (DType.I8, DType.I4)
+    gemm_eff = eff.int8_gemm_compute_efficiency if integer else eff.gemm_compute_efficiency
+    dense = ComputePlan(work.flops, matrix_peak(hw, work.dtype), gemm_eff)
     sparse = sparse_plan(hw, work, dense.peak_ops_per_s)
     return sparse if sparse is not None and sparse.time_s < dense.time_s else dense
 

@@ -1,10 +1,12 @@
-"""Energy accounting: dynamic energy per event plus static power x time.
+"""Energy accounting: dynamic energy per event plus static (and busy) power x time.
 
 Energy of a span of work = sum over events of (count x the device's pJ per event) + the
-device's static power x the span's time. Events are counted in `EnergyEvents`; results are
-`EnergyLedger` records, split by where the energy goes, that add up across kernels,
-instructions or layers. Both the analytical GPU/CPU model and the FPGA event simulator use
-these two records, so reports sum energy the same way on every target.
+device's static power x the span's time; GPUs and CPUs add their busy power (a clocked
+device running kernels, `ProcessorPower.busy_power_w`) over the time kernels run. Events
+are counted in `EnergyEvents`; results are `EnergyLedger` records, split by where the energy
+goes, that add up across kernels, instructions or layers. Both the analytical GPU/CPU model
+and the FPGA event simulator use these two records, so reports sum energy the same way on
+every target.
 
 Which events a device kind prices (from its YAML `energy:` table):
 - fpga: INT8 and INT4 MACs, FP16 SFU ops, on-chip bytes, HBM bytes, DDR bytes.
@@ -63,6 +65,7 @@ class EnergyLedger:
     hbm_j: float = 0.0
     ddr_j: float = 0.0
     static_j: float = 0.0
+    busy_j: float = 0.0
 
     @property
     def dynamic_j(self) -> float:
@@ -71,8 +74,8 @@ class EnergyLedger:
 
     @property
     def total_j(self) -> float:
-        """Return dynamic plus static energy."""
-        return self.dynamic_j + self.static_j
+        """Return dynamic plus static plus busy energy."""
+        return self.dynamic_j + self.static_j + self.busy_j
 
     def __add__(self, other: EnergyLedger) -> EnergyLedger:
         names = [f.name for f in dataclasses.fields(self)]
@@ -116,9 +119,17 @@ def dynamic_energy(hw: HardwareModel, events: EnergyEvents) -> EnergyLedger:
     raise ValueError(f"no energy table for {type(hw).__name__}")
 
 
+def busy_energy(hw: GpuModel | CpuModel, time_s: float) -> EnergyLedger:
+    """Return the busy energy of a GPU or CPU running kernels for `time_s` seconds."""
+    return EnergyLedger(busy_j=hw.power.busy_power_w * time_s)
+
+
 def energy_of(hw: HardwareModel, events: EnergyEvents, time_s: float) -> EnergyLedger:
-    """Return dynamic energy of `events` plus static energy over `time_s`."""
-    return dynamic_energy(hw, events) + static_energy(hw, time_s)
+    """Return dynamic energy of `events` plus static (and, on GPUs and CPUs, busy) energy."""
+    ledger = dynamic_energy(hw, events) + static_energy(hw, time_s)
+    if isinstance(hw, GpuModel | CpuModel):
+        ledger = ledger + busy_energy(hw, time_s)
+    return ledger
 
 
 def require_only(events: EnergyEvents, allowed: set[str], kind: str) -> None:

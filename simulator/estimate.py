@@ -1,10 +1,14 @@
 """`estimate` for GPU and CPU targets: a request's latency, throughput, energy and bottlenecks.
 
 A pure function of (compressed prefill graph, compressed decode graph, hardware model,
-workload): no global state, cheap to call many times (design-space sweeps). The prefill graph
-runs once over the prompt; the decode graph runs `gen_len` times with the KV length growing
-from `prompt_len`. Nodes whose cost does not depend on the KV length are timed once and reused;
-the others are timed at every step, so the result equals timing each step in full.
+workload): no global state, cheap to call many times (design-space sweeps, calibration).
+`prepare_request` turns the graphs into kernel works once; `estimate_prepared` times them on
+a hardware model, so a fit that varies a device's efficiencies reuses the works. The prefill
+graph runs once over the prompt; the decode graph runs `gen_len` times with the KV length
+growing from `prompt_len`. Kernels whose cost does not depend on the KV length are timed
+once; the others have FLOPs, bytes and event energies affine in the KV length, so they are
+timed at two lengths and every step follows exactly (`exact=True` times every step in full;
+the tests compare both).
 """
 
 from __future__ import annotations
@@ -12,13 +16,22 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
+import numpy as np
+
 from sparseflow.backends.memory import check_capacity, deployed_weight_bytes
 from sparseflow.backends.runner import check_request
-from sparseflow.hw_models.schema import GpuModel, HardwareModel
-from sparseflow.ir.dims import dim_symbols
+from sparseflow.hw_models.schema import CpuModel, GpuModel, HardwareModel
 from sparseflow.ir.dtypes import DType
 from sparseflow.ir.graph import Graph
-from sparseflow.simulator.analytical import KernelTiming, bound_of, estimate_kernel
+from sparseflow.simulator.analytical import (
+    KernelTiming,
+    KernelWork,
+    analytical_model,
+    bound_of,
+    estimate_kernel,
+    estimate_kernels,
+    kernel_time_s,
+)
 from sparseflow.simulator.graph_work import graph_works
 
 
@@ -37,103 +50,162 @@ class Workload:
         check_request(self.batch, self.prompt_len, self.gen_len, min_gen_len=1)
 
 
-def _time_graph(
-    hw: HardwareModel, graph: Graph, bindings: dict[str, int], dtype: DType
-) -> list[KernelTiming]:
-    return [estimate_kernel(hw, work) for work in graph_works(graph, bindings, dtype)]
+@dataclass(frozen=True)
+class PreparedRequest:
+    """A request's kernel works on one device kind, ready to time on any model of that kind.
+
+    decode_first / decode_next: the KV-length-dependent decode kernels at KV length
+    prompt_len and prompt_len + 1 (`decode_graph` keeps the graph for exact timing).
+    `fuse`: kernels are grouped as serving frameworks run them (`graph_work`, GPU targets).
+    """
+
+    workload: Workload
+    weight_bytes: int
+    dtype: DType
+    fuse: bool
+    prefill: tuple[KernelWork, ...]
+    decode_fixed: tuple[KernelWork, ...]
+    decode_first: tuple[KernelWork, ...]
+    decode_next: tuple[KernelWork, ...]
+    decode_graph: Graph
 
 
-def length_dependent(graph: Graph, symbol: str = "L") -> set[str]:
-    """Return the nodes whose input or output shapes involve `symbol`."""
-    types = {n.name: n.type for n in graph.nodes}
-    return {
-        n.name
-        for n in graph.nodes
-        if any(
-            symbol in dim_symbols(d)
-            for t in (n.type, *(types[i] for i in n.inputs))
-            for d in t.shape
-        )
-    }
+def prepare_request(
+    prefill: Graph, decode: Graph, hw: HardwareModel, workload: Workload
+) -> PreparedRequest:
+    """Return the request's kernel works on `hw`'s kind; check that the model fits `hw`."""
+    gpu = isinstance(analytical_model(hw), GpuModel)
+    dtype = DType.F16 if gpu else DType.F32
+    weights = deployed_weight_bytes(decode)
+    check_capacity(hw, decode, workload.prompt_len + workload.gen_len)
+    first = graph_works(decode, {"L": workload.prompt_len}, dtype, fuse=gpu)
+    following = graph_works(decode, {"L": workload.prompt_len + 1}, dtype, fuse=gpu)
+    # A kernel whose work is the same at two KV lengths does not depend on the length.
+    varying = [(a, b) for a, b in zip(first, following, strict=True) if a != b]
+    return PreparedRequest(
+        workload=workload,
+        weight_bytes=weights,
+        dtype=dtype,
+        fuse=gpu,
+        prefill=tuple(graph_works(prefill, {"T": workload.prompt_len}, dtype, fuse=gpu)),
+        decode_fixed=tuple(a for a, b in zip(first, following, strict=True) if a == b),
+        decode_first=tuple(a for a, _ in varying),
+        decode_next=tuple(b for _, b in varying),
+        decode_graph=decode,
+    )
 
 
 @dataclass(frozen=True)
-class StepTiming:
-    """What a report sums over kernels: time, work, traffic, energy, class and bound."""
+class KernelSeries:
+    """One kernel's timing over the steps it runs (arrays; length 1 with `repeat` when fixed).
 
-    name: str
-    op_class: str
-    time_s: float
-    flops_executed: float
-    peak_ops_per_s: float
-    bytes_moved: float
-    peak_bandwidth_bytes_per_s: float
-    energy_j: float
-    bound: str
-
-
-def _step(t: KernelTiming) -> StepTiming:
-    return StepTiming(
-        t.name,
-        t.op_class,
-        t.time_s,
-        t.flops_executed,
-        t.peak_ops_per_s,
-        t.bytes_moved,
-        t.peak_bandwidth_bytes_per_s,
-        t.energy_j,
-        t.bound,
-    )
-
-
-def _extrapolate(t0: KernelTiming, t1: KernelTiming, steps: int) -> StepTiming:
-    """Return the kernel's timing `steps` KV entries past t0, from its timing one past t0.
-
-    Exact for the analytical model: FLOPs and bytes of attention kernels are affine in the KV
-    length, so compute and memory times and dynamic energy are too; the time is their max plus
-    the launch overhead, and static energy is static power times that time.
+    compute_s_at_peak / memory_s_at_peak: executed work over the peak and bytes over the peak
+    bandwidth, the utilisation numerators.
     """
-    compute = t0.compute_time_s + (t1.compute_time_s - t0.compute_time_s) * steps
-    memory = t0.memory_time_s + (t1.memory_time_s - t0.memory_time_s) * steps
-    time_s = max(compute, memory) + t0.launch_overhead_s
-    dynamic = t0.energy.dynamic_j + (t1.energy.dynamic_j - t0.energy.dynamic_j) * steps
-    static_w = t0.energy.static_j / t0.time_s
-    return StepTiming(
-        t0.name,
+
+    op_class: str
+    time_s: np.ndarray
+    energy_j: np.ndarray
+    bound: np.ndarray
+    compute_s_at_peak: np.ndarray
+    memory_s_at_peak: np.ndarray
+    repeat: int = 1
+
+    @classmethod
+    def of(cls, t: KernelTiming, repeat: int = 1) -> KernelSeries:
+        """Return the series of one timing, run `repeat` times."""
+        return cls.stack([t], repeat)
+
+    @classmethod
+    def stack(cls, timings: list[KernelTiming], repeat: int = 1) -> KernelSeries:
+        """Return the series of one kernel's timings at successive steps."""
+        return cls(
+            timings[0].op_class,
+            np.array([t.time_s for t in timings]),
+            np.array([t.energy_j for t in timings]),
+            np.array([t.bound for t in timings]),
+            np.array([t.flops_executed / t.peak_ops_per_s for t in timings]),
+            np.array([t.bytes_moved / t.peak_bandwidth_bytes_per_s for t in timings]),
+            repeat,
+        )
+
+
+def affine_series(
+    hw: GpuModel | CpuModel, t0: KernelTiming, t1: KernelTiming, steps: int
+) -> KernelSeries:
+    """Return a kernel's series over `steps` decode steps from its timings at two KV lengths.
+
+    Exact for the analytical model: FLOPs, bytes, compute and memory times and event energy
+    grow affinely with the KV length; time and energy follow from them as in
+    `analytical.estimate_kernel` (overlap, launch, power limit).
+    """
+    i = np.arange(steps)
+
+    def line(a: float, b: float) -> np.ndarray:
+        return a + (b - a) * i
+
+    compute_s = line(t0.compute_time_s, t1.compute_time_s)
+    memory_s = line(t0.memory_time_s, t1.memory_time_s)
+    dynamic_j = line(t0.energy.dynamic_j, t1.energy.dynamic_j)
+    time_s = kernel_time_s(hw, compute_s, memory_s, dynamic_j)
+    floor_w = hw.power.static_power_w + hw.power.busy_power_w
+    return KernelSeries(
         t0.op_class,
         time_s,
-        t0.flops_executed + (t1.flops_executed - t0.flops_executed) * steps,
-        t0.peak_ops_per_s,
-        t0.bytes_moved + (t1.bytes_moved - t0.bytes_moved) * steps,
-        t0.peak_bandwidth_bytes_per_s,
-        dynamic + static_w * time_s,
-        bound_of(compute, memory, t0.launch_overhead_s),
+        dynamic_j + floor_w * time_s,
+        bound_of(hw, compute_s, memory_s, dynamic_j),
+        line(t0.flops_executed, t1.flops_executed) / t0.peak_ops_per_s,
+        line(t0.bytes_moved, t1.bytes_moved) / t0.peak_bandwidth_bytes_per_s,
     )
 
 
-def decode_timings(
-    hw: HardwareModel, decode: Graph, workload: Workload, dtype: DType, exact: bool = False
-) -> list[list[StepTiming]]:
-    """Return each decode step's kernel timings (KV length prompt_len + step).
-
-    Length-independent kernels are timed once; length-dependent ones are extrapolated from
-    two lengths (`_extrapolate`), or timed at every step when `exact` (the tests compare both).
-    """
-    varying = length_dependent(decode)
-    first = _time_graph(hw, decode, {"L": workload.prompt_len}, dtype)
-    fixed = [_step(t) for t in first if t.name not in varying]
-    if exact:
-        return [
-            [_step(t) for t in _time_graph(hw, decode, {"L": workload.prompt_len + i}, dtype)]
-            for i in range(workload.gen_len)
+def decode_series(
+    hw: GpuModel | CpuModel, request: PreparedRequest, exact: bool = False
+) -> list[KernelSeries]:
+    """Return every decode kernel's series over the request's steps."""
+    work = request.workload
+    fixed = [KernelSeries.of(t, work.gen_len) for t in estimate_kernels(hw, request.decode_fixed)]
+    if not exact:
+        first = estimate_kernels(hw, request.decode_first)
+        following = estimate_kernels(hw, request.decode_next)
+        return fixed + [
+            affine_series(hw, t0, t1, work.gen_len) for t0, t1 in zip(first, following, strict=True)
         ]
-    base = [t for t in first if t.name in varying]
-    works = graph_works(decode, {"L": workload.prompt_len + 1}, dtype, only=varying)
-    nxt = [estimate_kernel(hw, w) for w in works]
-    return [
-        fixed + [_extrapolate(t0, t1, i) for t0, t1 in zip(base, nxt, strict=True)]
-        for i in range(workload.gen_len)
+    per_step = [
+        {w.name: estimate_kernel(hw, w) for w in _decode_works(request, work.prompt_len + i)}
+        for i in range(work.gen_len)
     ]
+    names = [w.name for w in request.decode_first]
+    return fixed + [KernelSeries.stack([step[n] for step in per_step]) for n in names]
+
+
+def _decode_works(request: PreparedRequest, kv_length: int) -> list[KernelWork]:
+    return graph_works(request.decode_graph, {"L": kv_length}, request.dtype, fuse=request.fuse)
+
+
+def estimate_prepared(
+    hw: HardwareModel, request: PreparedRequest, labels: dict[str, str], exact: bool = False
+) -> dict[str, object]:
+    """Return the report (DESIGN.md keys) of a prepared request on a GPU or CPU model."""
+    hw = analytical_model(hw)
+    prefill = [KernelSeries.of(t) for t in estimate_kernels(hw, request.prefill)]
+    decode = decode_series(hw, request, exact)
+    prefill_s = sum(float(s.time_s[0]) for s in prefill)
+    step_s = sum(np.broadcast_to(s.time_s, (request.workload.gen_len,)) for s in decode)
+    every = prefill + decode
+    total_s = prefill_s + float(step_s.sum())
+    utilization = {
+        "compute": _sum(every, "compute_s_at_peak") / total_s,
+        "memory_bandwidth": _sum(every, "memory_s_at_peak") / total_s,
+    }
+    return request_report(
+        labels, request.workload, prefill_s, float(step_s[0]), float(step_s.sum()),
+        _sum(every, "energy_j"), request.weight_bytes, utilization, breakdown(every),
+    )  # fmt: skip
+
+
+def _sum(series: list[KernelSeries], field: str) -> float:
+    return float(sum(getattr(s, field).sum() * s.repeat for s in series))
 
 
 def estimate_analytical(
@@ -145,25 +217,8 @@ def estimate_analytical(
     exact: bool = False,
 ) -> dict[str, object]:
     """Return the report (DESIGN.md keys) of one request on a GPU or CPU model."""
-    dtype = DType.F16 if isinstance(hw, GpuModel) else DType.F32
-    weights = deployed_weight_bytes(decode)
-    check_capacity(hw, decode, workload.prompt_len + workload.gen_len)
-    prefill_timings = _time_graph(hw, prefill, {"T": workload.prompt_len}, dtype)
-    steps = decode_timings(hw, decode, workload, dtype, exact)
-    every = [_step(t) for t in prefill_timings] + [t for step in steps for t in step]
-    prefill_s = sum(t.time_s for t in prefill_timings)
-    step_s = [sum(t.time_s for t in step) for step in steps]
-    decode_s = sum(step_s)
-    total_s = prefill_s + decode_s
-    utilization = {
-        "compute": sum(t.flops_executed / t.peak_ops_per_s for t in every) / total_s,
-        "memory_bandwidth": sum(t.bytes_moved / t.peak_bandwidth_bytes_per_s for t in every)
-        / total_s,
-    }
-    return request_report(
-        labels, workload, prefill_s, step_s[0], decode_s, sum(t.energy_j for t in every),
-        weights, utilization, breakdown(every),
-    )  # fmt: skip
+    request = prepare_request(prefill, decode, hw, workload)
+    return estimate_prepared(hw, request, labels, exact)
 
 
 def request_report(
@@ -200,15 +255,17 @@ def request_report(
     }
 
 
-def breakdown(timings: list[StepTiming]) -> list[dict[str, object]]:
+def breakdown(series: list[KernelSeries]) -> list[dict[str, object]]:
     """Return time and energy per op class, largest first, with the bound that dominates."""
     time_s: dict[str, float] = defaultdict(float)
     energy_j: dict[str, float] = defaultdict(float)
     bound_s: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
-    for t in timings:
-        time_s[t.op_class] += t.time_s
-        energy_j[t.op_class] += t.energy_j
-        bound_s[t.op_class][t.bound] += t.time_s
+    for s in series:
+        time_s[s.op_class] += float(s.time_s.sum()) * s.repeat
+        energy_j[s.op_class] += float(s.energy_j.sum()) * s.repeat
+        for bound in np.unique(s.bound):
+            seconds = float(s.time_s[s.bound == bound].sum()) * s.repeat
+            bound_s[s.op_class][str(bound)] += seconds
     rows = [
         {
             "name": name,

@@ -133,7 +133,7 @@ def hbm_params(hw: FpgaModel) -> HbmParams:
         channel_bytes_per_s=h.bandwidth_per_channel_bytes_per_s,
         same_channel_efficiency=h.same_channel_efficiency,
         cross_channel_efficiency=h.cross_channel_efficiency,
-        port_bytes_per_s=h.port_bytes_per_cycle * hw.clock_hz,
+        port_bytes_per_s=h.port_bytes_per_s,
     )
 
 

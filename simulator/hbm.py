@@ -9,7 +9,9 @@ Model (FlightLLM-style accelerator on an HBM FPGA):
   FlightLLM artifact's simulator).
 - A channel serves its active transfers by fair sharing: with n transfers in flight each gets
   1/n of the channel's time (per-channel contention), at its own access efficiency.
-- A transfer never exceeds its AXI port: `port_bytes_per_cycle` x the accelerator clock.
+- A transfer never exceeds the AXI ports of its channel: ports per channel x port width x
+  port clock (`HbmSpec.port_bytes_per_s`; one 256-bit port per channel on the U280, two
+  256-bit NoC ports on the Versal VHK158, each clocked at `port_clock_hz`).
 Rates change only when a transfer starts or ends, so an event engine advances transfers
 exactly between those events.
 """

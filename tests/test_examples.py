@@ -22,3 +22,11 @@ def test_the_readme_api_example_runs(capsys):
     assert [int(r[0]) for r in rows] == [200, 225, 250]
     assert float(rows[0][1]) < float(rows[2][1])  # a faster clock decodes faster
     assert all(float(r[1]) > 0 and float(r[2]) > 0 for r in rows)
+
+
+def test_validate_gpus_prints_every_row_of_a_target(capsys):
+    example = runpy.run_path(str(EXAMPLES / "validate_gpus.py"))
+    assert example["validate"]("v100s", False) == []  # its one row is a fit row
+    example["gemm_curve"]("v100s")
+    out = capsys.readouterr().out
+    assert "decode_tokens_per_s" in out and "avg_power_w" in out and "M=16384" in out

@@ -22,7 +22,7 @@ from sparseflow.hw_models.loader import (
 from sparseflow.hw_models.schema import CpuModel, FpgaModel, GpuModel, HardwareModel
 from sparseflow.ir.errors import InputError
 
-PRESETS = ["a100", "h100", "host-cpu", "u280", "v100s", "vhk158", "xeon-8380"]
+PRESETS = ["a100", "a100-40gb", "h100", "host-cpu", "u280", "v100s", "vhk158", "xeon-8380"]
 
 
 def leaf_paths(obj: object, prefix: str = "") -> list[str]:
@@ -190,6 +190,8 @@ def test_top_level_must_be_a_mapping() -> None:
         (lambda d: d["hbm"]["source"].update(bogus="x"), "field 'hbm.source.bogus': note for"),
         (lambda d: d["hbm"]["source"].update(channels=""), "'hbm.source.channels': note must"),
         (lambda d: d["hbm"].update(source=[1]), "field 'hbm.source': expected a mapping"),
+        (lambda d: d["hbm"].update(ports_per_channel=0), "field 'hbm.ports_per_channel'"),
+        (lambda d: d["hbm"].pop("port_clock_hz"), "field 'hbm.port_clock_hz': missing"),
     ],
 )
 def test_fpga_bad_fields_are_named(mutate, message: str) -> None:
@@ -203,6 +205,9 @@ def test_fpga_bad_fields_are_named(mutate, message: str) -> None:
         ("a100", lambda d: d["efficiency"].update(gemm_compute_efficiency=0.0), "must lie in"),
         ("a100", lambda d: d["efficiency"].update(kernel_launch_overhead_s=-1e-6), ">= 0"),
         ("a100", lambda d: d["power"].update(static_power_w=400.0), "power.static_power_w"),
+        ("a100", lambda d: d["power"].update(busy_power_w=390.0), "power.busy_power_w': static"),
+        ("a100", lambda d: d["efficiency"].update(compute_memory_overlap=1.5), r"in \[0, 1\]"),
+        ("a100-40gb", lambda d: d["power"].update(busy_power_w=-1.0), ">= 0"),
         ("v100s", lambda d: d["peaks"].update(sparse_2to4_speedup=0), "must be > 0"),
         (
             "host-cpu",

@@ -16,7 +16,6 @@ from sparseflow.passes.recipe import load_recipe
 from sparseflow.simulator.analytical import estimate_kernel
 from sparseflow.simulator.estimate import (
     Workload,
-    decode_timings,
     estimate_analytical,
 )
 from sparseflow.simulator.graph_work import graph_works
@@ -67,27 +66,33 @@ def test_report_has_design_keys_and_consistent_totals(target):
     assert 0 < report["utilization"]["compute"] <= 1
 
 
-@pytest.mark.parametrize("recipe", ["dense", "2:4"])
-def test_reused_step_timings_equal_full_timing(recipe):
-    _, decode = graphs(recipe=recipe)
-    hw, work = load_hw("a100"), Workload(1, 40, 12)
-    fast = decode_timings(hw, decode, work, DType.F16)
-    full = decode_timings(hw, decode, work, DType.F16, exact=True)
-    for a_step, b_step in zip(fast, full, strict=True):
-        a = {t.name: t for t in a_step}
-        b = {t.name: t for t in b_step}
-        assert a.keys() == b.keys()
-        for name, t in a.items():
-            for field in ("time_s", "energy_j", "flops_executed", "bytes_moved"):
-                assert getattr(t, field) == pytest.approx(getattr(b[name], field), rel=1e-9)
-            assert t.bound == b[name].bound
+@pytest.mark.parametrize(
+    ("model", "recipe", "target"),
+    [("llama2-7b", "dense", "a100"), ("tinyllama-1.1b", "2:4", "h100"),
+     ("tinyllama-1.1b", "int8", "host-cpu")],
+)  # fmt: skip
+def test_extrapolated_steps_equal_timing_every_step(model, recipe, target):
+    hw, work, model = load_hw(target), Workload(2, 40, 12), graphs(model, recipe)
+    # A busy device at a low power limit puts some kernels at the limit, on both paths.
+    floor_w = hw.power.static_power_w + hw.power.busy_power_w
+    hot = with_overrides(hw, {"power.tdp_w": floor_w + 0.02 * (hw.power.tdp_w - floor_w)})
+    for device in (hw, hot):
+        fast = estimate_analytical(*model, device, work, LABELS)
+        full = estimate_analytical(*model, device, work, LABELS, exact=True)
+        for key, value in fast.items():
+            if isinstance(value, float):
+                assert value == pytest.approx(full[key], rel=1e-9), key
+        for a, b in zip(fast["breakdown"], full["breakdown"], strict=True):
+            assert (a["name"], a["bound"]) == (b["name"], b["bound"])
+            assert (a["time_s"], a["energy_j"]) == pytest.approx((b["time_s"], b["energy_j"]))
+    assert any(row["bound"] == "power" for row in fast["breakdown"])
 
 
 def test_decode_never_beats_the_roofline_of_its_work():
     prefill, decode = graphs()
     hw = load_hw("a100")
     report = estimate_analytical(prefill, decode, hw, Workload(1, 32, 1), LABELS)
-    works = graph_works(decode, {"L": 32}, DType.F16)
+    works = graph_works(decode, {"L": 32}, DType.F16, fuse=True)
     bytes_floor = sum(w.stored_weight_bytes + w.kv_bytes_read for w in works)
     assert report["decode_first_step_s"] >= bytes_floor / hw.memory.hbm_bandwidth_bytes_per_s
     flops = sum(w.flops for w in works)
