@@ -30,7 +30,7 @@ import numpy as np
 
 from sparseflow.backends.fpga import isa
 from sparseflow.backends.fpga.program import Bucket, HbmLayout, Program
-from sparseflow.backends.fpga.resources import estimate_resources
+from sparseflow.backends.fpga.resources import estimate_resources, transfer_key
 from sparseflow.backends.registry import CompileRequest, compile_model
 from sparseflow.hw_models.schema import FpgaModel
 from sparseflow.ir.errors import InputError
@@ -76,6 +76,7 @@ class BucketRun:
     class_dynamic_j: np.ndarray  # [len(OP_CLASSES)]
     class_bound_s: dict[tuple[int, str], float]  # (class, bound) -> seconds
     macs: float
+    buffer_bytes: np.ndarray  # [len(isa.Buffer)] bytes LOAD/STORE moved per buffer
 
     @property
     def time_s(self) -> float:
@@ -91,8 +92,13 @@ def run_bucket(
     dyn_j = np.zeros(len(OP_CLASSES))
     bound: Counter = Counter()
     ends, owners = [], []
+    buffer_bytes = np.zeros(len(isa.Buffer))
     for core, stream in enumerate(bucket.streams):
-        classes = instruction_classes(stream.table(), regions)
+        table = stream.table()
+        classes = instruction_classes(table, regions)
+        moves = (table["opcode"] == isa.Opcode.LOAD) | (table["opcode"] == isa.Opcode.STORE)
+        buffer_bytes += np.bincount(table["buffer"][moves], weights=table["nbytes"][moves],
+                                    minlength=len(isa.Buffer))  # fmt: skip
         ids = result.streams[core].ids
         units = result.units[core]
         active = units >= 0
@@ -111,7 +117,7 @@ def run_bucket(
             bound[pair // N_UNITS, UNIT_BOUND[pair % N_UNITS]] += float(per_pair[pair])
     events = result.events
     macs = events.int8_macs + events.int4_macs
-    return BucketRun(bucket, result, time_s, dyn_j, dict(bound), macs)
+    return BucketRun(bucket, result, time_s, dyn_j, dict(bound), macs, buffer_bytes)
 
 
 class RegionIndex:
@@ -256,8 +262,12 @@ def _report(
     events = _summed_events(weighted)
     busy = sum(run.result.busy_s.sum(axis=0) * n for run, n in weighted)
     unit_busy_s = {q.name.lower(): float(busy[int(q)]) for q in isa.Queue}
+    moved = sum(run.buffer_bytes * n for run, n in weighted)
+    buffer_bytes = {transfer_key(b): float(moved[int(b)]) for b in isa.Buffer}
     resources = estimate_resources(hw)
-    watts = {c: run_power(hw, resources, unit_busy_s, events, total_s, c) for c in CORNERS}
+    watts = {
+        c: run_power(hw, resources, unit_busy_s, buffer_bytes, events, total_s, c) for c in CORNERS
+    }
     macs = sum(run.macs * n for run, n in weighted)
     hbm_bytes = sum(run.result.events.hbm_bytes * n for run, n in weighted)
     machine = FpgaMachine.from_hw(hw)

@@ -14,11 +14,11 @@ clock and toggle rate + I/O), with the activity the event simulator measures:
       + HBM controllers and PHY + I/O                                        (always)
       + HBM and DDR bytes x pJ per byte + SFU operations x pJ per operation  (events)
 
-a_b = min(1, sum over the block's units of the unit's busy fraction x the share of the block
-one busy cycle exercises): the chains and the engine's logic follow the matrix unit; a buffer
-is read or written a whole word per matrix or SFU cycle, and a load or store fills only the
-share of a word the core's HBM ports deliver per cycle. A unit's busy fraction is its busy
-time summed over cores / (cores x run time); the controller (`dispatch`) runs always.
+a_b = min(1, sum of the block's activities x their shares): the chains and the engine's
+logic follow the matrix unit's busy fraction (busy time summed over cores / (cores x run
+time)); a buffer is read or written a whole word per busy cycle of its unit (matrix or SFU),
+plus the bytes LOAD/STORE move through it per cycle / its word bytes; the controller and its
+instruction memory (`dispatch`) run always.
 Every coefficient comes from the hardware model; one with a `range:` band is taken at its
 low or high end for the `low` and `high` corners, which bound the power (it is monotonic in
 every coefficient).
@@ -95,15 +95,19 @@ def run_power(
     hw: FpgaModel,
     resources: ResourceReport,
     unit_busy_s: Mapping[str, float],
+    buffer_bytes: Mapping[str, float],
     events: EnergyEvents,
     time_s: float,
     corner: str = "nominal",
 ) -> dict[str, float]:
     """Return the average power in watts by component of a run of `time_s` seconds.
 
-    `unit_busy_s` holds each unit's busy seconds summed over cores; `events` the run's.
+    `unit_busy_s`: each unit's busy seconds summed over cores; `buffer_bytes`: bytes
+    LOAD/STORE moved per buffer (`resources.transfer_key`) over all cores; `events`: the run's.
     """
-    activity = {u: s / (resources.cores * time_s) for u, s in unit_busy_s.items()}
+    core_s = resources.cores * time_s
+    activity = {u: s / core_s for u, s in unit_busy_s.items()}
+    activity.update({k: b / (core_s * hw.clock_hz) for k, b in buffer_bytes.items()})
     activity["dispatch"] = 1.0
     watts = fabric_power(hw, resources, activity, corner)
     traffic = traffic_energy_j(hw, events, corner)

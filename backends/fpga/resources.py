@@ -35,17 +35,17 @@ from sparseflow.ir.errors import InputError
 KEYS = ("lut", "ff", "dsp", "bram36", "uram")
 COSTS_FILE = "resource_costs.yaml"
 NOT_MODELLED = ("SFU datapath", "load/store units and HBM ports", "vendor shell")
-# Units that access each memory (simulator.power); logic follows the matrix unit, and the
-# controller and its instruction memory run whenever the core does.
-MEMORY_UNITS = {
-    "act": ("load", "matrix"),
-    "weight": ("load", "matrix"),
-    "bias": ("load", "matrix"),
-    "out": ("matrix", "store"),
-    "imem": ("dispatch",),
-    "sfu": ("sfu", "load", "store"),
+# What keeps each memory busy (simulator.power): the unit that reads or writes a whole word
+# per busy cycle, and the ISA buffers whose LOAD/STORE bytes it holds. Logic follows the
+# matrix unit; the controller and its instruction memory run whenever the core does.
+MEMORY_USE = {
+    "act": ("matrix", (isa.Buffer.ACT,)),
+    "weight": ("matrix", (isa.Buffer.WEIGHT, isa.Buffer.NTABLE)),  # indices share its words
+    "bias": ("matrix", (isa.Buffer.BIAS,)),
+    "out": ("matrix", (isa.Buffer.OUT,)),
+    "imem": ("dispatch", ()),
+    "sfu": ("sfu", (isa.Buffer.SFU,)),
 }
-TRANSFER_UNITS = ("load", "store")
 N_CODES_FROM = {2: 4, 4: 3, 8: 2, 16: 1}  # N:16 modes a chain runs, by its smallest N
 
 
@@ -53,8 +53,9 @@ N_CODES_FROM = {2: 4, 4: 3, 8: 2, 16: 1}  # N:16 modes a chain runs, by its smal
 class Block:
     """Resources of one block of a core, per instance.
 
-    `units` pairs each unit whose busy time drives the block's power with the share of the
-    block one busy cycle of that unit exercises (simulator.power).
+    `units` pairs each activity that drives the block's power (a unit's busy fraction, or a
+    buffer's transferred bytes per cycle, `transfer_key`) with the share of the block one unit
+    of it exercises (simulator.power).
     """
 
     name: str
@@ -180,17 +181,20 @@ def logic(
     return lut, ff
 
 
-def memory_block(name: str, mapping: Mapping, stream_bytes: float, in_rtl: bool = True) -> Block:
+def transfer_key(buffer: isa.Buffer) -> str:
+    """Return the activity key of the bytes LOAD/STORE move into or out of `buffer`."""
+    return f"bytes:{buffer.name.lower()}"
+
+
+def memory_block(name: str, mapping: Mapping, in_rtl: bool = True) -> Block:
     """Return the block of one buffer mapped onto its primitives.
 
-    A matrix, SFU or dispatch cycle reads or writes a whole word; a load or store cycle moves
-    at most `stream_bytes` (a core's HBM ports), the share of a word that many bytes fill.
+    Its unit reads or writes a whole word per busy cycle; a transferred byte is 1/word bytes
+    of a word access.
     """
+    unit, buffers = MEMORY_USE[name]
     word_bytes = mapping.memory.width_bits / 8
-    units = tuple(
-        (u, min(1.0, stream_bytes / word_bytes) if u in TRANSFER_UNITS else 1.0)
-        for u in MEMORY_UNITS[name]
-    )
+    units = ((unit, 1.0), *((transfer_key(b), 1.0 / word_bytes) for b in buffers))
     return Block(f"{name}_buffer", 1, lut=mapping.luts, bram36=mapping.bram36,
                  uram=mapping.uram, lutram=mapping.luts, units=units,
                  style=mapping.style.value, in_rtl=in_rtl)  # fmt: skip
@@ -202,13 +206,8 @@ def engine_maps(params: RtlParams) -> dict[str, Mapping]:
             if m.name != "imem"}  # fmt: skip
 
 
-def core_blocks(
-    params: RtlParams, coeffs: dict | None = None, stream_bytes: float = 0.0
-) -> list[Block]:
-    """Return the blocks of one core of the generated RTL for `params`.
-
-    `stream_bytes`: bytes per cycle the core's load/store units move at most (buffer power).
-    """
+def core_blocks(params: RtlParams, coeffs: dict | None = None) -> list[Block]:
+    """Return the blocks of one core of the generated RTL for `params`."""
     maps = {m.name: map_memory(m, params.styles[m.name]) for m in params.memories()}
     engine = engine_maps(params)
     chain_lut, chain_ff = logic("dsp_chain", params, engine, coeffs)
@@ -220,7 +219,7 @@ def core_blocks(
               units=(("matrix", 1.0),)),
         Block("matrix_engine", 1, engine_lut, engine_ff, units=(("matrix", 1.0),)),
         Block("controller", 1, ctrl_lut, ctrl_ff, units=(("dispatch", 1.0),)),
-        *(memory_block(name, m, stream_bytes) for name, m in maps.items()),
+        *(memory_block(name, m) for name, m in maps.items()),
     ]  # fmt: skip
 
 
@@ -236,11 +235,7 @@ def estimate_resources(hw: FpgaModel, params: RtlParams | None = None) -> Resour
     f = hw.fabric
     device = {"lut": f.luts, "ff": f.flip_flops, "dsp": hw.dsp_count, "bram36": f.bram36,
               "uram": f.uram288}  # fmt: skip
-    stream_bytes = hw.hbm.channels / hw.cores * hw.hbm.port_bytes_per_cycle
-    blocks = [
-        *core_blocks(params, stream_bytes=stream_bytes),
-        memory_block("sfu", sfu_map, stream_bytes, in_rtl=False),
-    ]
+    blocks = [*core_blocks(params), memory_block("sfu", sfu_map, in_rtl=False)]
     return ResourceReport(blocks, hw.cores, device, hw.source_file or hw.name)
 
 
