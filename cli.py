@@ -318,8 +318,8 @@ def _format_synth(r: dict) -> str:
         )
         d = r["device_total"]
         lines.append(
-            f"{r['cores']} cores: {d['lut']:,.0f} LUT, {d['ff']:,.0f} FF, {d['dsp']:.0f} DSP, "
-            f"{d['bram36']:g} BRAM36, {d['uram']:.0f} URAM"
+            f"device ({r['cores']} x core): {d['lut']:,.0f} LUT, {d['ff']:,.0f} FF, "
+            f"{d['dsp']:.0f} DSP, {d['bram36']:g} BRAM36, {d['uram']:.0f} URAM"
         )
     return "\n".join(lines)
 
