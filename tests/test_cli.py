@@ -64,7 +64,7 @@ def test_bad_input_exits_2_with_one_line(capsys, argv, message):
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
 
 
-def unfit_yaml(tmp_path, **fabric):
+def unfit_yaml(tmp_path, dsp_count=9024, **fabric):
     """Write the U280 model with smaller device totals; return its path."""
     import yaml
 
@@ -72,6 +72,7 @@ def unfit_yaml(tmp_path, **fabric):
 
     data = hw_to_dict(load_hw("u280"))
     data["fabric"].update(fabric)
+    data["dsp_count"] = dsp_count
     path = tmp_path / "small-part.yaml"
     path.write_text(yaml.safe_dump(data))
     return str(path)
@@ -82,6 +83,7 @@ def unfit_yaml(tmp_path, **fabric):
     [
         ({"uram288": 500}, "needs 771 URAM288, the device has 500"),
         ({"bram36": 1000}, "needs 1,371 BRAM36, the device has 1,000"),
+        ({"dsp_count": 3000}, "3 cores x 1024 DSPs exceed dsp_count 3000"),
     ],
 )
 def test_estimate_and_compile_of_a_design_that_does_not_fit_exit_2(
