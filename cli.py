@@ -266,13 +266,66 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_rtl_generate(args: argparse.Namespace) -> int:
-    """Write the accelerator's SystemVerilog for one parameter set."""
-    from sparseflow.backends.fpga.rtl.generator import generate_rtl
+    """Write the accelerator's SystemVerilog: a target's, or one parameter set; flags override."""
+    from sparseflow.backends.fpga.rtl.generator import make_params, params_for_target, write_rtl
 
-    nm = None if args.nm in ("dense", "16:16") else _parse_nm(args.nm)
-    for path in generate_rtl(args.output, chain_len=args.chain_len, nm=nm, wbits=args.wbits):
+    nm = None if args.nm in ("dense", "16:16") else args.nm and _parse_nm(args.nm)
+    if args.target:
+        target_nm = "target" if args.nm is None else nm
+        params = params_for_target(_fpga_target(args.target), args.chain_len, target_nm, args.wbits)
+    else:
+        nm = (2, 16) if args.nm is None else nm
+        params = make_params(args.chain_len or 16, nm, args.wbits or 8)
+    for path in write_rtl(args.output, params):
         print(path)
     return 0
+
+
+def _fpga_target(name: str):
+    from sparseflow.hw_models.loader import load_hw
+    from sparseflow.hw_models.schema import Kind
+
+    hw = load_hw(name)
+    if hw.kind is not Kind.FPGA:
+        raise InputError(f"--target {name}: a {hw.kind} model; the RTL is for fpga targets")
+    return hw
+
+
+def cmd_rtl_synth(args: argparse.Namespace) -> int:
+    """Synthesise generated RTL with Yosys and print its resources per block."""
+    from sparseflow.backends.fpga.rtl.synth import synth_record
+
+    progress = not args.json and sys.stderr.isatty()
+    record = synth_record(args.target, args.dir, progress)
+    if args.json:
+        _print_json(record)
+        return 0
+    print(_format_synth(record))
+    return 0
+
+
+def _format_synth(r: dict) -> str:
+    keys = ("lut", "lutram", "ff", "dsp", "ramb36", "ramb18", "uram")
+    head = f"{'block':<14} {'count':>5} " + " ".join(f"{k.upper():>9}" for k in keys)
+    cached = ", cached" if r["cached"] else ""
+    lines = [f"{r['source']}: {r['yosys']} (synth_xilinx -family xcup -uram{cached})", head]
+    for b in r["blocks"]:
+        cells = " ".join(f"{b[k] * b['instances']:>9,.0f}" for k in keys)
+        lines.append(f"{b['name']:<14} {b['instances']:>5} {cells}")
+    lines.append(f"{'core':<14} {'':>5} " + " ".join(f"{r['core'][k]:>9,.0f}" for k in keys))
+    if "model_core" in r:
+        model = r["model_core"]
+        lines.append(
+            f"analytical model per core: {model['lut']:,.0f} LUT, {model['ff']:,.0f} FF, "
+            f"{model['dsp']:.0f} DSP, {model['bram36']:g} BRAM36, {model['uram']:.0f} URAM "
+            f"(DSP/BRAM/URAM exact: {all(r['model_exact'].values())})"
+        )
+        d = r["device_total"]
+        lines.append(
+            f"device ({r['cores']} x core): {d['lut']:,.0f} LUT, {d['ff']:,.0f} FF, "
+            f"{d['dsp']:.0f} DSP, {d['bram36']:g} BRAM36, {d['uram']:.0f} URAM"
+        )
+    return "\n".join(lines)
 
 
 def _parse_nm(text: str) -> tuple[int, int]:
@@ -457,12 +510,18 @@ def _add_calibrate(commands: argparse._SubParsersAction) -> None:
 def _add_rtl(commands: argparse._SubParsersAction) -> None:
     rtl = commands.add_parser("rtl", help="generate and verify the accelerator's RTL")
     verbs = rtl.add_subparsers(dest="rtl", required=True, metavar="VERB")
-    gen = verbs.add_parser("generate", help="write SystemVerilog for one parameter set")
-    gen.add_argument("--chain-len", type=int, default=16, help="DSP48 slices per chain")
-    gen.add_argument("--nm", default="2:16", help="sparse mode N:16, or 'dense'")
-    gen.add_argument("--wbits", type=int, default=8, help="weight bits (8 or 4)")
+    gen = verbs.add_parser("generate", help="write SystemVerilog for a target or parameter set")
+    gen.add_argument("--target", help="fpga hardware model the RTL implements (flags override)")
+    gen.add_argument("--chain-len", type=int, help="DSP48 slices per chain (default 16)")
+    gen.add_argument("--nm", help="smallest sparse mode N:16, or 'dense' (default 2:16)")
+    gen.add_argument("--wbits", type=int, help="weight bits, 8 or 4 (default 8)")
     gen.add_argument("-o", "--output", required=True, help="output folder")
     gen.set_defaults(func=cmd_rtl_generate)
+    synth = verbs.add_parser("synth", help="resources from open synthesis (Yosys)")
+    synth.add_argument("dir", nargs="?", help="folder of generated RTL (or use --target)")
+    synth.add_argument("--target", help="fpga hardware model whose RTL to generate and synthesise")
+    synth.add_argument("--json", action="store_true", help="print the record as JSON")
+    synth.set_defaults(func=cmd_rtl_synth)
     test = verbs.add_parser("test", help="run the cocotb benches on Verilator")
     test.add_argument("--simulator", default="verilator", help="HDL simulator")
     test.add_argument("--waves", action="store_true", help="dump waveforms")

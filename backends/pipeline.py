@@ -153,6 +153,8 @@ def compile_to_dir(
         compiled = compile_model(CompileRequest(pair.prefill, pair.decode, hw, **request))
         files += compiled.write(out_dir)
         report["program"] = compiled.summary()
+        if getattr(compiled, "resources", None) is not None:  # fpga: the design's resources
+            report["resources"] = compiled.resources.to_dict()
     else:
         report["program"] = None
         report["note"] = f"no {hw.kind} backend is built yet: graph and weights only"

@@ -2,10 +2,11 @@
 
 Runs the FlightLLM paper's grid ([128, 512] prompt x [512, 1024, 1536] generated tokens) and
 the two single decode steps measured on the released bitstream, then prints ours vs
-published with relative errors; then the same grid on the V100S model (dense fp16) for the
-paper's energy-efficiency claim (U280 vs V100S, geomean over the grid) and its Fig. 1 V100
-decode point. Published figures: Zeng et al., "FlightLLM", FPGA 2024 ([P])
-and measurements on its released bitstream ([S] secondary), as cited in
+published with relative errors, the power band the hardware model's coefficient ranges give,
+the power by component and the design's resources for [128, 512]; then the same grid on the
+V100S model (dense fp16) for the paper's energy-efficiency claim (U280 vs V100S, geomean over
+the grid) and its Fig. 1 V100 decode point. Published figures: Zeng et al., "FlightLLM",
+FPGA 2024 ([P]) and measurements on its released bitstream ([S] secondary), as cited in
 docs/validate_flightllm.md. Every number comes from hw_models/u280.yaml as it is: nothing is
 fitted.
 
@@ -55,8 +56,8 @@ def validate_fpga() -> dict[tuple[int, int], float]:
     labels = {"model": MODEL, "target": TARGET, "recipe": RECIPE}
     tokens_per_j = {}
     print(f"{MODEL} on {TARGET} ({RECIPE}), weights {weight_bytes / 1e9:.2f} GB")
-    print(f"{'prompt':>6} {'gen':>5} {'tok/s':>7} {'vs 55':>7} {'power W':>8} {'vs 45':>7} "
-          f"{'first step ms':>13} {'prefill s':>9} {'sim s':>6}")  # fmt: skip
+    print(f"{'prompt':>6} {'gen':>5} {'tok/s':>7} {'vs 55':>7} {'power W':>8} {'band W':>9} "
+          f"{'vs 45':>7} {'first step ms':>13} {'prefill s':>9} {'sim s':>6}")  # fmt: skip
     for prompt in PROMPTS:
         prefill = recipe.apply(load_model(MODEL, "prefill", 1, prompt))
         check_fits(hw, decode, Workload(1, prompt, max(GENS)))
@@ -73,19 +74,38 @@ def validate_fpga() -> dict[tuple[int, int], float]:
             r = estimate_program(program, hw, Workload(1, prompt, gen), labels, weight_bytes)
             elapsed = time.perf_counter() - start
             step = r["decode_first_step_s"]
+            low, high = r["avg_power_w_range"]
             step_note = (
                 f" (vs {PUBLISHED_STEP_S[prompt] * 1e3:.2f}: {rel(step, PUBLISHED_STEP_S[prompt])})"
             )
             print(
                 f"{prompt:>6} {gen:>5} {r['decode_tokens_per_s']:>7.1f} "
                 f"{rel(r['decode_tokens_per_s'], PUBLISHED_TOKENS_PER_S):>7} "
-                f"{r['avg_power_w']:>8.1f} {rel(r['avg_power_w'], PUBLISHED_POWER_W):>7} "
+                f"{r['avg_power_w']:>8.1f} {f'{low:.0f}-{high:.0f}':>9} "
+                f"{rel(r['avg_power_w'], PUBLISHED_POWER_W):>7} "
                 f"{step * 1e3:>13.2f} {r['prefill_latency_s']:>9.3f} {elapsed:>6.1f}"
                 + (step_note if gen == 1 else "")
             )
             if gen in GENS:
                 tokens_per_j[prompt, gen] = r["tokens_per_j"]
+            if (prompt, gen) == (PROMPTS[0], GENS[0]):
+                first_row = r
+    print_power_and_resources(first_row)
     return tokens_per_j
+
+
+def print_power_and_resources(r: dict) -> None:
+    """Print one request's power by component and the design's resources."""
+    low, high = r["avg_power_w_range"]
+    print(f"\npower by component, prompt {r['prompt_len']}, {r['gen_len']} generated: "
+          f"{r['avg_power_w']:.1f} W (band {low:.1f}-{high:.1f} W)")  # fmt: skip
+    for name, watts in sorted(r["power_w"].items(), key=lambda kv: -kv[1]):
+        print(f"  {name:<15} {watts:6.2f} W")
+    res = r["resources"]
+    used = ", ".join(
+        f"{k} {res['total'][k]:,.0f} ({res['utilization'][k]:.0%})" for k in res["utilization"]
+    )
+    print(f"resources ({res['cores']} cores): {used}")
 
 
 def compare_gpu(fpga_tokens_per_j: dict[tuple[int, int], float]) -> None:

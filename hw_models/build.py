@@ -3,8 +3,9 @@
 Walks a dataclass's type hints and converts a parsed YAML mapping into it: nested mappings
 become nested dataclasses, unknown and missing fields are errors, numbers are checked against
 the field's declared `check`. Each section may carry `source:` and `assumption:` mappings from
-field name to a note; they are collected into flat dicts keyed by dotted field path. Every
-failure raises `InputError` naming the file and the dotted field.
+field name to a note, and a `range:` mapping from a numeric field to its [low, high] band (a
+figure known only within bounds); they are collected into flat dicts keyed by dotted field
+path. Every failure raises `InputError` naming the file and the dotted field.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from sparseflow.ir.errors import InputError
 from sparseflow.ir.fileio import brief
 
 NOTE_KEYS = ("source", "assumption")
+RANGE_KEY = "range"
 
 
 class BuildContext:
@@ -30,6 +32,7 @@ class BuildContext:
     def __init__(self, file_label: str) -> None:
         self.file_label = file_label
         self.notes: dict[str, dict[str, str]] = {key: {} for key in NOTE_KEYS}
+        self.ranges: dict[str, tuple[float, float]] = {}
 
     def error(self, path: str, problem: str) -> InputError:
         """Return an InputError naming the file and the dotted field at fault."""
@@ -59,7 +62,7 @@ def build_section(cls: type, data: Any, prefix: str, ctx: BuildContext) -> dict[
     for key in data:
         if key in NOTE_KEYS:
             collect_notes(data[key], names, join(prefix, str(key)), prefix, ctx)
-        elif key not in names:
+        elif key not in names and key != RANGE_KEY:
             known = ", ".join(sorted(names))
             raise ctx.error(join(prefix, str(key)), f"unknown field (known: {known})")
     kwargs: dict[str, Any] = {}
@@ -68,7 +71,34 @@ def build_section(cls: type, data: Any, prefix: str, ctx: BuildContext) -> dict[
         if f.name not in data:
             raise ctx.error(path, "missing field")
         kwargs[f.name] = convert(data[f.name], hints[f.name], f.metadata, path, ctx)
+    if RANGE_KEY in data:
+        collect_ranges(data[RANGE_KEY], kwargs, prefix, ctx)
     return kwargs
+
+
+def collect_ranges(ranges: Any, values: dict[str, Any], prefix: str, ctx: BuildContext) -> None:
+    """Record a section's `range:` bands; each must be [low, high] around its field's value."""
+    path = join(prefix, RANGE_KEY)
+    if not isinstance(ranges, Mapping):
+        raise ctx.error(path, "expected a mapping from field name to [low, high]")
+    for name, band in ranges.items():
+        where = join(path, str(name))
+        value = values.get(name)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ctx.error(where, "range for a field that is not a number of this section")
+        if not (isinstance(band, list) and len(band) == 2):
+            raise ctx.error(where, f"expected [low, high], got {band!r:.40}")
+        low, high = (to_finite_float(reject_bool(v, where, ctx), where, ctx) for v in band)
+        if not low <= value <= high:
+            raise ctx.error(where, f"[{low}, {high}] must contain the value {value}")
+        ctx.ranges[join(prefix, name)] = (low, high)
+
+
+def reject_bool(value: Any, path: str, ctx: BuildContext) -> int | float:
+    """Return `value` if it is a number (not a bool); raise naming `path` otherwise."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ctx.error(path, f"expected a number, got {value!r:.40}")
+    return value
 
 
 def collect_notes(notes: Any, names: set[str], path: str, prefix: str, ctx: BuildContext) -> None:
@@ -172,8 +202,11 @@ def check_value(value: Any, check: str | None, path: str, ctx: BuildContext) -> 
         raise ctx.error(path, f"must lie in [0, 1], got {value}")
 
 
-def to_plain(obj: Any, prefix: str, notes: Mapping[str, Mapping[str, str]]) -> Any:
-    """Return a dataclass section as plain YAML-ready data, re-nesting its provenance notes."""
+def to_plain(obj: Any, prefix: str, notes: Mapping[str, Mapping[str, Any]]) -> Any:
+    """Return a dataclass section as plain YAML-ready data, re-nesting its provenance notes.
+
+    `notes` maps each of NOTE_KEYS and RANGE_KEY to {dotted path: note or (low, high)}.
+    """
     if not dataclasses.is_dataclass(obj):
         if isinstance(obj, Enum):
             return obj.value
@@ -181,10 +214,10 @@ def to_plain(obj: Any, prefix: str, notes: Mapping[str, Mapping[str, str]]) -> A
     out: dict[str, Any] = {}
     for f in data_fields(type(obj)):
         out[f.name] = to_plain(getattr(obj, f.name), join(prefix, f.name), notes)
-    for key in NOTE_KEYS:
+    for key in (*NOTE_KEYS, RANGE_KEY):
         mine = {
-            path.rsplit(".", 1)[-1]: note
-            for path, note in notes[key].items()
+            path.rsplit(".", 1)[-1]: list(note) if key == RANGE_KEY else note
+            for path, note in notes.get(key, {}).items()
             if path.rpartition(".")[0] == prefix
         }
         if mine:

@@ -21,7 +21,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from sparseflow.hw_models.build import BuildContext, build_section, to_plain
+from sparseflow.hw_models.build import (
+    NOTE_KEYS,
+    RANGE_KEY,
+    BuildContext,
+    build_section,
+    to_plain,
+)
 from sparseflow.hw_models.schema import (
     MODEL_CLASS_BY_KIND,
     RECIPES_BY_KIND,
@@ -35,6 +41,7 @@ from sparseflow.ir.errors import InputError
 from sparseflow.ir.fileio import brief, parse_yaml, read_yaml
 
 HW_DIR = Path(__file__).resolve().parent
+EXAMPLES_DIR = HW_DIR.parent / "examples"  # example models of a source checkout (u280-small)
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 OVERRIDE_NOTE = "design-space override of the preset value"
 MAX_HBM_CHANNELS = 32  # the instruction set's 5-bit channel field (backends/fpga/isa.py)
@@ -73,10 +80,14 @@ def parse_file(path: str, label: str, mtime_ns: int, size: int) -> Any:
 
 
 def resolve_path(name_or_path: str | Path) -> Path:
-    """Return the YAML file a preset name or a path refers to, or raise naming the presets."""
+    """Return the YAML file a preset name, an example model's name (examples/NAME.yaml in a
+    source checkout) or a path refers to, or raise naming the presets."""
     text = str(name_or_path)
     if text in list_hw():
         return HW_DIR / f"{text}.yaml"
+    example = EXAMPLES_DIR / f"{text}.yaml"
+    if NAME_PATTERN.match(text) and example.is_file():
+        return example
     looks_like_path = isinstance(name_or_path, Path) or "/" in text or text.endswith(".yaml")
     if looks_like_path:
         if not Path(text).is_file():
@@ -107,6 +118,7 @@ def hw_from_dict(data: Any, file_label: str = "<dict>") -> HardwareModel:
         source_file=file_label,
         sources=ctx.notes["source"],
         assumptions=ctx.notes["assumption"],
+        ranges=ctx.ranges,
     )
     validate(hw, ctx)
     return hw
@@ -114,13 +126,15 @@ def hw_from_dict(data: Any, file_label: str = "<dict>") -> HardwareModel:
 
 def hw_to_dict(hw: HardwareModel) -> dict[str, Any]:
     """Return the model as plain, JSON- and YAML-ready data including its provenance notes."""
-    return to_plain(hw, "", {"source": hw.sources, "assumption": hw.assumptions})
+    notes = {"source": hw.sources, "assumption": hw.assumptions, RANGE_KEY: hw.ranges}
+    return to_plain(hw, "", notes)
 
 
 def with_overrides(hw: HardwareModel, overrides: Mapping[str, Any]) -> HardwareModel:
     """Return a copy of `hw` with dotted fields replaced, validated like a file.
 
-    An overridden field loses its source note and is marked as a design-space override.
+    An overridden field loses its source note and range and is marked as a design-space
+    override.
     """
     data = copy.deepcopy(hw_to_dict(hw))
     label = f"{hw.source_file or hw.name} (overrides)"
@@ -135,10 +149,11 @@ def set_dotted(data: dict[str, Any], dotted: str, value: Any, label: str) -> Non
     node: Any = data
     for part in sections:
         node = node.get(part) if isinstance(node, dict) else None
-    if not isinstance(node, dict) or leaf not in node or leaf in ("source", "assumption"):
+    if not isinstance(node, dict) or leaf not in node or leaf in (*NOTE_KEYS, RANGE_KEY):
         raise InputError(f"{label}: field '{dotted}': no such field to override")
     node[leaf] = value
     node.get("source", {}).pop(leaf, None)
+    node.get(RANGE_KEY, {}).pop(leaf, None)
     node.setdefault("assumption", {})[leaf] = OVERRIDE_NOTE
 
 

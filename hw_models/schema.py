@@ -40,8 +40,9 @@ RECIPES_BY_KIND: dict[Kind, tuple[str, ...]] = {
 class HardwareModel:
     """Describe a device: the fields every kind shares.
 
-    `sources` and `assumptions` map dotted field paths to their provenance notes; they do
-    not take part in equality, so two models with the same numbers compare equal.
+    `sources` and `assumptions` map dotted field paths to their provenance notes, `ranges`
+    to the (low, high) band of a figure that is not known exactly; they do not take part in
+    equality, so two models with the same numbers compare equal.
     """
 
     name: str
@@ -51,6 +52,11 @@ class HardwareModel:
     source_file: str = field(default="", compare=False)
     sources: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
     assumptions: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+    ranges: dict[str, tuple[float, float]] = field(default_factory=dict, compare=False, repr=False)
+
+    def band(self, path: str, value: float) -> tuple[float, float]:
+        """Return the (low, high) band of the figure at dotted `path` (value, value if none)."""
+        return self.ranges.get(path, (value, value))
 
 
 # ---------------------------------------------------------------------------------- FPGA
@@ -174,21 +180,51 @@ class DdrSpec:
 
 
 @dataclass(frozen=True, kw_only=True)
+class FpgaFabric:
+    """Give the device's programmable-logic totals, the budget a design must fit in."""
+
+    luts: int = field(metadata=POSITIVE)
+    flip_flops: int = field(metadata=POSITIVE)
+    bram36: int = field(metadata=POSITIVE)
+    uram288: int = field(metadata=NON_NEGATIVE)
+
+
+@dataclass(frozen=True, kw_only=True)
 class FpgaPower:
-    """Describe static power and the board's power budget."""
+    """Describe the card's idle power, its budget and the fabric's power per resource.
+
+    Per-resource figures hold at `reference_clock_hz` and, for logic, at
+    `reference_toggle_rate`; `simulator.power` scales them to the design's clock and to the
+    activity the event simulator measures (logic toggles at `busy_toggle_rate` while its unit
+    is busy). Clock-tree power follows the clock and the flip-flop count, not the activity.
+    """
 
     static_power_w: float = field(metadata=NON_NEGATIVE)
     board_power_budget_w: float = field(metadata=POSITIVE)
+    reference_clock_hz: float = field(metadata=POSITIVE)
+    reference_toggle_rate: float = field(metadata=FRACTION)
+    busy_toggle_rate: float = field(metadata=FRACTION)
+    uw_per_lut: float = field(metadata=NON_NEGATIVE)
+    uw_routing_per_lut: float = field(metadata=NON_NEGATIVE)
+    uw_per_lutram: float = field(metadata=NON_NEGATIVE)
+    uw_per_ff: float = field(metadata=NON_NEGATIVE)
+    uw_clock_per_ff: float = field(metadata=NON_NEGATIVE)
+    mw_per_dsp: float = field(metadata=NON_NEGATIVE)
+    mw_per_bram36: float = field(metadata=NON_NEGATIVE)
+    mw_per_uram288: float = field(metadata=NON_NEGATIVE)
+    hbm_controller_w: float = field(metadata=NON_NEGATIVE)
+    io_w: float = field(metadata=NON_NEGATIVE)
 
 
 @dataclass(frozen=True, kw_only=True)
 class FpgaEnergy:
-    """Give dynamic energy per event in picojoules."""
+    """Give dynamic energy per event in picojoules: memory traffic and the SFU's operations.
 
-    pj_per_int8_mac: float = field(metadata=POSITIVE)
-    pj_per_int4_mac: float = field(metadata=POSITIVE)
+    The fabric's own power (DSP chains, buffers, logic, clocks) comes from `FpgaPower`'s
+    per-resource figures; the SFU has no resource model, so its operations are priced here.
+    """
+
     pj_per_fp16_sfu_op: float = field(metadata=POSITIVE)
-    pj_per_onchip_byte: float = field(metadata=POSITIVE)
     pj_per_hbm_byte: float = field(metadata=POSITIVE)
     pj_per_ddr_byte: float = field(metadata=POSITIVE)
 
@@ -200,6 +236,7 @@ class FpgaModel(HardwareModel):
     clock_hz: float = field(metadata=CLOCK)
     dsp_count: int = field(metadata=POSITIVE)
     cores: int = field(metadata=POSITIVE)
+    fabric: FpgaFabric
     core: FpgaCore
     hbm: HbmSpec
     ddr: DdrSpec
@@ -372,7 +409,7 @@ MODEL_CLASS_BY_KIND: dict[Kind, type[HardwareModel]] = {
     Kind.CPU: CpuModel,
 }
 
-META_FIELDS = ("source_file", "sources", "assumptions")
+META_FIELDS = ("source_file", "sources", "assumptions", "ranges")
 
 
 def field_check(metadata: Any) -> str | None:

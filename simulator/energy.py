@@ -9,7 +9,9 @@ and the FPGA event simulator use these two records, so reports sum energy the sa
 every target.
 
 Which events a device kind prices (from its YAML `energy:` table):
-- fpga: INT8 and INT4 MACs, FP16 SFU ops, on-chip bytes, HBM bytes, DDR bytes.
+- fpga: FP16 SFU ops, HBM bytes, DDR bytes. MACs and on-chip bytes are counted but cost
+  nothing here: the DSP chains, buffers and logic that do them draw per-resource power for
+  as long as their unit is busy (`simulator.power`).
 - gpu: FP32, FP16/BF16, INT8 and INT4 operations (a MAC counts 2), HBM bytes. INT4 work
   on a GPU without an INT4 path is priced at the INT8 entry (it runs on that path).
 - cpu: FP32 and INT8 operations, DRAM bytes (counted as `ddr_bytes`). FP16 work is priced
@@ -140,15 +142,12 @@ def require_only(events: EnergyEvents, allowed: set[str], kind: str) -> None:
 
 
 def fpga_dynamic_energy(hw: FpgaModel, events: EnergyEvents) -> EnergyLedger:
-    """Price MACs, SFU ops and memory traffic on a FlightLLM-style FPGA."""
+    """Price SFU ops and memory traffic on a FlightLLM-style FPGA (see the module docstring)."""
     allowed = {"int8_macs", "int4_macs", "fp16_sfu_ops", "onchip_bytes", "hbm_bytes", "ddr_bytes"}
     require_only(events, allowed, "fpga")
     table = hw.energy
     return EnergyLedger(
-        compute_j=PJ
-        * (events.int8_macs * table.pj_per_int8_mac + events.int4_macs * table.pj_per_int4_mac),
         sfu_j=PJ * events.fp16_sfu_ops * table.pj_per_fp16_sfu_op,
-        onchip_j=PJ * events.onchip_bytes * table.pj_per_onchip_byte,
         hbm_j=PJ * events.hbm_bytes * table.pj_per_hbm_byte,
         ddr_j=PJ * events.ddr_bytes * table.pj_per_ddr_byte,
     )

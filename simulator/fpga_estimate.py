@@ -11,10 +11,13 @@ completes next on any core (the one the run was waiting on), so the classes add 
 run's time; an instruction's class comes from what it touches: loads by the HBM region they
 read (weight -> linear, kv -> attention, others -> data), matrix instructions by the last
 weight-buffer load before them, SFU instructions by their function (DEQUANT and QUANTIZE by
-the matrix instruction before them). Energy by class =
-its instructions' dynamic energy + static power x its time (a SYS instruction's energy,
-fetching its word, goes to data). The report has the keys of
-DESIGN.md "Report", like `estimate.estimate_analytical`.
+the matrix instruction before them). Power (`simulator.power`): the design's resources
+(`backends.fpga.resources`) at the units' measured activity plus traffic; energy by class =
+its instructions' traffic and SFU energy + the rest of the power x its time (a SYS
+instruction's energy, fetching its word, goes to data). The report has the keys of
+DESIGN.md "Report", like `estimate.estimate_analytical`, plus `resources`,
+`avg_power_w_range` (the power at the low and high ends of the hardware model's coefficient
+bands), `power_w` and `energy_split_j` by component.
 """
 
 from __future__ import annotations
@@ -27,19 +30,21 @@ import numpy as np
 
 from sparseflow.backends.fpga import isa
 from sparseflow.backends.fpga.program import Bucket, HbmLayout, Program
+from sparseflow.backends.fpga.resources import estimate_resources, transfer_key
 from sparseflow.backends.memory import deployed_weight_bytes, kv_cache_bytes
 from sparseflow.backends.registry import CompileRequest, compile_model
 from sparseflow.hw_models.schema import FpgaModel
 from sparseflow.ir.errors import InputError
 from sparseflow.ir.graph import Graph
 from sparseflow.ir.ops import OpClass
-from sparseflow.simulator.energy import EnergyLedger, dynamic_energy, sum_ledgers
+from sparseflow.simulator.energy import EnergyEvents, dynamic_energy
 from sparseflow.simulator.estimate import (
     Workload,
     request_report,
 )
 from sparseflow.simulator.fpga_costs import FpgaMachine
 from sparseflow.simulator.fpga_engine import N_UNITS, ReuseCache, SimResult, simulate_streams
+from sparseflow.simulator.power import CORNERS, run_power
 from sparseflow.simulator.trace import trace_events, write_trace
 
 # The classes FPGA time is charged to; instructions carry a class as its index here (arrays).
@@ -73,6 +78,7 @@ class BucketRun:
     class_dynamic_j: np.ndarray  # [len(OP_CLASSES)]
     class_bound_s: dict[tuple[int, str], float]  # (class, bound) -> seconds
     macs: float
+    buffer_bytes: np.ndarray  # [len(isa.Buffer)] bytes LOAD/STORE moved per buffer
 
     @property
     def time_s(self) -> float:
@@ -88,8 +94,13 @@ def run_bucket(
     dyn_j = np.zeros(len(OP_CLASSES))
     bound: Counter = Counter()
     ends, owners = [], []
+    buffer_bytes = np.zeros(len(isa.Buffer))
     for core, stream in enumerate(bucket.streams):
-        classes = instruction_classes(stream.table(), regions)
+        table = stream.table()
+        classes = instruction_classes(table, regions)
+        moves = (table["opcode"] == isa.Opcode.LOAD) | (table["opcode"] == isa.Opcode.STORE)
+        buffer_bytes += np.bincount(table["buffer"][moves], weights=table["nbytes"][moves],
+                                    minlength=len(isa.Buffer))  # fmt: skip
         ids = result.streams[core].ids
         units = result.units[core]
         active = units >= 0
@@ -108,7 +119,7 @@ def run_bucket(
             bound[pair // N_UNITS, UNIT_BOUND[pair % N_UNITS]] += float(per_pair[pair])
     events = result.events
     macs = events.int8_macs + events.int4_macs
-    return BucketRun(bucket, result, time_s, dyn_j, dict(bound), macs)
+    return BucketRun(bucket, result, time_s, dyn_j, dict(bound), macs, buffer_bytes)
 
 
 class RegionIndex:
@@ -251,9 +262,15 @@ def _report(
 ) -> dict[str, object]:
     decode_s = sum(run.time_s * n for run, n in weighted[1:])
     total_s = prefill.time_s + decode_s
-    ledger = sum_ledgers(
-        _scaled(dynamic_energy(hw, run.result.events), n) for run, n in weighted
-    ) + EnergyLedger(static_j=hw.power.static_power_w * total_s)
+    events = _summed_events(weighted)
+    busy = sum(run.result.busy_s.sum(axis=0) * n for run, n in weighted)
+    unit_busy_s = {q.name.lower(): float(busy[int(q)]) for q in isa.Queue}
+    moved = sum(run.buffer_bytes * n for run, n in weighted)
+    buffer_bytes = {transfer_key(b): float(moved[int(b)]) for b in isa.Buffer}
+    resources = estimate_resources(hw)
+    watts = {
+        c: run_power(hw, resources, unit_busy_s, buffer_bytes, events, total_s, c) for c in CORNERS
+    }
     macs = sum(run.macs * n for run, n in weighted)
     hbm_bytes = sum(run.result.events.hbm_bytes * n for run, n in weighted)
     machine = FpgaMachine.from_hw(hw)
@@ -262,18 +279,31 @@ def _report(
         "compute": macs / (peak_macs_per_s * total_s),
         "memory_bandwidth": hbm_bytes / (hw.hbm.bandwidth_bytes_per_s * total_s),
     }
+    power_w = sum(watts["nominal"].values())
+    untimed_w = power_w - sum(watts["nominal"][k] for k in ("hbm", "ddr", "sfu"))
     report = request_report(
-        labels, workload, prefill.time_s, first.time_s, decode_s, ledger.total_j,
-        weight_bytes, utilization, _breakdown(hw, weighted),
+        labels, workload, prefill.time_s, first.time_s, decode_s, power_w * total_s,
+        weight_bytes, utilization, _breakdown(untimed_w, weighted),
     )  # fmt: skip
-    return {**report, "energy_split_j": ledger.to_dict()}
+    split = {f"{k}_j": w * total_s for k, w in watts["nominal"].items()}
+    return {
+        **report,
+        "avg_power_w_range": [sum(watts["low"].values()), sum(watts["high"].values())],
+        "power_w": watts["nominal"],
+        "energy_split_j": {**split, "total_j": power_w * total_s},
+        "resources": resources.to_dict(),
+    }
 
 
-def _scaled(ledger: EnergyLedger, times: int) -> EnergyLedger:
-    return EnergyLedger(**{k: v * times for k, v in ledger.to_dict().items() if k != "total_j"})
+def _summed_events(weighted: list[tuple[BucketRun, int]]) -> EnergyEvents:
+    names = EnergyEvents.__dataclass_fields__
+    return EnergyEvents(
+        **{k: sum(getattr(run.result.events, k) * n for run, n in weighted) for k in names}
+    )
 
 
-def _breakdown(hw: FpgaModel, weighted: list[tuple[BucketRun, int]]) -> list[dict[str, object]]:
+def _breakdown(untimed_w: float, weighted: list[tuple[BucketRun, int]]) -> list[dict[str, object]]:
+    """Return rows per op class: events' energy + the power not priced per event x time."""
     time_s = sum(run.class_time_s * n for run, n in weighted)
     dyn_j = sum(run.class_dynamic_j * n for run, n in weighted)
     bound: Counter = Counter()
@@ -289,7 +319,7 @@ def _breakdown(hw: FpgaModel, weighted: list[tuple[BucketRun, int]]) -> list[dic
             {
                 "name": name.value,
                 "time_s": float(time_s[cls]),
-                "energy_j": float(dyn_j[cls] + hw.power.static_power_w * time_s[cls]),
+                "energy_j": float(dyn_j[cls] + untimed_w * time_s[cls]),
                 "bound": max(bounds, key=bounds.get) if bounds else "compute",
             }
         )

@@ -35,6 +35,7 @@ from sparseflow.backends.fpga.layout import (
 )
 from sparseflow.backends.fpga.lower import ACTIVATIONS, Lowering, PassShape, lower_nodes
 from sparseflow.backends.fpga.program import Bucket, Program, Stream, WeightPlacement
+from sparseflow.backends.fpga.resources import ResourceReport, check_fit
 from sparseflow.backends.registry import CompileRequest, register_backend
 from sparseflow.hw_models.schema import FpgaModel, Kind
 from sparseflow.ir.errors import InputError
@@ -330,19 +331,18 @@ class FpgaCompiled:
     program: Program
     request: CompileRequest
     files: list[Path] = field(default_factory=list)
+    resources: ResourceReport | None = None  # the design's resources, checked to fit
 
     def write(self, out_dir: Path) -> list[Path]:
         """Write DIR/program (all buckets' words), DIR/program.lst and DIR/rtl/*.sv."""
-        from sparseflow.backends.fpga.rtl.generator import generate_rtl
+        from sparseflow.backends.fpga.rtl.generator import params_for_target, write_rtl
 
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         data = b"".join(s.to_bytes() for b in self.program.buckets for s in b.streams)
         (out / "program").write_bytes(data)
         (out / "program.lst").write_text(self.listing())
-        chain, engine = self.program.engine.chain, self.program.engine
-        nm = None if chain.min_n == 16 else (chain.min_n, 16)
-        rtl = generate_rtl(out / "rtl", chain.chain_len, nm, chain.wbits, n_chains=engine.n_chains)
+        rtl = write_rtl(out / "rtl", params_for_target(self.request.hw))
         return [out / "program", out / "program.lst", *rtl]
 
     def listing(self) -> str:
@@ -399,5 +399,6 @@ class FpgaCompiled:
 
 @register_backend(Kind.FPGA)
 def compile_fpga(request: CompileRequest) -> FpgaCompiled:
-    """Compile `request` for its FPGA target."""
-    return FpgaCompiled(compile_program(request), request)
+    """Compile `request` for its FPGA target; InputError if the design does not fit the part."""
+    resources = check_fit(request.hw)
+    return FpgaCompiled(compile_program(request), request, resources=resources)

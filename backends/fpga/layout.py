@@ -68,11 +68,13 @@ class LinearSpec:
         return self.rows * self.k * self.n // DENSE_N * INDEX_BITS // 8 if self.sparse else 0
 
 
-def engine_for(hw: FpgaModel) -> EngineParams:
-    """Return one core's matrix engine: the target's chains, N modes and buffer depths."""
+def engine_for(hw: FpgaModel, chain: ChainParams | None = None) -> EngineParams:
+    """Return one core's matrix engine: the target's chains, N modes and buffer depths.
+
+    `chain` replaces the target's chain structure (the buffers keep their capacities).
+    """
     core = hw.core
-    sparse_ns = [n for n in core.nm_supported_n if n != DENSE_N]
-    chain = ChainParams(core.dsps_per_chain, min(sparse_ns, default=DENSE_N), wbits=8)
+    chain = chain or chain_for(hw)
     plan = buffer_plan(hw, chain, core.dsp_chains)
     d = plan.depth_words
     return EngineParams(
@@ -83,6 +85,12 @@ def engine_for(hw: FpgaModel) -> EngineParams:
         bias_depth=d[isa.Buffer.BIAS],
         out_depth=d[isa.Buffer.OUT],
     )
+
+
+def chain_for(hw: FpgaModel) -> ChainParams:
+    """Return the target's chain: DSPs per chain, smallest sparse N, INT8 (and INT4) weights."""
+    sparse_ns = [n for n in hw.core.nm_supported_n if n != DENSE_N]
+    return ChainParams(hw.core.dsps_per_chain, min(sparse_ns, default=DENSE_N), wbits=8)
 
 
 def buffer_plan(hw: FpgaModel, chain: ChainParams, n_chains: int) -> BufferPlan:

@@ -71,7 +71,9 @@ def test_u280_facts_from_the_refs() -> None:
     assert hw.hbm.capacity_bytes == 8 * 2**30
     assert hw.core.nm_supported_n == (2, 4, 8, 16) and hw.core.dsp_group_size == 2
     assert hw.core.mv_parallelism.macs_per_cycle == 1024
-    assert hw.core.mm_parallelism.macs_per_cycle == 4096
+    # The artifact's MM parallelism (2x16x128) halved with the chains the device fits.
+    assert hw.core.mm_parallelism.macs_per_cycle == 2048 == hw.core.int8_macs_per_cycle
+    assert hw.fabric.luts == 1_304_000 and hw.fabric.bram36 == 2016 and hw.fabric.uram288 == 960
     assert hw.default_recipe == "flightllm"
 
 
@@ -186,7 +188,10 @@ def test_top_level_must_be_a_mapping() -> None:
         (lambda d: d.update(default_recipe="2:4"), "field 'default_recipe': expected one of"),
         (lambda d: d.update(name="U 280"), "field 'name': use lower-case"),
         (lambda d: d.update(name=""), "field 'name': expected a text"),
-        (lambda d: d["power"].update(static_power_w=500.0), "field 'power.static_power_w'"),
+        (
+            lambda d: (d["power"].update(static_power_w=500.0), d["power"].pop("range")),
+            "field 'power.static_power_w'",
+        ),
         (lambda d: d["hbm"]["source"].update(bogus="x"), "field 'hbm.source.bogus': note for"),
         (lambda d: d["hbm"]["source"].update(channels=""), "'hbm.source.channels': note must"),
         (lambda d: d["hbm"].update(source=[1]), "field 'hbm.source': expected a mapping"),
@@ -230,3 +235,56 @@ def test_reloading_an_edited_file_sees_the_edit(tmp_path: Path) -> None:
     data["sm_count"] = 81
     path.write_text(yaml.safe_dump(data) + "\n# edited\n")
     assert load_hw(path).sm_count == 81
+
+
+def test_ranges_load_round_trip_and_bound_their_value() -> None:
+    hw = load_hw("u280")
+    assert hw.band("power.static_power_w", hw.power.static_power_w) == (20.0, 30.0)
+    assert hw.band("power.uw_per_lut", 2.6) == (2.6, 2.6)  # sourced: no band
+    again = hw_from_text(yaml.safe_dump(hw_to_dict(hw)), "dumped.yaml")
+    assert again.ranges == hw.ranges
+
+
+@pytest.mark.parametrize(
+    ("band", "message"),
+    [
+        ([30.0, 40.0], r"power.range.static_power_w': \[30.0, 40.0\] must contain the value 25"),
+        ([20.0], "expected \\[low, high\\]"),
+        (["low", 30.0], "expected a number"),
+        ([True, 30.0], "expected a number"),
+        ([20.0, float("inf")], "expected a finite"),
+    ],
+)
+def test_bad_ranges_are_named(band: list, message: str) -> None:
+    assert re.search(message, bad(lambda d: d["power"]["range"].update(static_power_w=band)))
+
+
+def test_range_must_name_a_number_of_its_section() -> None:
+    message = bad(lambda d: d["power"]["range"].update(nothing=[1, 2]))
+    assert "field 'power.range.nothing': range for a field that is not a number" in message
+    assert "expected a mapping" in bad(lambda d: d["power"].update(range=[1, 2]))
+
+
+def test_an_override_drops_the_overridden_band() -> None:
+    hw = with_overrides(load_hw("u280"), {"power.static_power_w": 27.0})
+    assert "power.static_power_w" not in hw.ranges
+    assert "power.mw_per_dsp" in hw.ranges
+
+
+@pytest.mark.parametrize("name", ["u280", "vhk158", "u280-small"])
+def test_every_unverified_power_coefficient_has_a_band(name: str) -> None:
+    hw = load_hw(name)
+    paths = [p for p in leaf_paths(hw) if p.split(".")[0] in ("power", "energy")]
+    conditions = ("power.board_power_budget_w", "power.reference_clock_hz",
+                  "power.reference_toggle_rate")  # fmt: skip
+    unverified = [
+        p for p in paths
+        if p not in conditions and "[U]" in hw.sources.get(p, "") + hw.assumptions.get(p, "")
+    ]  # fmt: skip
+    assert unverified and all(p in hw.ranges for p in unverified)
+
+
+def test_example_models_load_by_name() -> None:
+    hw = load_hw("u280-small")
+    assert hw.name == "u280-small" and hw.source_file.endswith("examples/u280-small.yaml")
+    assert "u280-small" not in list_hw()

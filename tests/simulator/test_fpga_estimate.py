@@ -72,3 +72,25 @@ def test_model_that_does_not_fit_the_hbm_is_named():
         InputError, match=r"u280 \(built-in\) \(overrides\): field 'hbm.bytes_per_channel'"
     ):
         check_fits(small, decode, Workload(1, 128, 8))
+
+
+def test_report_has_resources_and_a_power_band():
+    prefill, decode = graphs()
+    report = estimate_fpga(prefill, decode, HW, Workload(1, 128, 8), LABELS)
+    low, high = report["avg_power_w_range"]
+    assert low < report["avg_power_w"] < high
+    assert sum(report["power_w"].values()) == pytest.approx(report["avg_power_w"])
+    split = report["energy_split_j"]
+    assert sum(v for k, v in split.items() if k != "total_j") == pytest.approx(split["total_j"])
+    assert split["total_j"] == pytest.approx(report["energy_j"])
+    assert report["power_w"]["static"] == HW.power.static_power_w
+    resources = report["resources"]
+    assert resources["fits"] and resources["total"]["dsp"] == 3 * 64 * 16
+    assert 0 < resources["utilization"]["lut"] < 1
+
+
+def test_a_design_that_does_not_fit_is_refused_before_simulating():
+    prefill, decode = graphs()
+    small = with_overrides(HW, {"fabric.luts": 100000})
+    with pytest.raises(InputError, match="LUTs, the device has 100,000"):
+        estimate_fpga(prefill, decode, small, Workload(1, 128, 8), LABELS)

@@ -48,7 +48,7 @@ module sf_controller #(
   typedef enum logic [2:0] {IDLE, FETCH, EXEC, WAIT, HALT, ERR} state_t;
 
   state_t state;
-  logic [31:0] imem[IMEM_DEPTH];
+  {{IMEM_RAM_STYLE}}logic [31:0] imem[IMEM_DEPTH];
   logic [31:0] rdata;
   logic [31:0] iw[5];  // words 0..4; longer instructions' tails are not needed here
   logic [15:0] pc;

@@ -62,9 +62,11 @@ module sf_dsp_chain #(
   for (genvar j = 0; j < CHAIN_LEN; j++) begin : g_mux
     logic [SELW-1:0] sel;
     logic signed [7:0] a0, a1;
-    assign sel = n_code == 2'd3 ? SELW'(j) : SELW'(idx[j*4+:4]);
-    assign a0 = act0[sel*8+:8];
-    assign a1 = act1[sel*8+:8];
+    // Two levels (a 16:1 mux by index, then the dense override) map to about 6 LUTs per bit;
+    // one mux on a combined select maps to about 9.
+    assign sel = SELW'(idx[j*4+:4]);
+    assign a0 = n_code == 2'd3 ? act0[j*8+:8] : act0[sel*8+:8];
+    assign a1 = n_code == 2'd3 ? act1[j*8+:8] : act1[sel*8+:8];
     assign pa[j] = {a1[7], a1, 18'd0};
     assign pd[j] = 27'(a0);
     assign pb[j] = 18'(signed'(w[j*WBITS+:WBITS]));
@@ -73,7 +75,7 @@ module sf_dsp_chain #(
   // Groups of two slices; the second waits one cycle so its PCIN lines up (cascade).
   logic signed [31:0] lvl[LEVELS+1][2][GROUPS];
   for (genvar g = 0; g < GROUPS; g++) begin : g_group
-    logic signed [47:0] p0, p1;
+    logic signed [47:0] cascade, p1, p0_unused, pcout_unused;
     logic signed [26:0] a1_q, d1_q;
     logic signed [17:0] b1_q;
     always_ff @(posedge clk) begin
@@ -83,9 +85,14 @@ module sf_dsp_chain #(
         b1_q <= pb[2*g+1];
       end
     end
-    sf_dsp48 u_s0 (.clk, .en(adv), .a(pa[2*g]), .d(pd[2*g]), .b(pb[2*g]), .pcin(48'sd0),
-                   .p(p0));
-    sf_dsp48 u_s1 (.clk, .en(adv), .a(a1_q), .d(d1_q), .b(b1_q), .pcin(p0), .p(p1));
+    sf_dsp48 #(.CASCADE_IN(0)) u_s0 (
+        .clk, .en(adv), .a(pa[2*g]), .d(pd[2*g]), .b(pb[2*g]), .pcin(48'sd0), .p(p0_unused),
+        .pcout(cascade)
+    );
+    sf_dsp48 #(.CASCADE_IN(1)) u_s1 (
+        .clk, .en(adv), .a(a1_q), .d(d1_q), .b(b1_q), .pcin(cascade), .p(p1),
+        .pcout(pcout_unused)
+    );
     // Reduction node: split the lanes with the WP486 sign correction.
     always_ff @(posedge clk) begin
       if (adv) begin

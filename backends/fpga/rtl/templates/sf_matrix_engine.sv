@@ -6,8 +6,10 @@
 //     act_base, w_base, bias_base, out_base, use_bias, accumulate, relu; busy; finish
 //     (high in the last busy cycle);
 //     act/w/bias write ports (*_we, *_waddr, *_wdata) that load the buffers while idle;
-//     out_raddr -> out_rdata: a second read port of the output buffer (one cycle latency).
+//     out_raddr -> out_rdata: reads the output buffer while idle (one cycle latency; the
+//     engine uses the same RAM port while busy, so out_rdata is undefined then).
 //     Writes beyond a buffer's depth are dropped; such reads return 0.
+//   Memories carry the synthesis ram_style the generator chose (rtl/memories.py).
 //   Buffer words (engine_model.EngineBuffers, bit-packed little end first):
 //     act  = {lane 1, lane 0} x AW INT8; weight = {indices (4 bit), weights (WBITS)} per
 //     chain c, slice j at position c*CHAIN_LEN+j; bias = int32 at c*SEGS+s;
@@ -67,10 +69,10 @@ module sf_matrix_engine #(
   localparam int BA = BIAS_DEPTH > 1 ? $clog2(BIAS_DEPTH) : 1;
   localparam int OA = OUT_DEPTH > 1 ? $clog2(OUT_DEPTH) : 1;
 
-  logic [ACT_BITS-1:0] act_mem[ACT_DEPTH];
-  logic [W_BITS-1:0] w_mem[W_DEPTH];
-  logic [BIAS_BITS-1:0] bias_mem[BIAS_DEPTH];
-  logic [OUT_BITS-1:0] out_mem[OUT_DEPTH];
+  {{ACT_RAM_STYLE}}logic [ACT_BITS-1:0] act_mem[ACT_DEPTH];
+  {{WEIGHT_RAM_STYLE}}logic [W_BITS-1:0] w_mem[W_DEPTH];
+  {{BIAS_RAM_STYLE}}logic [BIAS_BITS-1:0] bias_mem[BIAS_DEPTH];
+  {{OUT_RAM_STYLE}}logic [OUT_BITS-1:0] out_mem[OUT_DEPTH];
 
   // Latched instruction fields and the issue loop counters.
   logic [1:0] code_r;
@@ -177,21 +179,24 @@ module sf_matrix_engine #(
               + ch_out[c][(lane*SEGS+s)*32+:32];
   end
 
-  // Finish: read bias and old output with the last K step, add, ReLU, write.
+  // Finish: read bias and old output with the last K step, add, ReLU, write. The output
+  // buffer has one read port: the engine's while busy, the out_raddr port's while idle.
   logic [BIAS_BITS-1:0] bias_q;
   logic [OUT_BITS-1:0] old_q, final_word;
+  logic [OA-1:0] out_read_addr;
+  assign out_read_addr = OA'(busy ? tag_out[LATENCY-1] : out_raddr);
   always_ff @(posedge clk) begin
     if (all_valid) acc <= acc_next;
     res_final <= tag_final[LATENCY-1];
     res <= acc_next;
     res_out <= tag_out[LATENCY-1];
     bias_q <= bias_mem[BA'(tag_rt[LATENCY-1] + bias_b)];
-    old_q <= out_mem[OA'(tag_out[LATENCY-1])];
+    old_q <= busy || 32'(out_raddr) < OUT_DEPTH ? out_mem[out_read_addr] : '0;
     if (rst) res_valid <= 1'b0;
     else res_valid <= all_valid && tag_last[LATENCY-1];
     if (res_valid && 32'(res_out) < OUT_DEPTH) out_mem[OA'(res_out)] <= final_word;
-    out_rdata <= 32'(out_raddr) < OUT_DEPTH ? out_mem[OA'(out_raddr)] : '0;
   end
+  assign out_rdata = old_q;
   assign finish = res_valid && res_final;
   assign all_valid = &ch_valid;  // chains run in lock step
 
@@ -199,9 +204,9 @@ module sf_matrix_engine #(
     for (int lane = 0; lane < 2; lane++)
       for (int i = 0; i < N_CHAINS * SEGS; i++) begin
         logic [31:0] v;
-        v = res[(lane*N_CHAINS*SEGS+i)*32+:32];
-        if (bias_r) v = v + bias_q[i*32+:32];
-        if (accum_r) v = v + old_q[(lane*N_CHAINS*SEGS+i)*32+:32];
+        // Gated operands rather than conditional adds: one LUT per bit and adder.
+        v = res[(lane*N_CHAINS*SEGS+i)*32+:32] + (bias_r ? bias_q[i*32+:32] : 32'd0)
+            + (accum_r ? old_q[(lane*N_CHAINS*SEGS+i)*32+:32] : 32'd0);
         if (relu_r && v[31]) v = '0;
         final_word[(lane*N_CHAINS*SEGS+i)*32+:32] = v;
       end
