@@ -29,9 +29,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import lru_cache
 
 from sparseflow.backends.fpga import isa
+from sparseflow.backends.fpga.columns import Block, block_of
 from sparseflow.backends.fpga.engine_model import EngineParams, plan_linear
 from sparseflow.backends.fpga.layout import ADDRESS_WORDS, FP16_BYTES, SFU_WORD_ELEMENTS, head_core
 from sparseflow.backends.fpga.program import BufferPlan, HbmLayout, WeightPlacement, WeightTile
@@ -132,10 +132,13 @@ class WeightRing:
         self.top = max((s[1] for s in self.spans), default=0)
 
 
-@lru_cache(maxsize=1 << 16)
-def _encode(cls: type[isa.Instruction], fields: tuple, wait: int, release: int) -> tuple[int, ...]:
-    """Return the words of one instruction; buckets and layers repeat most instructions."""
-    return tuple(cls(**dict(fields), wait=wait, release=release).encode())
+def consumers_of(graph: Graph) -> dict[str, list[Node]]:
+    """Return value -> the nodes reading it, in graph order."""
+    consumers: dict[str, list[Node]] = {}
+    for node in graph.nodes:
+        for value in node.inputs:
+            consumers.setdefault(value, []).append(node)
+    return consumers
 
 
 def _overlap(span: list, base: int, words: int) -> bool:
@@ -186,9 +189,9 @@ class Emitter:
         self.act_writer = self.act_reader = None
         self.out_readers = {}
 
-    def encoded(self) -> list[tuple[int, ...]]:
-        """Return every instruction's words (validated and encoded by `isa`)."""
-        return [_encode(i.cls, tuple(i.fields.items()), i.wait, i.release) for i in self.items]
+    def block(self) -> Block:
+        """Return the instructions as field columns (`columns.Block`; encoded on writing)."""
+        return block_of([(i.cls, i.fields, i.wait, i.release) for i in self.items])
 
     def carry(self) -> tuple:
         """Return the tiles loaded ahead: ((tile ordinal, base, words), ...) in ring order."""
@@ -226,6 +229,7 @@ class Lowering:
     nodes: list[Node]
     carry_in: tuple = ()
     lookahead: Node | None = None
+    consumers: dict[str, list[Node]] | None = None  # `consumers_of(graph)`, if known
     emitters: list[Emitter] = field(default_factory=list)
     vec: dict[str, int] = field(default_factory=dict)  # value -> SFU-buffer word
     vec_top: int = 0
@@ -238,10 +242,8 @@ class Lowering:
     def __post_init__(self) -> None:
         depth = self.plan.depth_words[isa.Buffer.WEIGHT]
         self.emitters = [Emitter(WeightRing(depth)) for _ in range(self.cores)]
-        self.consumers: dict[str, list[Node]] = {}
-        for n in self.graph.nodes:
-            for i in n.inputs:
-                self.consumers.setdefault(i, []).append(n)
+        if self.consumers is None:
+            self.consumers = consumers_of(self.graph)
         first = next((n for n in self.nodes if n.op is Op.LINEAR), None)
         for e, carried in zip(self.emitters, self.carry_in, strict=False):
             for ordinal, base, words in carried:

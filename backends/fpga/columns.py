@@ -1,0 +1,197 @@
+"""Instruction tables: one numpy column per instruction field, packed to words only on demand.
+
+A `Block` is a run of one core's instructions held as columns (the format of
+`program.Stream.table()`): `opcode`, `wait`, `release`, every field name of every instruction
+class (0 where an instruction lacks the field; choice fields as their values: n in 2..16,
+wbits 8/4, buffer and op as their integer codes, bools as 0/1, act as its index in
+("none", "relu", "silu", "gelu")), and the derived `nbytes` (HBM bytes a LOAD/STORE moves)
+and `elements` (FP16 elements an SFU instruction processes).
+
+The compiler builds blocks straight from its instruction lists (`block_of`); a simulator reads
+columns and never needs the binary. `pack` turns a table into the 32-bit words of
+`isa.encode`, validating every field as `isa.Field.encode` does, and is what `compile` runs
+when it writes DIR/program. A block derived from others by a per-layer address step
+(`Block.shifted`) shares every unchanged column with its base and remembers which columns
+changed, so a simulator can tell that it times exactly like its base.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+
+from sparseflow.backends.fpga import isa
+from sparseflow.ir.errors import InputError
+
+CLASSES = tuple(isa.INSTRUCTIONS.values())
+FIELD_NAMES = tuple(dict.fromkeys(f.name for cls in CLASSES for f in cls.FIELDS))
+FIELD_COLUMNS = ("opcode", "wait", "release", *FIELD_NAMES)
+DERIVED = ("nbytes", "elements")
+COLUMNS = (*FIELD_COLUMNS, *DERIVED)
+N_WORDS = np.zeros(max(isa.Opcode) + 1, np.int64)
+for _cls in CLASSES:
+    N_WORDS[_cls.OPCODE] = _cls.n_words()
+ACT_FIELD = "act"
+DEFAULTS = {
+    cls: {f.name: f.default for f in dataclasses.fields(cls) if f.name in FIELD_NAMES}
+    for cls in CLASSES
+}
+
+
+@dataclass(frozen=True, eq=False)
+class Block:
+    """A run of one core's instructions as field columns (see the module docstring).
+
+    `base` is the block this one was derived from by shifting `changed` columns (None for a
+    block lowered instruction by instruction); every other column is its base's array.
+    """
+
+    cols: Mapping[str, np.ndarray]
+    base: Block | None = None
+    changed: frozenset[str] = frozenset()
+
+    def __len__(self) -> int:
+        return len(self.cols["opcode"])
+
+    @cached_property
+    def n_words(self) -> int:
+        return int(N_WORDS[self.cols["opcode"]].sum())
+
+    @property
+    def root(self) -> Block:
+        """Return the lowered block this one derives from (itself if lowered)."""
+        return self if self.base is None else self.base.root
+
+    def shifted(self, first: Block, later: Block, steps: int) -> Block | None:
+        """Return this block plus `steps` x (later - first), column by column; None when the
+        three differ in length or opcodes (the blocks do not repeat)."""
+        if not len(self) == len(first) == len(later):
+            return None
+        if not np.array_equal(first.cols["opcode"], later.cols["opcode"]):
+            return None
+        cols, changed = dict(self.cols), set()
+        for name in FIELD_COLUMNS:
+            a, b = first.cols[name], later.cols[name]
+            if not np.array_equal(a, b):
+                cols[name] = self.cols[name] + steps * (b - a)
+                changed.add(name)
+        if changed:
+            _derive(cols)
+            changed |= {c for c in DERIVED if not np.array_equal(cols[c], self.cols[c])}
+        return Block(cols, self, frozenset(changed))
+
+    def same(self, other: Block) -> bool:
+        """Return whether both blocks hold the same instructions."""
+        return len(self) == len(other) and all(
+            np.array_equal(self.cols[c], other.cols[c]) for c in COLUMNS
+        )
+
+    def words(self) -> np.ndarray:
+        """Return the block's 32-bit instruction words (validated, as `isa.encode`)."""
+        return pack(self.cols)
+
+
+def block_of(items: Sequence[tuple[type[isa.Instruction], Mapping, int, int]]) -> Block:
+    """Return the block of instructions given as (class, non-default fields, wait, release)."""
+    n = len(items)
+    cols = {name: np.zeros(n, np.int64) for name in COLUMNS}
+    cols["opcode"] = np.fromiter((cls.OPCODE for cls, *_ in items), np.int64, n)
+    cols["wait"] = np.fromiter((w for *_, w, _ in items), np.int64, n)
+    cols["release"] = np.fromiter((r for *_, r in items), np.int64, n)
+    rows_of: dict[type[isa.Instruction], list[int]] = {}
+    for row, (cls, *_) in enumerate(items):
+        rows_of.setdefault(cls, []).append(row)
+    for cls, rows in rows_of.items():
+        fields = [items[r][1] for r in rows]
+        for name, default in DEFAULTS[cls].items():
+            values = [f.get(name, default) for f in fields]
+            if name == ACT_FIELD:
+                values = [_act_code(cls, v) for v in values]
+            cols[name][rows] = values
+    _derive(cols)
+    return Block(cols)
+
+
+def table_of(program: Sequence[isa.Instruction]) -> Block:
+    """Return the block of a list of instruction objects."""
+    items = []
+    for insn in program:
+        fields = {name: getattr(insn, name) for name in DEFAULTS[type(insn)]}
+        items.append((type(insn), fields, insn.wait, insn.release))
+    return block_of(items)
+
+
+def _act_code(cls: type[isa.Instruction], value: object) -> int:
+    field = next(f for f in cls.FIELDS if f.name == ACT_FIELD)
+    return field.encode(cls.OPCODE.name, value)
+
+
+def _derive(cols: dict[str, np.ndarray]) -> None:
+    """Fill `nbytes` (HBM bytes of LOAD/STORE) and `elements` (FP16 elements of SFU)."""
+    op = cols["opcode"]
+    per_load = cols["length"] * cols["outer_count"] * cols["inner_count"]
+    per_store = cols["length"] * cols["count"]
+    store = np.where(op == isa.Opcode.STORE, per_store, 0)
+    words = np.where(op == isa.Opcode.LOAD, per_load, store)
+    cols["nbytes"] = words * isa.HBM_WORD_BYTES
+    cols["elements"] = np.where(op == isa.Opcode.SFU, cols["rows"] * cols["length"], 0)
+
+
+def concat(blocks: Sequence[Block]) -> dict[str, np.ndarray]:
+    """Return the columns of consecutive blocks as one table."""
+    return {name: np.concatenate([b.cols[name] for b in blocks]) for name in COLUMNS}
+
+
+def pack(cols: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Return the uint32 words of a table's instructions; InputError names a bad field."""
+    opcode = cols["opcode"]
+    known = np.isin(opcode, [int(c.OPCODE) for c in CLASSES])
+    if not known.all():
+        raise InputError(f"instruction {int(np.argmin(known))}: unknown opcode")
+    lengths = N_WORDS[opcode]
+    offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+    words = np.zeros(int(lengths.sum()), np.int64)
+    words[offsets] = opcode << 28
+    for cls in CLASSES:
+        rows = np.flatnonzero(opcode == cls.OPCODE)
+        for field in isa.HEADER + cls.FIELDS:
+            code = _field_code(cls, field, cols[field.name][rows])
+            words[offsets[rows] + field.word] |= code << field.lsb
+        _check_own_queue(cls, cols, rows)
+    return words.astype(np.uint32)
+
+
+def _field_code(cls: type[isa.Instruction], field: isa.Field, values: np.ndarray) -> np.ndarray:
+    """Return the bit codes of one field's values; raise as `isa.Field.encode` on a bad one."""
+    if field.name == ACT_FIELD:  # held as its code already (checked when the block was built)
+        bad = (values < 0) | (values >= len(field.values))
+        codes = values
+    elif field.values is not None:
+        allowed = [int(v) for v in field.values]
+        lookup = np.full(max(allowed) + 1, -1, np.int64)
+        lookup[allowed] = np.arange(len(allowed))
+        inside = (values >= 0) & (values < len(lookup))
+        codes = np.where(inside, lookup[np.where(inside, values, 0)], -1)
+        bad = codes < 0
+    else:
+        hi = (1 << field.width) - 1 if field.hi is None else field.hi
+        bad = (values < field.lo) | (values > hi)
+        codes = values
+    if bad.any():
+        value = int(values[np.argmax(bad)])
+        if field.name != ACT_FIELD:
+            field.encode(cls.OPCODE.name, value)  # raises, naming instruction and field
+        raise InputError(f"{cls.OPCODE.name}.{field.name}: code {value} is not defined")
+    return codes
+
+
+def _check_own_queue(cls: type[isa.Instruction], cols: Mapping, rows: np.ndarray) -> None:
+    if cls.QUEUE is None:
+        return
+    for name in ("wait", "release"):
+        if (cols[name][rows] >> cls.QUEUE & 1).any():
+            raise InputError(f"{cls.OPCODE.name}.{name}: names the instruction's own queue")
