@@ -122,7 +122,6 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     from sparseflow.ir.models.zoo import load_model
     from sparseflow.simulator.estimate import Workload, estimate_analytical
     from sparseflow.simulator.fpga_estimate import estimate_fpga
-    from sparseflow.simulator.plot import plot_report
 
     hw = load_hw(args.target)
     if args.trace and hw.kind is not Kind.FPGA:
@@ -144,6 +143,8 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     else:
         report = estimate_analytical(prefill, decode, hw, workload, labels)
     if args.plot:
+        from sparseflow.simulator.plot import plot_report  # matplotlib: only when plotting
+
         plot_report(report, args.plot, hw, decode)
     if args.json:
         _print_json(report)

@@ -26,19 +26,21 @@ from pathlib import Path
 import numpy as np
 
 from sparseflow.backends.fpga import isa
+from sparseflow.backends.fpga.compiler import compile_program
 from sparseflow.backends.fpga.program import Bucket, HbmLayout, Program
-from sparseflow.backends.registry import CompileRequest, compile_model
+from sparseflow.backends.registry import CompileRequest
 from sparseflow.hw_models.schema import FpgaModel
 from sparseflow.ir.errors import InputError
 from sparseflow.ir.graph import Graph
 from sparseflow.ir.ops import OpClass
-from sparseflow.simulator.energy import EnergyLedger, dynamic_energy, sum_ledgers
+from sparseflow.simulator.energy import EnergyEvents, EnergyLedger, dynamic_energy, sum_ledgers
 from sparseflow.simulator.estimate import (
     Workload,
     _kv_cache_bytes,
     deployed_weight_bytes,
     request_report,
 )
+from sparseflow.simulator.fpga_blocks import BlockRunner, ChargeSum, charge_epoch
 from sparseflow.simulator.fpga_costs import FpgaMachine
 from sparseflow.simulator.fpga_engine import N_UNITS, ReuseCache, SimResult, simulate_streams
 from sparseflow.simulator.trace import trace_events, write_trace
@@ -66,50 +68,59 @@ UNIT_BOUND = {
 
 @dataclass(frozen=True)
 class BucketRun:
-    """One bucket's simulated run, summarised for a report."""
+    """One bucket's simulated run, summarised for a report (`result`: with timelines)."""
 
-    bucket: Bucket
-    result: SimResult
+    time_s: float
+    events: EnergyEvents
     class_time_s: np.ndarray  # [len(OP_CLASSES)]
     class_dynamic_j: np.ndarray  # [len(OP_CLASSES)]
     class_bound_s: dict[tuple[int, str], float]  # (class, bound) -> seconds
-    macs: float
+    bucket: Bucket | None = None
+    result: SimResult | None = None
 
     @property
-    def time_s(self) -> float:
-        return self.result.time_s
+    def macs(self) -> float:
+        return self.events.int8_macs + self.events.int4_macs
 
 
 def run_bucket(
     bucket: Bucket, regions: RegionIndex, hw: FpgaModel, cache: ReuseCache, reuse: bool = True
 ) -> BucketRun:
-    """Simulate one bucket and charge its time and energy to op classes."""
+    """Simulate one bucket instruction by instruction (`reuse`: each distinct epoch once) and
+    charge its time and energy to op classes."""
     result = simulate_streams(list(bucket.streams), cache.machine, reuse=reuse, cache=cache)
-    time_s = np.zeros(len(OP_CLASSES))
     dyn_j = np.zeros(len(OP_CLASSES))
-    bound: Counter = Counter()
-    ends, owners = [], []
+    classes = []
     for core, stream in enumerate(bucket.streams):
-        classes = instruction_classes(stream.table(), regions)
-        ids = result.streams[core].ids
-        units = result.units[core]
-        active = units >= 0
-        dyn_j += class_energy(classes, ids, cache, hw)  # SYS: fetching it, charged to data
-        ends.append(result.cores[core].end_s[active])
-        owners.append(np.stack([classes[active], units[active]], axis=1))
-    if ends:
-        end = np.concatenate(ends)
-        owner = np.concatenate(owners)
-        order = np.argsort(end, kind="stable")
-        spans = np.diff(np.concatenate([[0.0], end[order]]))
-        cls, unit = owner[order].T
-        time_s += np.bincount(cls, weights=spans, minlength=len(OP_CLASSES))
-        per_pair = np.bincount(cls * N_UNITS + unit, weights=spans)
-        for pair in np.flatnonzero(per_pair).tolist():
-            bound[pair // N_UNITS, UNIT_BOUND[pair % N_UNITS]] += float(per_pair[pair])
-    events = result.events
-    macs = events.int8_macs + events.int4_macs
-    return BucketRun(bucket, result, time_s, dyn_j, dict(bound), macs)
+        classes.append(instruction_classes(stream.table(), regions))
+        # SYS: fetching it, charged to data
+        dyn_j += class_energy(classes[-1], result.streams[core].ids, cache, hw)
+    total = ChargeSum(len(OP_CLASSES))
+    for offset, rows, timelines in result.epochs:
+        cuts = [slice(a, b) for a, b in rows]
+        units = [u[cut] for u, cut in zip(result.units, cuts, strict=True)]
+        owned = [c[cut] for c, cut in zip(classes, cuts, strict=True)]
+        ends = [t.end_s for t in timelines]
+        total.add(charge_epoch(ends, units, owned, len(OP_CLASSES)), offset)
+    return BucketRun(result.time_s, result.events, total.class_time_s, dyn_j,
+                     _bounds(total.pair_time_s), bucket, result)  # fmt: skip
+
+
+def run_blocks(bucket: Bucket, runner: BlockRunner) -> BucketRun | None:
+    """Simulate one bucket block by block (`fpga_blocks`); None if it cannot be."""
+    run = runner.run(bucket)
+    if run is None:
+        return None
+    return BucketRun(run.time_s, runner.events(run), run.class_time_s, run.class_dynamic_j,
+                     _bounds(run.pair_time_s))  # fmt: skip
+
+
+def _bounds(per_pair: np.ndarray) -> dict[tuple[int, str], float]:
+    """Return (class, bound) -> seconds from seconds per (class, unit) pair."""
+    bound: Counter = Counter()
+    for pair in np.flatnonzero(per_pair).tolist():
+        bound[pair // N_UNITS, UNIT_BOUND[pair % N_UNITS]] += float(per_pair[pair])
+    return dict(bound)
 
 
 class RegionIndex:
@@ -144,7 +155,8 @@ def instruction_classes(table: dict[str, np.ndarray], regions: RegionIndex) -> n
     classes[load] = regions.classes(table["channel"][load], table["hbm_addr"][load])
     sfu = np.flatnonzero(opcode == isa.Opcode.SFU)
     elementwise = INDEX[OpClass.ELEMENTWISE]
-    classes[sfu] = [SFU_CLASS.get(isa.SfuOp(op), elementwise) for op in table["op"][sfu]]
+    by_op = np.array([SFU_CLASS.get(op, elementwise) for op in isa.SfuOp], np.int64)
+    classes[sfu] = by_op[table["op"][sfu]]
     matrix = (opcode == isa.Opcode.MM) | (opcode == isa.Opcode.MV)
     classes[matrix] = INDEX[OpClass.LINEAR]
     weight_load = load & (table["buffer"] == isa.Buffer.WEIGHT)
@@ -200,7 +212,7 @@ def estimate_fpga(
     request = CompileRequest(
         prefill, decode, hw, workload.batch, workload.prompt_len, workload.gen_len + 1
     )
-    program = compile_model(request).program
+    program = compile_program(request, lazy=True)
     weight_bytes = deployed_weight_bytes(decode)
     return estimate_program(program, hw, workload, labels, weight_bytes, trace_path=trace_path)
 
@@ -214,18 +226,33 @@ def estimate_program(
     reuse: bool = True,
     trace_path: str | Path | None = None,
 ) -> dict[str, object]:
-    """Return the report (DESIGN.md keys) of one request running `program` on `hw`."""
+    """Return the report (DESIGN.md keys) of one request running `program` on `hw`.
+
+    With `reuse`, each bucket runs block by block, each distinct epoch once (`fpga_blocks`);
+    without, every bucket runs instruction by instruction in one event loop (the reference).
+    """
     cache = ReuseCache(FpgaMachine.from_hw(hw, program.engine, program.buffers))
     regions = RegionIndex(program.layout)
-    prompt_bucket = program.bucket_for("prefill", workload.prompt_len)
-    prefill = run_bucket(prompt_bucket, regions, hw, cache, reuse)
+    runner = BlockRunner(
+        cache,
+        lambda cols: instruction_classes(cols, regions),
+        len(OP_CLASSES),
+        lambda cost: dynamic_energy(hw, cost.events).total_j,
+    )
     lengths = [workload.prompt_len + i + 1 for i in range(workload.gen_len)]
+    first_length = program.bucket_length("decode", lengths[0])
+    traced_runs = {("prefill", workload.prompt_len), ("decode", first_length)}
+
+    def run(phase: str, length: int) -> BucketRun:
+        bucket = program.bucket_for(phase, length)
+        traced = trace_path is not None and (phase, length) in traced_runs
+        fast = run_blocks(bucket, runner) if reuse and not traced else None
+        return fast or run_bucket(bucket, regions, hw, cache, reuse)
+
+    prefill = run("prefill", workload.prompt_len)
     steps = Counter(program.bucket_length("decode", n) for n in lengths)
-    runs = {
-        length: run_bucket(program.bucket_for("decode", length), regions, hw, cache, reuse)
-        for length in steps
-    }
-    first = runs[program.bucket_length("decode", lengths[0])]
+    runs = {length: run("decode", length) for length in steps}
+    first = runs[first_length]
     if trace_path is not None:
         write_trace(trace_path, request_trace([("prefill", prefill), ("decode step 1", first)]))
     weighted = [(prefill, 1)] + [(runs[length], n) for length, n in steps.items()]
@@ -253,10 +280,10 @@ def _report(
     decode_s = sum(run.time_s * n for run, n in weighted[1:])
     total_s = prefill.time_s + decode_s
     ledger = sum_ledgers(
-        _scaled(dynamic_energy(hw, run.result.events), n) for run, n in weighted
+        _scaled(dynamic_energy(hw, run.events), n) for run, n in weighted
     ) + EnergyLedger(static_j=hw.power.static_power_w * total_s)
     macs = sum(run.macs * n for run, n in weighted)
-    hbm_bytes = sum(run.result.events.hbm_bytes * n for run, n in weighted)
+    hbm_bytes = sum(run.events.hbm_bytes * n for run, n in weighted)
     machine = FpgaMachine.from_hw(hw)
     peak_macs_per_s = hw.cores * machine.macs_per_issue * hw.clock_hz
     utilization = {

@@ -66,23 +66,29 @@ class Block:
         """Return the lowered block this one derives from (itself if lowered)."""
         return self if self.base is None else self.base.root
 
-    def shifted(self, first: Block, later: Block, steps: int) -> Block | None:
-        """Return this block plus `steps` x (later - first), column by column; None when the
-        three differ in length or opcodes (the blocks do not repeat)."""
-        if not len(self) == len(first) == len(later):
+    def shifted(self, step: Mapping[str, np.ndarray] | None, steps: int) -> Block | None:
+        """Return this block plus `steps` x `step` (`step_between` two blocks), column by
+        column; None when there is no step (the blocks do not repeat)."""
+        if step is None or any(len(d) != len(self) for d in step.values()):
             return None
-        if not np.array_equal(first.cols["opcode"], later.cols["opcode"]):
-            return None
-        cols, changed = dict(self.cols), set()
-        for name in FIELD_COLUMNS:
-            a, b = first.cols[name], later.cols[name]
-            if not np.array_equal(a, b):
-                cols[name] = self.cols[name] + steps * (b - a)
-                changed.add(name)
+        cols, changed = dict(self.cols), set(step)
+        for name, delta in step.items():
+            cols[name] = self.cols[name] + steps * delta
         if changed:
             _derive(cols)
             changed |= {c for c in DERIVED if not np.array_equal(cols[c], self.cols[c])}
         return Block(cols, self, frozenset(changed))
+
+    def step_to(self, later: Block) -> dict[str, np.ndarray] | None:
+        """Return later - self for each field column that differs; None when the blocks
+        differ in length or opcodes."""
+        if len(self) != len(later) or not np.array_equal(self.cols["opcode"], later.cols["opcode"]):
+            return None
+        return {
+            name: later.cols[name] - self.cols[name]
+            for name in FIELD_COLUMNS
+            if not np.array_equal(self.cols[name], later.cols[name])
+        }
 
     def same(self, other: Block) -> bool:
         """Return whether both blocks hold the same instructions."""
@@ -106,12 +112,14 @@ def block_of(items: Sequence[tuple[type[isa.Instruction], Mapping, int, int]]) -
     for row, (cls, *_) in enumerate(items):
         rows_of.setdefault(cls, []).append(row)
     for cls, rows in rows_of.items():
-        fields = [items[r][1] for r in rows]
-        for name, default in DEFAULTS[cls].items():
-            values = [f.get(name, default) for f in fields]
-            if name == ACT_FIELD:
-                values = [_act_code(cls, v) for v in values]
-            cols[name][rows] = values
+        values = {name: [default] * len(rows) for name, default in DEFAULTS[cls].items()}
+        for i, row in enumerate(rows):
+            for name, value in items[row][1].items():
+                values[name][i] = value
+        if ACT_FIELD in values:
+            values[ACT_FIELD] = [_act_code(cls, v) for v in values[ACT_FIELD]]
+        for name, column in values.items():
+            cols[name][rows] = column
     _derive(cols)
     return Block(cols)
 

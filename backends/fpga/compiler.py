@@ -297,6 +297,7 @@ class _Layers:
         self.indices, self.lower = indices, lower
         self.done: dict[int, tuple[list[Block], tuple]] = {}
         self.period: int | None = None
+        self.steps: dict[int, list[dict | None]] = {}  # p -> per core: layer 1 + p - layer 1
 
     def __contains__(self, index: int) -> bool:
         return index in self.indices
@@ -313,8 +314,11 @@ class _Layers:
         return self._derive(base, (j - 1) // p, p), self.done[base][1]
 
     def _derive(self, base: int, steps: int, p: int) -> list[Block] | None:
-        bases, firsts, laters = self.done[base][0], self.done[1][0], self.done[1 + p][0]
-        blocks = [a.shifted(f, b, steps) for a, f, b in zip(bases, firsts, laters, strict=True)]
+        if p not in self.steps:
+            firsts, laters = self.done[1][0], self.done[1 + p][0]
+            self.steps[p] = [f.step_to(b) for f, b in zip(firsts, laters, strict=True)]
+        pairs = zip(self.done[base][0], self.steps[p], strict=True)
+        blocks = [a.shifted(d, steps) for a, d in pairs]
         return None if any(b is None for b in blocks) else blocks
 
     def _check(self, p: int) -> int | None:

@@ -140,9 +140,20 @@ class HbmLayout:
 
     def parts(self, name: str) -> list[HbmRegion]:
         """Return the regions `name.0`, `name.1`, ... of a value split over channels."""
-        found = []
-        while f"{name}.{len(found)}" in self._by_name:
-            found.append(self._by_name[f"{name}.{len(found)}"])
+        return self._parts.get(name, [])
+
+    @cached_property
+    def _parts(self) -> dict[str, list[HbmRegion]]:
+        split: dict[str, list[HbmRegion]] = {}
+        for name, region in self._by_name.items():
+            base, _, index = name.rpartition(".")
+            if index.isdigit():
+                split.setdefault(base, []).append(region)
+        found = {}
+        for base, regions in split.items():
+            by_index = {int(r.name.rpartition(".")[2]): r for r in regions}
+            count = next(i for i in range(len(by_index) + 1) if i not in by_index)
+            found[base] = [by_index[i] for i in range(count)]
         return found
 
     @cached_property
