@@ -194,6 +194,15 @@ def check_fits(hw: FpgaModel, decode: Graph, workload: Workload) -> None:
         )
 
 
+def check_program_fits(hw: FpgaModel, program_bytes: int) -> None:
+    """Raise InputError naming the field when the instruction streams overflow the DDR."""
+    if program_bytes > hw.ddr.capacity_bytes:
+        raise InputError(
+            f"{hw.source_file or hw.name}: field 'ddr.capacity_bytes': {hw.ddr.capacity_bytes} "
+            f"bytes of DDR cannot hold the program's {program_bytes} instruction bytes"
+        )
+
+
 def estimate_fpga(
     prefill: Graph,
     decode: Graph,
@@ -243,8 +252,11 @@ def estimate_program(
     first_length = program.bucket_length("decode", lengths[0])
     traced_runs = {("prefill", workload.prompt_len), ("decode", first_length)}
 
+    program_bytes = [0]
+
     def run(phase: str, length: int) -> BucketRun:
         bucket = program.bucket_for(phase, length)
+        program_bytes[0] += bucket.nbytes
         traced = trace_path is not None and (phase, length) in traced_runs
         fast = run_blocks(bucket, runner) if reuse and not traced else None
         return fast or run_bucket(bucket, regions, hw, cache, reuse)
@@ -253,6 +265,7 @@ def estimate_program(
     steps = Counter(program.bucket_length("decode", n) for n in lengths)
     runs = {length: run("decode", length) for length in steps}
     first = runs[first_length]
+    check_program_fits(hw, program_bytes[0])
     if trace_path is not None:
         write_trace(trace_path, request_trace([("prefill", prefill), ("decode step 1", first)]))
     weighted = [(prefill, 1)] + [(runs[length], n) for length, n in steps.items()]

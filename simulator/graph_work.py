@@ -7,7 +7,7 @@ the kernel reads as deployed: `weight_storage_bytes`, the count the report's wei
 too; an embedding reads only its ids' rows of the table), KV-cache bytes (cache values, read
 through kv_append and repeat_kv) and activation bytes.
 Float tensors run at `float_dtype` (fp16 on GPUs, fp32 on CPUs); a linear whose input is
-int8-quantized runs on the int8 path.
+quantized runs on the int8 path, or on the int4 path when input and weights are both 4-bit.
 """
 
 from __future__ import annotations
@@ -72,7 +72,8 @@ def _work(
             kv_bytes += read
         else:
             activation_bytes += read
-    quantized_input = bool(ins) and ins[0].quant is not None and ins[0].quant.bits == 8
+    input_bits = ins[0].quant.bits if ins and ins[0].quant is not None else None
+    int4 = input_bits == 4 and weights and all(w.quant and w.quant.bits == 4 for w in weights)
     work = KernelWork(
         name=node.name,
         # Data movement runs as an element-wise kernel on GPUs and CPUs.
@@ -81,7 +82,7 @@ def _work(
         activation_bytes_read=activation_bytes,
         bytes_written=cost.bytes_written,
         kv_bytes_read=kv_bytes,
-        dtype=DType.I8 if quantized_input else float_dtype,
+        dtype=DType.I4 if int4 else DType.I8 if input_bits in (4, 8) else float_dtype,
         weights=tuple(weights),
         # A lookup reads only the rows of its ids, a linear its whole weight.
         weight_fraction=_rows_read(node, ins, bindings),

@@ -72,7 +72,8 @@ def engine_for(hw: FpgaModel) -> EngineParams:
     """Return one core's matrix engine: the target's chains, N modes and buffer depths."""
     core = hw.core
     sparse_ns = [n for n in core.nm_supported_n if n != DENSE_N]
-    chain = ChainParams(core.dsps_per_chain, min(sparse_ns, default=DENSE_N), wbits=8)
+    min_n = min(sparse_ns, default=DENSE_N)
+    chain = ChainParams(core.dsps_per_chain, min_n, wbits=8, group_size=core.dsp_group_size)
     plan = buffer_plan(hw, chain, core.dsp_chains)
     d = plan.depth_words
     return EngineParams(
@@ -92,7 +93,8 @@ def buffer_plan(hw: FpgaModel, chain: ChainParams, n_chains: int) -> BufferPlan:
     tokens x act_width INT8; a weight word is n_chains x chain_len weights of up to 8 bits,
     with their 4-bit indices in the sparse-meta (NTABLE) buffer at the same address; an
     output word is 2 lanes x n_chains x max_segments int32; a bias word n_chains x
-    max_segments int32; an SFU word 16 FP16 lanes.
+    max_segments int32; an SFU word 16 FP16 lanes. The weight buffer's usable depth is
+    bounded by the sparse-meta buffer's, which holds each weight word's indices at its address.
     """
     b = hw.core.buffers
     entries = n_chains * chain.chain_len
@@ -113,6 +115,8 @@ def buffer_plan(hw: FpgaModel, chain: ChainParams, n_chains: int) -> BufferPlan:
         isa.Buffer.SFU: ADDRESS_WORDS * word_bytes[isa.Buffer.SFU],
     }
     depth = {buf: min(capacity[buf] // word_bytes[buf], ADDRESS_WORDS) for buf in word_bytes}
+    # A sparse tile's indices sit at its weight words' addresses in the sparse-meta buffer.
+    depth[isa.Buffer.WEIGHT] = min(depth[isa.Buffer.WEIGHT], depth[isa.Buffer.NTABLE])
     for buf, words in depth.items():
         if words < 2:
             raise InputError(f"{hw.source_file or hw.name}: core.buffers too small for {buf.name}")
