@@ -197,13 +197,6 @@ def validate_fpga(hw: FpgaModel, ctx: BuildContext) -> None:
     validate_chain(core, ctx)
     if hw.hbm.channels < hw.cores:
         raise ctx.error("hbm.channels", f"each of the {hw.cores} cores needs a channel of its own")
-    for mode in ("mv_parallelism", "mm_parallelism"):
-        macs = getattr(core, mode).macs_per_cycle
-        if macs > core.int8_macs_per_cycle:
-            raise ctx.error(
-                f"core.{mode}",
-                f"{macs} MACs/cycle exceed the core's {core.int8_macs_per_cycle}",
-            )
     if core.sfu.precision not in ("fp16", "fp32"):
         raise ctx.error("core.sfu.precision", "expected 'fp16' or 'fp32'")
     if hw.hbm.cross_channel_efficiency > hw.hbm.same_channel_efficiency:

@@ -184,7 +184,6 @@ def test_top_level_must_be_a_mapping() -> None:
         (lambda d: d["core"].update(nm_supported_n=[2, -4]), r"nm_supported_n\[1\]': must be"),
         (lambda d: d["core"].update(dsp_chains=4096), "field 'core.dsp_chains': 3 cores"),
         (lambda d: d["core"].update(dsp_group_size=3), "field 'core.dsp_group_size'"),
-        (lambda d: d["core"]["mm_parallelism"].update(n=256), "'core.mm_parallelism': 8192"),
         (lambda d: d["core"]["buffers"].update(double_buffering="yes"), "expected true/false"),
         (lambda d: d["core"]["sfu"].update(precision="int3"), "field 'core.sfu.precision'"),
         (lambda d: d.update(default_recipe="2:4"), "field 'default_recipe': expected one of"),

@@ -1,0 +1,41 @@
+"""`compile` writes the same program bytes as before the compiler built column blocks: hashes
+of DIR/program for tiny-llama and of one llama2-7b decode bucket, recorded from the
+word-by-word encoder."""
+
+from __future__ import annotations
+
+import hashlib
+
+from sparseflow.backends.fpga.compiler import compile_program
+from sparseflow.backends.registry import CompileRequest
+from sparseflow.cli import main
+from sparseflow.hw_models.loader import load_hw
+from sparseflow.ir.graph import shape_only
+from sparseflow.ir.models.zoo import load_model
+from sparseflow.passes.recipe import load_recipe
+
+# sha256 of DIR/program after `sparseflow compile tiny-llama --target u280 -o DIR`.
+TINY_PROGRAM = "052993ea7e45e44eaf89ed1b60fe2ea9090cf7b11920160c2cb2a3865a1069d8"
+# sha256 of each core's stream of the decode bucket 144 of llama2-7b on u280 (prompt 128,
+# gen 16), as DIR/program holds them.
+LLAMA_DECODE_144 = (
+    "615351158408f22f978d7dd184249f1810c549f1b28259d0a67d99af5070f756",
+    "5582c156d901614a8cbfd66f2188ea018b2a2d96356374d025d9a60cb4759223",
+    "b8c7d42fa5ad63236b46cb9dcc876067ef9cf68093ecbb9dff7f69cf94a5e8ed",
+)
+
+
+def test_tiny_llama_program_bytes_are_unchanged(tmp_path) -> None:
+    assert main(["compile", "tiny-llama", "--target", "u280", "-o", str(tmp_path)]) == 0
+    assert hashlib.sha256((tmp_path / "program").read_bytes()).hexdigest() == TINY_PROGRAM
+
+
+def test_llama2_7b_decode_bucket_bytes_are_unchanged() -> None:
+    prefill, decode = load_recipe("flightllm").apply_model(
+        shape_only(load_model("llama2-7b", "prefill", 1, 128)),
+        shape_only(load_model("llama2-7b", "decode")),
+    )
+    request = CompileRequest(prefill, decode, load_hw("u280"), 1, 128, 16)
+    bucket = compile_program(request, lazy=True).bucket_for("decode", 144)
+    hashes = tuple(hashlib.sha256(s.to_bytes()).hexdigest() for s in bucket.streams)
+    assert hashes == LLAMA_DECODE_144
