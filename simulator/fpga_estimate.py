@@ -128,8 +128,11 @@ class RegionIndex:
 
     def __init__(self, layout: HbmLayout) -> None:
         self.by_channel: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        per_channel: dict[int, list[tuple[int, str]]] = {}
+        for r in layout.regions:
+            per_channel.setdefault(r.channel, []).append((r.addr, r.kind))
         for channel in range(layout.channels):
-            regions = sorted((r.addr, r.kind) for r in layout.regions if r.channel == channel)
+            regions = sorted(per_channel.get(channel, []))
             starts = np.array([addr for addr, _ in regions], np.int64)
             kinds = np.array([REGION_CLASS.get(kind, DATA) for _, kind in regions], np.int64)
             self.by_channel[channel] = (starts, kinds)

@@ -101,36 +101,41 @@ class Block:
         return pack(self.cols)
 
 
-def block_of(items: Sequence[tuple[type[isa.Instruction], Mapping, int, int]]) -> Block:
-    """Return the block of instructions given as (class, non-default fields, wait, release)."""
-    n = len(items)
+def block_of(
+    classes: Sequence[type[isa.Instruction]],
+    fields: Sequence[Mapping],
+    waits: Sequence[int],
+    releases: Sequence[int],
+) -> Block:
+    """Return the block of instructions given by class, non-default fields and token masks."""
+    n = len(classes)
     cols = {name: np.zeros(n, np.int64) for name in COLUMNS}
-    cols["opcode"] = np.fromiter((cls.OPCODE for cls, *_ in items), np.int64, n)
-    cols["wait"] = np.fromiter((w for *_, w, _ in items), np.int64, n)
-    cols["release"] = np.fromiter((r for *_, r in items), np.int64, n)
-    rows_of: dict[type[isa.Instruction], list[int]] = {}
-    for row, (cls, *_) in enumerate(items):
-        rows_of.setdefault(cls, []).append(row)
-    for cls, rows in rows_of.items():
-        values = {name: [default] * len(rows) for name, default in DEFAULTS[cls].items()}
-        for i, row in enumerate(rows):
-            for name, value in items[row][1].items():
-                values[name][i] = value
-        if ACT_FIELD in values:
-            values[ACT_FIELD] = [_act_code(cls, v) for v in values[ACT_FIELD]]
-        for name, column in values.items():
-            cols[name][rows] = column
+    cols["opcode"] = np.array([c.OPCODE for c in classes] or [], np.int64)
+    cols["wait"] = np.array(waits, np.int64)
+    cols["release"] = np.array(releases, np.int64)
+    groups: dict[tuple, list[int]] = {}  # rows of one class setting the same fields
+    for row, (cls, f) in enumerate(zip(classes, fields, strict=True)):
+        groups.setdefault((cls, *f), []).append(row)
+    for (cls, *names), rows in groups.items():
+        if names:
+            values = zip(*(tuple(fields[r].values()) for r in rows), strict=True)
+            for name, column in zip(names, values, strict=True):
+                if name == ACT_FIELD:
+                    column = [_act_code(cls, v) for v in column]
+                cols[name][rows] = column
+        for name, default in DEFAULTS[cls].items():
+            if default and name not in names:
+                cols[name][rows] = default if name != ACT_FIELD else _act_code(cls, default)
     _derive(cols)
     return Block(cols)
 
 
 def table_of(program: Sequence[isa.Instruction]) -> Block:
     """Return the block of a list of instruction objects."""
-    items = []
-    for insn in program:
-        fields = {name: getattr(insn, name) for name in DEFAULTS[type(insn)]}
-        items.append((type(insn), fields, insn.wait, insn.release))
-    return block_of(items)
+    fields = [{name: getattr(i, name) for name in DEFAULTS[type(i)]} for i in program]
+    return block_of(
+        [type(i) for i in program], fields, [i.wait for i in program], [i.release for i in program]
+    )
 
 
 def _act_code(cls: type[isa.Instruction], value: object) -> int:

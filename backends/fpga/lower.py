@@ -75,14 +75,6 @@ HEADS = ("heads",)  # partition key: per head, on the head's core
 
 
 @dataclass
-class _Item:
-    cls: type[isa.Instruction]
-    fields: dict
-    wait: int = 0
-    release: int = 0
-
-
-@dataclass
 class WeightRing:
     """Weight-buffer words as a ring of tile spans [start, end, reader].
 
@@ -156,7 +148,11 @@ class Emitter:
     """
 
     ring: WeightRing
-    items: list[_Item] = field(default_factory=list)
+    classes: list[type[isa.Instruction]] = field(default_factory=list)  # one per instruction
+    fields: list[dict] = field(default_factory=list)  # its non-default fields
+    queues: list[int | None] = field(default_factory=list)
+    waits: list[int] = field(default_factory=list)
+    releases: list[int] = field(default_factory=list)
     synced: dict = field(default_factory=dict)  # (to queue, from queue) -> index
     prefetched: dict = field(default_factory=dict)  # (weight, tile ordinal) -> ring span
     act_writer: int | None = None  # last QUANTIZE into the ACT buffer
@@ -166,32 +162,39 @@ class Emitter:
 
     def emit(self, cls: type[isa.Instruction], after: tuple = (), **fields: object) -> int:
         q = QUEUE_OF.get(cls)
-        item = _Item(cls, dict(fields))
         latest: dict[int, int] = {}
+        queues = self.queues
         for dep in after:
-            if dep is None or dep < 0:
-                continue
-            p = QUEUE_OF[self.items[dep].cls]
-            if p != q:
-                latest[p] = max(latest.get(p, -1), dep)
+            if dep is not None and dep >= 0:
+                p = queues[dep]
+                if p != q and dep > latest.get(p, -1):
+                    latest[p] = dep
+        wait = 0
         for p, dep in latest.items():
             if dep > self.synced.get((q, p), -1):
-                self.items[dep].release |= 1 << q
-                item.wait |= 1 << p
+                self.releases[dep] |= 1 << q
+                wait |= 1 << p
                 self.synced[(q, p)] = dep
-        self.items.append(item)
-        return len(self.items) - 1
+        return self._append(cls, fields, q, wait)
+
+    def _append(self, cls: type[isa.Instruction], fields: dict, queue, wait: int) -> int:
+        self.classes.append(cls)
+        self.fields.append(fields)
+        self.queues.append(queue)
+        self.waits.append(wait)
+        self.releases.append(0)
+        return len(self.classes) - 1
 
     def barrier(self) -> None:
-        self.items.append(_Item(isa.Sys, {"op": isa.SysOp.BARRIER}))
-        self.synced = {(q, p): len(self.items) for q in Q for p in Q}
+        self._append(isa.Sys, {"op": isa.SysOp.BARRIER}, None, 0)
+        self.synced = {(q, p): len(self.classes) for q in Q for p in Q}
         self.ring.after_barrier()
         self.act_writer = self.act_reader = None
         self.out_readers = {}
 
     def block(self) -> Block:
         """Return the instructions as field columns (`columns.Block`; encoded on writing)."""
-        return block_of([(i.cls, i.fields, i.wait, i.release) for i in self.items])
+        return block_of(self.classes, self.fields, self.waits, self.releases)
 
     def carry(self) -> tuple:
         """Return the tiles loaded ahead: ((tile ordinal, base, words), ...) in ring order."""
@@ -634,7 +637,7 @@ class Lowering:
     def attention(self, node: Node) -> None:
         """Lower scores -> (scale, mask) -> softmax -> context of one layer, per head."""
         prefix = node.name.rsplit(".", 1)[0] + "."
-        part = [n for n in self.graph.nodes if n.name.startswith(prefix) and n.op in ATTENTION]
+        part = [n for n in self.nodes if n.op in ATTENTION and n.name.startswith(prefix)]
         self.done.update(n.name for n in part)
         layer = prefix.split(".")[1]
         heads, head_dim = self.head_dims(node)

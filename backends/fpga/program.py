@@ -177,8 +177,11 @@ class HbmLayout:
 
     def check(self) -> None:
         """Raise InputError when regions overlap or run past a channel's capacity."""
+        by_channel: dict[int, list[tuple[int, int, str]]] = {}
+        for r in self.regions:
+            by_channel.setdefault(r.channel, []).append((r.addr, r.end, r.name))
         for channel in range(self.channels):
-            spans = sorted((r.addr, r.end, r.name) for r in self.regions if r.channel == channel)
+            spans = sorted(by_channel.get(channel, []))
             for (_, end, name), (start, _, other) in zip(spans, spans[1:], strict=False):
                 if start < end:
                     raise InputError(f"HBM channel {channel}: {name} overlaps {other}")
