@@ -10,7 +10,8 @@ the others are timed at every step, so the result equals timing each step in ful
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
+from typing import NamedTuple
 
 from sparseflow.backends.runner import check_request
 from sparseflow.hw_models.schema import GpuModel, HardwareModel
@@ -65,7 +66,15 @@ def _check_capacity(hw: HardwareModel, decode: Graph, weights: int, workload: Wo
 def _time_graph(
     hw: HardwareModel, graph: Graph, bindings: dict[str, int], dtype: DType
 ) -> list[KernelTiming]:
-    return [estimate_kernel(hw, work) for work in graph_works(graph, bindings, dtype)]
+    """Time every kernel; layers repeat, so a kernel alike but for its name is timed once."""
+    timed: dict[tuple, KernelTiming] = {}
+    out = []
+    for work in graph_works(graph, bindings, dtype):
+        key = tuple(getattr(work, f.name) for f in fields(work) if f.name != "name")
+        if key not in timed:
+            timed[key] = estimate_kernel(hw, work)
+        out.append(replace(timed[key], name=work.name))
+    return out
 
 
 def length_dependent(graph: Graph, symbol: str = "L") -> set[str]:
@@ -82,8 +91,7 @@ def length_dependent(graph: Graph, symbol: str = "L") -> set[str]:
     }
 
 
-@dataclass(frozen=True)
-class StepTiming:
+class StepTiming(NamedTuple):
     """What a report sums over kernels: time, work, traffic, energy, class and bound."""
 
     name: str
@@ -111,29 +119,42 @@ def _step(t: KernelTiming) -> StepTiming:
     )
 
 
-def _extrapolate(t0: KernelTiming, t1: KernelTiming, steps: int) -> StepTiming:
-    """Return the kernel's timing `steps` KV entries past t0, from its timing one past t0.
+class _Affine:
+    """A kernel's timing as an affine function of the KV entries past a first timing t0, from
+    t0 and the timing t1 one entry later.
 
     Exact for the analytical model: FLOPs and bytes of attention kernels are affine in the KV
     length, so compute and memory times and dynamic energy are too; the time is their max plus
     the launch overhead, and static energy is static power times that time.
     """
-    compute = t0.compute_time_s + (t1.compute_time_s - t0.compute_time_s) * steps
-    memory = t0.memory_time_s + (t1.memory_time_s - t0.memory_time_s) * steps
-    time_s = max(compute, memory) + t0.launch_overhead_s
-    dynamic = t0.energy.dynamic_j + (t1.energy.dynamic_j - t0.energy.dynamic_j) * steps
-    static_w = t0.energy.static_j / t0.time_s
-    return StepTiming(
-        t0.name,
-        t0.op_class,
-        time_s,
-        t0.flops_executed + (t1.flops_executed - t0.flops_executed) * steps,
-        t0.peak_ops_per_s,
-        t0.bytes_moved + (t1.bytes_moved - t0.bytes_moved) * steps,
-        t0.peak_bandwidth_bytes_per_s,
-        dynamic + static_w * time_s,
-        bound_of(compute, memory, t0.launch_overhead_s),
-    )
+
+    def __init__(self, t0: KernelTiming, t1: KernelTiming) -> None:
+        self.t0 = t0
+        self.compute = (t0.compute_time_s, t1.compute_time_s - t0.compute_time_s)
+        self.memory = (t0.memory_time_s, t1.memory_time_s - t0.memory_time_s)
+        self.dynamic = (t0.energy.dynamic_j, t1.energy.dynamic_j - t0.energy.dynamic_j)
+        self.flops = (t0.flops_executed, t1.flops_executed - t0.flops_executed)
+        self.bytes = (t0.bytes_moved, t1.bytes_moved - t0.bytes_moved)
+        self.static_w = t0.energy.static_j / t0.time_s
+
+    def at(self, steps: int) -> StepTiming:
+        """Return the timing `steps` KV entries past t0."""
+        t0 = self.t0
+        compute = self.compute[0] + self.compute[1] * steps
+        memory = self.memory[0] + self.memory[1] * steps
+        time_s = max(compute, memory) + t0.launch_overhead_s
+        dynamic = self.dynamic[0] + self.dynamic[1] * steps
+        return StepTiming(
+            t0.name,
+            t0.op_class,
+            time_s,
+            self.flops[0] + self.flops[1] * steps,
+            t0.peak_ops_per_s,
+            self.bytes[0] + self.bytes[1] * steps,
+            t0.peak_bandwidth_bytes_per_s,
+            dynamic + self.static_w * time_s,
+            bound_of(compute, memory, t0.launch_overhead_s),
+        )
 
 
 def decode_timings(
@@ -142,7 +163,7 @@ def decode_timings(
     """Return each decode step's kernel timings (KV length prompt_len + step).
 
     Length-independent kernels are timed once; length-dependent ones are extrapolated from
-    two lengths (`_extrapolate`), or timed at every step when `exact` (the tests compare both).
+    two lengths (`_Affine`), or timed at every step when `exact` (the tests compare both).
     """
     varying = length_dependent(decode)
     first = _time_graph(hw, decode, {"L": workload.prompt_len}, dtype)
@@ -155,10 +176,8 @@ def decode_timings(
     base = [t for t in first if t.name in varying]
     works = graph_works(decode, {"L": workload.prompt_len + 1}, dtype, only=varying)
     nxt = [estimate_kernel(hw, w) for w in works]
-    return [
-        fixed + [_extrapolate(t0, t1, i) for t0, t1 in zip(base, nxt, strict=True)]
-        for i in range(workload.gen_len)
-    ]
+    lines = [_Affine(t0, t1) for t0, t1 in zip(base, nxt, strict=True)]
+    return [fixed + [line.at(i) for line in lines] for i in range(workload.gen_len)]
 
 
 def estimate_analytical(
