@@ -4,11 +4,16 @@ A request = the prefill bucket serving the prompt, then `gen_len` decode steps; 
 the decode bucket serving KV length prompt_len + i + 1 (the cache after appending the step's
 token). Length-adaptive compilation makes every length inside a bucket run the bucket's
 program, so each distinct bucket is simulated once and its result reused for every step it
-serves; a `ReuseCache` shares priced instructions and epochs across buckets.
+serves. `estimate_fpga` compiles lazily (each bucket lowered when it runs, then dropped) and
+runs buckets block by block (`fpga_blocks`: priced instructions and epochs shared across
+buckets); `estimate_program(..., reuse=False)` is the full reference path, every epoch of
+every bucket instruction by instruction, and the two agree in every report number.
 
 Time by op class: every instant of a bucket's run is charged to the instruction that
 completes next on any core (the one the run was waiting on), so the classes add up to the
-run's time; an instruction's class comes from what it touches: loads by the HBM region they
+run's time; epochs (runs between barriers) follow each other, so each is charged from its own
+start, and the gap before an epoch's first completion goes to that instruction (absolute
+times would round differently on each path and reorder ties). An instruction's class comes from what it touches: loads by the HBM region they
 read (weight -> linear, kv -> attention, others -> data), matrix instructions by the last
 weight-buffer load before them, SFU instructions by their function (DEQUANT and QUANTIZE by
 the matrix instruction before them). Energy by class =

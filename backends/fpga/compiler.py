@@ -100,8 +100,10 @@ def compile_program(
         steps = {-(-n // options.decode_step) * options.decode_step for n in kv_lengths}
         keys += [("decode", length) for length in sorted(steps)]
 
+    reused: dict = {}  # segments whose lowering never read the KV length (`_lower_segments`)
+
     def lower(phase: str, length: int) -> Bucket:
-        return _bucket(graphs[phase], phase, length, hw, engine, plan, layout, weights)
+        return _bucket(graphs[phase], phase, length, hw, engine, plan, layout, weights, reused)
 
     buckets = () if lazy else tuple(lower(*key) for key in keys)
     program_meta = {"sfu_precision": hw.core.sfu.precision, "vocab_size": meta.get("vocab_size")}
@@ -195,7 +197,7 @@ class _Graph:
         return cls(graph, _segments(graph), consumers_of(graph))
 
 
-def _bucket(graph: _Graph, phase, length, hw, engine, plan, layout, weights) -> Bucket:
+def _bucket(graph: _Graph, phase, length, hw, engine, plan, layout, weights, reused) -> Bucket:
     """Lower one bucket: a decode step at KV length `length`, or a prompt of `length` tokens."""
     if phase == "decode":
         shapes = [PassShape("decode", 1, length)]
@@ -204,7 +206,7 @@ def _bucket(graph: _Graph, phase, length, hw, engine, plan, layout, weights) -> 
         shapes = [PassShape("prefill", chunk, end) for end in range(chunk, length + 1, chunk)]
     blocks: list[list[Block]] = [[] for _ in range(hw.cores)]
     for shape in shapes:
-        parts = _lower_segments(graph, shape, hw, engine, plan, layout, weights)
+        parts = _lower_segments(graph, shape, hw, engine, plan, layout, weights, reused)
         for core, part in enumerate(parts):
             blocks[core] += part
     end = table_of([isa.Sys(op=isa.SysOp.END)])
@@ -254,20 +256,32 @@ def _kv_quant(node: Node) -> str | None:
     return None
 
 
-def _lower_segments(graph: _Graph, shape, hw, engine, plan, layout, weights) -> list[list[Block]]:
+def _lower_segments(
+    graph: _Graph, shape, hw, engine, plan, layout, weights, reused: dict
+) -> list[list[Block]]:
     """Lower every segment for one pass in order, each starting from the tiles the one before
     loaded ahead; derive the middle layers from explicitly lowered ones (`_Layers`). Return
-    each core's blocks, one per segment."""
+    each core's blocks, one per segment.
+
+    A segment's lowering depends only on the pass's shape and the tiles loaded ahead for it;
+    one that never read the KV length (`Lowering.keys`, e.g. the epilogue) is kept in
+    `reused` and serves every decode bucket.
+    """
     segments = graph.segments
     firsts = [next((n for n in nodes if n.op is Op.LINEAR), None) for _, nodes in segments]
 
     def lower(index: int, carry: tuple) -> tuple[list[Block], tuple]:
+        key = (shape.phase, shape.tokens, index, carry)
+        if key in reused:
+            return reused[key]
         ahead = firsts[index + 1] if index + 1 < len(segments) else None
         lowering = Lowering(graph.graph, engine, plan, layout, weights, shape, hw.cores,
                             segments[index][1], carry, ahead, graph.consumers)  # fmt: skip
         lower_nodes(lowering, _kv_quant)
-        blocks = [e.block() for e in lowering.emitters]
-        return blocks, tuple(e.carry() for e in lowering.emitters)
+        done = [e.block() for e in lowering.emitters], tuple(e.carry() for e in lowering.emitters)
+        if not lowering.keys_read:
+            reused[key] = done
+        return done
 
     out, carry = [], ()
     layers = _Layers([i for i, (layer, _) in enumerate(segments) if layer is not None], lower)

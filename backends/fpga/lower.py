@@ -241,6 +241,7 @@ class Lowering:
     written: dict = field(default_factory=dict)  # value -> (cores, partition) this epoch
     kv_stores: dict = field(default_factory=dict)  # (kind, kv head) -> STORE index
     position: int = 0  # index in `nodes` of the node being lowered
+    keys_read: bool = False  # whether the lowering read `shape.keys` (see `keys`)
 
     def __post_init__(self) -> None:
         depth = self.plan.depth_words[isa.Buffer.WEIGHT]
@@ -253,6 +254,13 @@ class Lowering:
                 span, _ = e.ring.take(base, words, PENDING)
                 span.append(None)  # loaded before the barrier that opens this segment
                 e.prefetched[(first.inputs[1], ordinal)] = span
+
+    @property
+    def keys(self) -> int:
+        """Return the pass's KV length, noting that the lowering depends on it: segments that
+        never read it lower alike for every decode bucket (the compiler reuses them)."""
+        self.keys_read = True
+        return self.shape.keys
 
     # ------------------------------------------------------------------ buffers
     def addr(self, value: str) -> int:
@@ -275,7 +283,7 @@ class Lowering:
         numel = 1
         for d in t.shape[1:]:
             if d != seq:  # the graph's symbolic token count stands for one token
-                numel *= d if isinstance(d, int) else self.shape.keys
+                numel *= d if isinstance(d, int) else self.keys
         # A prefill pass covers `shape.tokens` of the graph's tokens (a chunk): per-token sizes
         # divide by the graph's own count, not the pass's.
         return max(1, numel // (int(seq) if str(seq).isdigit() else 1))
@@ -368,7 +376,7 @@ class Lowering:
         bucket's last one; the host moves the step's KV-store and RoPE-table addresses to
         the actual position (length-adaptive compilation keeps one program per bucket).
         """
-        return self.shape.keys - self.shape.tokens
+        return self.keys - self.shape.tokens
 
     @property
     def host_row(self) -> int:
@@ -653,7 +661,7 @@ class Lowering:
 
     def head(self, e: Emitter, prefix: str, q: str, head: int, head_dim: int, layer: str,
              kv: int) -> None:  # fmt: skip
-        keys = self.shape.keys
+        keys = self.keys
         self.scratch[f"{prefix}q.{head}"] = head_dim
         self.scratch["positions"] = 1
         self.act_quantize(e, f"{prefix}q.{head}", q, head_dim)
@@ -674,7 +682,7 @@ class Lowering:
         """LOAD one head's cached keys (or values) from its parts and multiply (dense INT8)."""
         op = plan_linear(self.engine, 16, self.shape.tokens, rows, k)
         parts = self.kv_parts(kind, layer, kv)
-        kv_rows = self.shape.keys
+        kv_rows = self.keys
         nbytes = [kv_rows * r.nbytes // self.layout.kv_keys for r in parts]
         word_bytes = self.plan.word_bytes[isa.Buffer.WEIGHT]
         words = max(1, -(-sum(nbytes) // word_bytes))
