@@ -6,8 +6,9 @@ block by block with each distinct epoch run once) or `estimate_analytical`, as t
 `repeats` runs. The reference path of an FPGA case compiles every bucket eagerly and
 simulates each instruction by instruction, every epoch of all cores in one event loop, once;
 the record gives its time, the speedup, and the largest relative difference between any two
-numbers of the two reports. GPU and CPU estimates are analytical: they have no reuse, so
-their reference is themselves.
+numbers of the two reports. Times are wall seconds and this process's CPU seconds (on a
+shared machine the CPU time is the steadier measure). GPU and CPU estimates are analytical:
+they have no reuse, so their reference is themselves.
 """
 
 from __future__ import annotations
@@ -53,25 +54,33 @@ def _case(model: str, target: str, prompt: int, gen: int, repeats: int) -> dict:
     labels = {"model": model, "target": target, "recipe": hw.default_recipe}
     fpga = hw.kind is Kind.FPGA
     estimate = estimate_fpga if fpga else estimate_analytical
-    times, report = [], None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        report = estimate(prefill, decode, hw, workload, labels)
-        times.append(time.perf_counter() - start)
-    fast_s = statistics.median(times)
-    full_s, full = fast_s, report
+    runs = [_timed(estimate, prefill, decode, hw, workload, labels) for _ in range(repeats)]
+    report = runs[-1][2]
+    fast_s, fast_cpu_s = (statistics.median(r[i] for r in runs) for i in (0, 1))
+    full_s, full_cpu_s, full = fast_s, fast_cpu_s, report
     if fpga:
-        start = time.perf_counter()
         request = CompileRequest(prefill, decode, hw, 1, prompt, gen + 1)
-        program = compile_program(request)
         weights = deployed_weight_bytes(decode)
-        full = estimate_program(program, hw, workload, labels, weights, reuse=False)
-        full_s = time.perf_counter() - start
+        full_s, full_cpu_s, full = _timed(_full_path, request, workload, labels, weights)
     return {
         "model": model, "target": target, "prompt": prompt, "gen": gen,
         "fast_s": fast_s, "full_s": full_s, "speedup": full_s / fast_s,
+        "fast_cpu_s": fast_cpu_s, "full_cpu_s": full_cpu_s,
         "max_rel_diff": _max_rel_diff(report, full),
     }  # fmt: skip
+
+
+def _timed(fn, *args) -> tuple[float, float, object]:
+    """Return (wall seconds, CPU seconds of this process, result) of one call."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    result = fn(*args)
+    return time.perf_counter() - wall, time.process_time() - cpu, result
+
+
+def _full_path(request: CompileRequest, workload: Workload, labels: dict, weights: int) -> dict:
+    """Compile every bucket eagerly and simulate each instruction by instruction."""
+    program = compile_program(request)
+    return estimate_program(program, request.hw, workload, labels, weights, reuse=False)
 
 
 def _leaves(value, key: str = "") -> Iterator[tuple[str, object]]:
@@ -99,13 +108,13 @@ def _max_rel_diff(a: dict, b: dict) -> float:
 def format_estimate_table(record: dict) -> str:
     """Return the benchmark as a text table."""
     lines = [
-        f"{'model':<10} {'target':<9} {'prompt':>6} {'gen':>5} {'fast s':>8} {'full s':>8} "
-        f"{'speedup':>8} {'max rel diff':>12}"
+        f"{'model':<10} {'target':<9} {'prompt':>6} {'gen':>5} {'fast s':>8} {'cpu s':>7} "
+        f"{'full s':>8} {'cpu s':>7} {'speedup':>8} {'max rel diff':>12}"
     ]
     for r in record["rows"]:
         lines.append(
             f"{r['model']:<10} {r['target']:<9} {r['prompt']:>6} {r['gen']:>5} "
-            f"{r['fast_s']:>8.3f} {r['full_s']:>8.3f} {r['speedup']:>7.1f}x "
-            f"{r['max_rel_diff']:>12.1e}"
+            f"{r['fast_s']:>8.3f} {r['fast_cpu_s']:>7.3f} {r['full_s']:>8.3f} "
+            f"{r['full_cpu_s']:>7.3f} {r['speedup']:>7.1f}x {r['max_rel_diff']:>12.1e}"
         )
     return "\n".join(lines)
