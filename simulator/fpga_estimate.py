@@ -13,12 +13,12 @@ Time by op class: every instant of a bucket's run is charged to the instruction 
 completes next on any core (the one the run was waiting on), so the classes add up to the
 run's time; epochs (runs between barriers) follow each other, so each is charged from its own
 start, and the gap before an epoch's first completion goes to that instruction (absolute
-times would round differently on each path and reorder ties). An instruction's class comes from what it touches: loads by the HBM region they
-read (weight -> linear, kv -> attention, others -> data), matrix instructions by the last
-weight-buffer load before them, SFU instructions by their function (DEQUANT and QUANTIZE by
-the matrix instruction before them). Energy by class =
-its instructions' dynamic energy + static power x its time (a SYS instruction's energy,
-fetching its word, goes to data). The report has the keys of
+times would round differently on each path and reorder ties). An instruction's class comes
+from what it touches: loads by the HBM region they read (weight -> linear, kv -> attention,
+others -> data), matrix instructions by the last weight-buffer load before them, SFU
+instructions by their function (DEQUANT and QUANTIZE by the matrix instruction before them).
+Energy by class = its instructions' dynamic energy + static power x its time (a SYS
+instruction's energy, fetching its word, goes to data). The report has the keys of
 DESIGN.md "Report", like `estimate.estimate_analytical`.
 """
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from enum import IntEnum
 from functools import cached_property
 
 import numpy as np
@@ -95,10 +96,6 @@ class Block:
         return len(self) == len(other) and all(
             np.array_equal(self.cols[c], other.cols[c]) for c in COLUMNS
         )
-
-    def words(self) -> np.ndarray:
-        """Return the block's 32-bit instruction words (validated, as `isa.encode`)."""
-        return pack(self.cols)
 
 
 def block_of(
@@ -200,6 +197,31 @@ def _field_code(cls: type[isa.Instruction], field: isa.Field, values: np.ndarray
             field.encode(cls.OPCODE.name, value)  # raises, naming instruction and field
         raise InputError(f"{cls.OPCODE.name}.{field.name}: code {value} is not defined")
     return codes
+
+
+def listing_of(cols: Mapping[str, np.ndarray]) -> str:
+    """Return `isa.listing` of a table's instructions, formatted straight from the columns."""
+    rows = {name: cols[name].tolist() for name in FIELD_COLUMNS}
+    lines, pos = [], 0
+    for i, code in enumerate(rows["opcode"]):
+        cls = isa.INSTRUCTIONS[isa.Opcode(code)]
+        parts = [f"{cls.OPCODE.name:<5}"]
+        parts += [f"{f.name}={_text(f, rows[f.name][i])}" for f in cls.FIELDS]
+        wait, release = isa.mask_letters(rows["wait"][i]), isa.mask_letters(rows["release"][i])
+        lines.append(f"{pos:06d}  {' '.join(parts)} wait={wait} release={release}\n")
+        pos += int(N_WORDS[code])
+    return "".join(lines)
+
+
+def _text(field: isa.Field, value: int) -> str:
+    """Return a field's value as `isa.Instruction.listing` prints it."""
+    if field.name == "n":
+        return f"{value}:16"
+    if field.name == ACT_FIELD or field.values is isa.BOOL:
+        return str(field.values[value])
+    if field.values is not None and isinstance(field.values[0], IntEnum):
+        return type(field.values[0])(value).name.lower()
+    return str(value)
 
 
 def _check_own_queue(cls: type[isa.Instruction], cols: Mapping, rows: np.ndarray) -> None:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sparseflow.backends.fpga import isa
-from sparseflow.backends.fpga.columns import Block, table_of
+from sparseflow.backends.fpga.columns import Block, listing_of, table_of
 from sparseflow.backends.fpga.layout import (
     FP16_BYTES,
     ChannelAllocator,
@@ -386,7 +386,7 @@ class FpgaCompiled:
         shown = shown or self.program.buckets[0]
         for core, stream in enumerate(shown.streams):
             lines.append(f"# listing: {shown.phase} bucket {shown.length} core {core}\n")
-            lines.append(isa.listing(stream.instructions()))
+            lines.append(listing_of(stream.table()))
         return "".join(lines)
 
     def summary(self) -> dict:

@@ -36,7 +36,7 @@ from functools import cached_property
 import numpy as np
 
 from sparseflow.backends.fpga import isa
-from sparseflow.backends.fpga.columns import COLUMNS, N_WORDS, Block, concat, table_of
+from sparseflow.backends.fpga.columns import COLUMNS, N_WORDS, Block, concat, pack, table_of
 from sparseflow.backends.fpga.engine_model import EngineParams
 from sparseflow.ir.errors import InputError
 
@@ -239,7 +239,7 @@ class Stream:
     @property
     def words(self) -> np.ndarray:
         """Return the stream's uint32 words (`isa.encode` format), packed on each call."""
-        return np.concatenate([b.words() for b in self.blocks] or [np.zeros(0, np.uint32)])
+        return pack(self.table())
 
     def to_bytes(self) -> bytes:
         return self.words.astype("<u4").tobytes()

@@ -29,6 +29,13 @@ def test_stream_round_trip_and_table() -> None:
     assert table["wait"][1] == 1 and table["release"][0] == 4
 
 
+def test_listing_from_columns_equals_the_isa_listing() -> None:
+    from sparseflow.backends.fpga.columns import listing_of
+
+    program = [*PROGRAM, isa.Sys(op=isa.SysOp.BARRIER), isa.MM(n=16, bias=True, act="relu")]
+    assert listing_of(Stream.from_instructions(program).table()) == isa.listing(program)
+
+
 def test_layout_check_names_overlap_and_capacity() -> None:
     a = HbmRegion("a", "weight", 0, 0, 10)
     with pytest.raises(InputError, match="a overlaps b"):

@@ -16,6 +16,7 @@ from sparseflow.passes.recipe import load_recipe
 
 # sha256 of DIR/program after `sparseflow compile tiny-llama --target u280 -o DIR`.
 TINY_PROGRAM = "052993ea7e45e44eaf89ed1b60fe2ea9090cf7b11920160c2cb2a3865a1069d8"
+TINY_LISTING = "d1d8c23fa4b215fbc4adf50189e9ed78addeab7f7463493b6e41d3115d779d70"  # DIR/program.lst
 # sha256 of each core's stream of the decode bucket 144 of llama2-7b on u280 (prompt 128,
 # gen 16), as DIR/program holds them.
 LLAMA_DECODE_144 = (
@@ -28,6 +29,8 @@ LLAMA_DECODE_144 = (
 def test_tiny_llama_program_bytes_are_unchanged(tmp_path) -> None:
     assert main(["compile", "tiny-llama", "--target", "u280", "-o", str(tmp_path)]) == 0
     assert hashlib.sha256((tmp_path / "program").read_bytes()).hexdigest() == TINY_PROGRAM
+    listing = (tmp_path / "program.lst").read_bytes()
+    assert hashlib.sha256(listing).hexdigest() == TINY_LISTING
 
 
 def test_llama2_7b_decode_bucket_bytes_are_unchanged() -> None:
