@@ -97,6 +97,7 @@ class BlockRunner:
         self.infos: dict[tuple[bytes, int], BlockInfo] = {}
         self.epochs: dict[tuple, tuple] = {}
         self.charges: dict[tuple, EpochCharge] = {}
+        self.cost_j: list[float] = []  # dynamic joules of each priced cost, in order
 
     def run(self, bucket: Bucket) -> BlockRun | None:
         """Simulate `bucket`; None when its cores pass different numbers of barriers."""
@@ -112,7 +113,9 @@ class BlockRunner:
         groups = core_groups([set(np.unique(c).tolist()) - {-1} for c in channels])
         time_s, cls_t, pair_t = self._walk(infos, epochs, starts, classes, groups)
         counts = sum(np.bincount(i, minlength=len(self.cache.costs)) for i in ids)
-        per_cost_j = np.array([self.energy_j(c) for c in self.cache.costs])
+        costs = self.cache.costs
+        self.cost_j += [self.energy_j(c) for c in costs[len(self.cost_j) :]]
+        per_cost_j = np.array(self.cost_j)
         dyn = sum(
             np.bincount(c, weights=per_cost_j[i], minlength=self.n_classes)
             for c, i in zip(classes, ids, strict=True)
