@@ -13,6 +13,8 @@ from collections import defaultdict
 from dataclasses import dataclass, fields, replace
 from typing import NamedTuple
 
+import numpy as np
+
 from sparseflow.backends.runner import check_request
 from sparseflow.hw_models.schema import GpuModel, HardwareModel
 from sparseflow.ir.dims import dim_symbols
@@ -137,6 +139,24 @@ class _Affine:
         self.bytes = (t0.bytes_moved, t1.bytes_moved - t0.bytes_moved)
         self.static_w = t0.energy.static_j / t0.time_s
 
+    def over(self, steps: np.ndarray) -> dict[str, np.ndarray]:
+        """Return `at` for every count of `steps` as arrays (the same arithmetic per element):
+        time_s, energy_j, compute_share, memory_share and bound (index in BOUNDS)."""
+        t0 = self.t0
+        compute = self.compute[0] + self.compute[1] * steps
+        memory = self.memory[0] + self.memory[1] * steps
+        time_s = np.maximum(compute, memory) + t0.launch_overhead_s
+        dynamic = self.dynamic[0] + self.dynamic[1] * steps
+        launch = t0.launch_overhead_s > np.maximum(compute, memory)
+        bound = np.where(launch, 2, np.where(compute >= memory, 0, 1))
+        return {
+            "time_s": time_s,
+            "energy_j": dynamic + self.static_w * time_s,
+            "compute_share": (self.flops[0] + self.flops[1] * steps) / t0.peak_ops_per_s,
+            "memory_share": (self.bytes[0] + self.bytes[1] * steps) / t0.peak_bandwidth_bytes_per_s,
+            "bound": bound,
+        }
+
     def at(self, steps: int) -> StepTiming:
         """Return the timing `steps` KV entries past t0."""
         t0 = self.t0
@@ -165,19 +185,27 @@ def decode_timings(
     Length-independent kernels are timed once; length-dependent ones are extrapolated from
     two lengths (`_Affine`), or timed at every step when `exact` (the tests compare both).
     """
-    varying = length_dependent(decode)
-    first = _time_graph(hw, decode, {"L": workload.prompt_len}, dtype)
-    fixed = [_step(t) for t in first if t.name not in varying]
     if exact:
         return [
             [_step(t) for t in _time_graph(hw, decode, {"L": workload.prompt_len + i}, dtype)]
             for i in range(workload.gen_len)
         ]
+    fixed, lines = _decode_lines(hw, decode, workload, dtype)
+    return [fixed + [line.at(i) for line in lines] for i in range(workload.gen_len)]
+
+
+def _decode_lines(
+    hw: HardwareModel, decode: Graph, workload: Workload, dtype: DType
+) -> tuple[list[StepTiming], list[_Affine]]:
+    """Return the decode kernels whose timing does not depend on the KV length (in graph
+    order) and the affine lines of those that do (`decode_timings` orders them so too)."""
+    varying = length_dependent(decode)
+    first = _time_graph(hw, decode, {"L": workload.prompt_len}, dtype)
+    fixed = [_step(t) for t in first if t.name not in varying]
     base = [t for t in first if t.name in varying]
     works = graph_works(decode, {"L": workload.prompt_len + 1}, dtype, only=varying)
     nxt = [estimate_kernel(hw, w) for w in works]
-    lines = [_Affine(t0, t1) for t0, t1 in zip(base, nxt, strict=True)]
-    return [fixed + [line.at(i) for line in lines] for i in range(workload.gen_len)]
+    return fixed, [_Affine(t0, t1) for t0, t1 in zip(base, nxt, strict=True)]
 
 
 def estimate_analytical(
@@ -192,22 +220,119 @@ def estimate_analytical(
     dtype = DType.F16 if isinstance(hw, GpuModel) else DType.F32
     weights = deployed_weight_bytes(decode)
     _check_capacity(hw, decode, weights, workload)
-    prefill_timings = _time_graph(hw, prefill, {"T": workload.prompt_len}, dtype)
-    steps = decode_timings(hw, decode, workload, dtype, exact)
-    every = [_step(t) for t in prefill_timings] + [t for step in steps for t in step]
-    prefill_s = sum(t.time_s for t in prefill_timings)
-    step_s = [sum(t.time_s for t in step) for step in steps]
+    prefill = [_step(t) for t in _time_graph(hw, prefill, {"T": workload.prompt_len}, dtype)]
+    if exact:
+        steps = decode_timings(hw, decode, workload, dtype, exact)
+        table = StepTable.of_records(prefill, steps)
+    else:
+        fixed, lines = _decode_lines(hw, decode, workload, dtype)
+        table = StepTable.of_lines(prefill, fixed, lines, workload.gen_len)
+    prefill_s = sum(t.time_s for t in prefill)
+    step_s = [sum(row) for row in table.time_s.tolist()]
     decode_s = sum(step_s)
     total_s = prefill_s + decode_s
     utilization = {
-        "compute": sum(t.flops_executed / t.peak_ops_per_s for t in every) / total_s,
-        "memory_bandwidth": sum(t.bytes_moved / t.peak_bandwidth_bytes_per_s for t in every)
-        / total_s,
+        "compute": table.total("compute_share") / total_s,
+        "memory_bandwidth": table.total("memory_share") / total_s,
     }
     return request_report(
-        labels, workload, prefill_s, step_s[0], decode_s, sum(t.energy_j for t in every),
-        weights, utilization, breakdown(every),
+        labels, workload, prefill_s, step_s[0], decode_s, table.total("energy_j"), weights,
+        utilization, table.breakdown(),
     )  # fmt: skip
+
+
+BOUNDS = ("compute", "memory", "launch")
+QUANTITIES = ("time_s", "energy_j", "compute_share", "memory_share")
+
+
+@dataclass(frozen=True)
+class StepTable:
+    """A request's kernel timings: the prefill kernels' records, then the decode steps as
+    [steps, kernels] arrays (the records of 512 steps of a 7B model would be half a million).
+
+    `total` and `breakdown` add up values in the order of the records (prefill kernels, then
+    step by step each step's kernels), so their sums are bit for bit those over the records.
+    Columns: kernels whose timing does not depend on the KV length, then the others.
+    """
+
+    prefill: list[StepTiming]
+    classes: list[str]  # op class of each decode column
+    time_s: np.ndarray  # [steps, kernels]
+    energy_j: np.ndarray
+    compute_share: np.ndarray  # executed ops over the peak: seconds at peak
+    memory_share: np.ndarray  # bytes over the peak bandwidth
+    bound: np.ndarray  # index in BOUNDS
+
+    @classmethod
+    def of_records(cls, prefill: list[StepTiming], steps: list[list[StepTiming]]) -> StepTable:
+        """Return the table of per-step records (every step lists the same kernels)."""
+        rows = [[_values(t) for t in step] for step in steps]
+        columns = np.array(rows, dtype=object).transpose(2, 0, 1)
+        arrays = [np.array(c.tolist(), float) for c in columns[:4]]
+        bound = np.array(columns[4].tolist(), np.int64)
+        return cls(prefill, [t.op_class for t in steps[0]], *arrays, bound)
+
+    @classmethod
+    def of_lines(
+        cls, prefill: list[StepTiming], fixed: list[StepTiming], lines: list, n_steps: int
+    ) -> StepTable:
+        """Return the table of constant kernels and affine ones (`_Affine`) over n_steps."""
+        i = np.arange(n_steps)
+        out = {q: np.empty((n_steps, len(fixed) + len(lines))) for q in QUANTITIES}
+        bound = np.empty((n_steps, len(fixed) + len(lines)), np.int64)
+        for k, t in enumerate(fixed):
+            for q, value in zip(QUANTITIES, _values(t)[:4], strict=True):
+                out[q][:, k] = value
+            bound[:, k] = BOUNDS.index(t.bound)
+        for k, line in enumerate(lines, start=len(fixed)):
+            columns = line.over(i)
+            for q in QUANTITIES:
+                out[q][:, k] = columns[q]
+            bound[:, k] = columns["bound"]
+        classes = [t.op_class for t in fixed] + [line.t0.op_class for line in lines]
+        return cls(prefill, classes, *(out[q] for q in QUANTITIES), bound)
+
+    def total(self, quantity: str) -> float:
+        """Return the sum of one quantity over every kernel run, in record order."""
+        first = [_values(t)[QUANTITIES.index(quantity)] for t in self.prefill]
+        return sum(first + getattr(self, quantity).ravel().tolist())
+
+    def breakdown(self) -> list[dict[str, object]]:
+        """Return `breakdown` of the records, from the arrays."""
+        order = list(dict.fromkeys([t.op_class for t in self.prefill] + self.classes))
+        col_class = np.array([order.index(c) for c in self.classes], np.int64)
+        rows = []
+        for index, name in enumerate(order):
+            mine = [t for t in self.prefill if t.op_class == name]
+            cols = col_class == index
+            time_s = sum([t.time_s for t in mine] + self.time_s[:, cols].ravel().tolist())
+            energy = sum([t.energy_j for t in mine] + self.energy_j[:, cols].ravel().tolist())
+            rows.append({"name": name, "time_s": time_s, "energy_j": energy,
+                         "bound": self._bound(mine, cols)})  # fmt: skip
+        return sorted(rows, key=lambda r: -r["time_s"])
+
+    def _bound(self, mine: list[StepTiming], cols: np.ndarray) -> str:
+        """Return the bound holding the most time of one class; ties go to the bound seen
+        first in record order."""
+        first_seen, seconds = {}, {}
+        n = len(mine)
+        for code, bound in enumerate(BOUNDS):
+            picked = [t.time_s for t in mine if t.bound == bound]
+            where = self.bound[:, cols] == code
+            flat = np.flatnonzero(where.ravel())
+            if not picked and not len(flat):
+                continue
+            first = next((k for k, t in enumerate(mine) if t.bound == bound), None)
+            first_seen[bound] = first if first is not None else n + int(flat[0])
+            seconds[bound] = sum(picked + self.time_s[:, cols][where].tolist())
+        ranked = sorted(seconds, key=first_seen.get)
+        return max(ranked, key=seconds.get)
+
+
+def _values(t: StepTiming) -> tuple[float, float, float, float, int]:
+    """Return a record's (time, energy, compute share, memory share, bound index)."""
+    return (t.time_s, t.energy_j, t.flops_executed / t.peak_ops_per_s,
+            t.bytes_moved / t.peak_bandwidth_bytes_per_s, BOUNDS.index(t.bound))  # fmt: skip
 
 
 def request_report(
