@@ -9,7 +9,6 @@ the others are timed at every step, so the result equals timing each step in ful
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass, fields, replace
 from typing import NamedTuple
 
@@ -298,7 +297,8 @@ class StepTable:
         return sum(first + getattr(self, quantity).ravel().tolist())
 
     def breakdown(self) -> list[dict[str, object]]:
-        """Return `breakdown` of the records, from the arrays."""
+        """Return time and energy per op class, largest first, with the bound that holds most
+        of the class's time."""
         order = list(dict.fromkeys([t.op_class for t in self.prefill] + self.classes))
         col_class = np.array([order.index(c) for c in self.classes], np.int64)
         rows = []
@@ -367,24 +367,3 @@ def request_report(
         "utilization": utilization,
         "breakdown": rows,
     }
-
-
-def breakdown(timings: list[StepTiming]) -> list[dict[str, object]]:
-    """Return time and energy per op class, largest first, with the bound that dominates."""
-    time_s: dict[str, float] = defaultdict(float)
-    energy_j: dict[str, float] = defaultdict(float)
-    bound_s: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
-    for t in timings:
-        time_s[t.op_class] += t.time_s
-        energy_j[t.op_class] += t.energy_j
-        bound_s[t.op_class][t.bound] += t.time_s
-    rows = [
-        {
-            "name": name,
-            "time_s": time_s[name],
-            "energy_j": energy_j[name],
-            "bound": max(bound_s[name], key=bound_s[name].get),
-        }
-        for name in time_s
-    ]
-    return sorted(rows, key=lambda r: -r["time_s"])
