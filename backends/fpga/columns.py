@@ -21,7 +21,7 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
-from functools import cached_property
+from functools import cache, cached_property
 
 import numpy as np
 
@@ -62,20 +62,17 @@ class Block:
     def n_words(self) -> int:
         return int(N_WORDS[self.cols["opcode"]].sum())
 
-    @property
-    def root(self) -> Block:
-        """Return the lowered block this one derives from (itself if lowered)."""
-        return self if self.base is None else self.base.root
-
     def shifted(self, step: Mapping[str, np.ndarray] | None, steps: int) -> Block | None:
-        """Return this block plus `steps` x `step` (`step_between` two blocks), column by
-        column; None when there is no step (the blocks do not repeat)."""
+        """Return this block plus `steps` x `step` (`step_to` between two blocks), column by
+        column; None when there is no step (the blocks do not repeat). InputError names a
+        shifted field that no longer fits its instruction."""
         if step is None or any(len(d) != len(self) for d in step.values()):
             return None
         cols, changed = dict(self.cols), set(step)
         for name, delta in step.items():
             cols[name] = self.cols[name] + steps * delta
         if changed:
+            check(cols, changed)
             _derive(cols)
             changed |= {c for c in DERIVED if not np.array_equal(cols[c], self.cols[c])}
         return Block(cols, self, frozenset(changed))
@@ -123,6 +120,7 @@ def block_of(
         for name, default in DEFAULTS[cls].items():
             if default and name not in names:
                 cols[name][rows] = default if name != ACT_FIELD else _act_code(cls, default)
+    check(cols)
     _derive(cols)
     return Block(cols)
 
@@ -156,6 +154,21 @@ def concat(blocks: Sequence[Block]) -> dict[str, np.ndarray]:
     return {name: np.concatenate([b.cols[name] for b in blocks]) for name in COLUMNS}
 
 
+def check(cols: Mapping[str, np.ndarray], names: set[str] | None = None) -> None:
+    """Raise InputError, as `isa` encoding would, for a field value (of `names`, by default
+    all) that its instruction cannot encode: an estimate rejects what `compile` could not
+    write."""
+    opcode = cols["opcode"]
+    for cls in CLASSES:
+        rows = np.flatnonzero(opcode == cls.OPCODE)
+        if not len(rows):
+            continue
+        for field in isa.HEADER + cls.FIELDS:
+            if names is None or field.name in names:
+                _field_code(cls, field, cols[field.name][rows])
+        _check_own_queue(cls, cols, rows)
+
+
 def pack(cols: Mapping[str, np.ndarray]) -> np.ndarray:
     """Return the uint32 words of a table's instructions; InputError names a bad field."""
     opcode = cols["opcode"]
@@ -177,26 +190,34 @@ def pack(cols: Mapping[str, np.ndarray]) -> np.ndarray:
 
 def _field_code(cls: type[isa.Instruction], field: isa.Field, values: np.ndarray) -> np.ndarray:
     """Return the bit codes of one field's values; raise as `isa.Field.encode` on a bad one."""
+    if not len(values):
+        return values
     if field.name == ACT_FIELD:  # held as its code already (checked when the block was built)
-        bad = (values < 0) | (values >= len(field.values))
-        codes = values
+        lo, hi, codes = 0, len(field.values) - 1, values
     elif field.values is not None:
-        allowed = [int(v) for v in field.values]
-        lookup = np.full(max(allowed) + 1, -1, np.int64)
-        lookup[allowed] = np.arange(len(allowed))
+        lookup = _codes_of(field)
         inside = (values >= 0) & (values < len(lookup))
         codes = np.where(inside, lookup[np.where(inside, values, 0)], -1)
-        bad = codes < 0
+        if codes.min() < 0:
+            field.encode(cls.OPCODE.name, int(values[np.argmax(codes < 0)]))  # raises
+        return codes
     else:
-        hi = (1 << field.width) - 1 if field.hi is None else field.hi
-        bad = (values < field.lo) | (values > hi)
-        codes = values
-    if bad.any():
-        value = int(values[np.argmax(bad)])
+        lo, hi, codes = field.lo, (1 << field.width) - 1 if field.hi is None else field.hi, values
+    if values.min() < lo or values.max() > hi:
+        value = int(values[np.argmax((values < lo) | (values > hi))])
         if field.name != ACT_FIELD:
             field.encode(cls.OPCODE.name, value)  # raises, naming instruction and field
         raise InputError(f"{cls.OPCODE.name}.{field.name}: code {value} is not defined")
     return codes
+
+
+@cache
+def _codes_of(field: isa.Field) -> np.ndarray:
+    """Return value -> bit code of a choice field (-1 for values it cannot hold)."""
+    allowed = [int(v) for v in field.values]
+    lookup = np.full(max(allowed) + 1, -1, np.int64)
+    lookup[allowed] = np.arange(len(allowed))
+    return lookup
 
 
 def listing_of(cols: Mapping[str, np.ndarray]) -> str:
