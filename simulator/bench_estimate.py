@@ -6,9 +6,9 @@ block by block with each distinct epoch run once) or `estimate_analytical`, as t
 `repeats` runs. The reference path of an FPGA case compiles every bucket eagerly and
 simulates each instruction by instruction, every epoch of all cores in one event loop, once;
 the record gives its time, the speedup, and the largest relative difference between any two
-numbers of the two reports. Times are wall seconds and this process's CPU seconds (on a
-shared machine the CPU time is the steadier measure). GPU and CPU estimates are analytical:
-they have no reuse, so their reference is themselves.
+numbers of the two reports. Times are wall seconds and this process's CPU seconds; the
+speedup is the ratio of CPU seconds (the steadier measure on a shared machine). GPU and CPU
+estimates are analytical: they have no reuse, so their reference is themselves.
 """
 
 from __future__ import annotations
@@ -64,8 +64,8 @@ def _case(model: str, target: str, prompt: int, gen: int, repeats: int) -> dict:
         full_s, full_cpu_s, full = _timed(_full_path, request, workload, labels, weights)
     return {
         "model": model, "target": target, "prompt": prompt, "gen": gen,
-        "fast_s": fast_s, "full_s": full_s, "speedup": full_s / fast_s,
-        "fast_cpu_s": fast_cpu_s, "full_cpu_s": full_cpu_s,
+        "fast_s": fast_s, "full_s": full_s, "fast_cpu_s": fast_cpu_s, "full_cpu_s": full_cpu_s,
+        "speedup": full_cpu_s / fast_cpu_s,
         "max_rel_diff": _max_rel_diff(report, full),
     }  # fmt: skip
 
