@@ -64,15 +64,14 @@ class Block:
 
     def shifted(self, step: Mapping[str, np.ndarray] | None, steps: int) -> Block | None:
         """Return this block plus `steps` x `step` (`step_to` between two blocks), column by
-        column; None when there is no step (the blocks do not repeat). InputError names a
-        shifted field that no longer fits its instruction."""
+        column; None when there is no step (the blocks do not repeat). Shifted fields are not
+        checked here (`check` them before use: a candidate may be compared and dropped)."""
         if step is None or any(len(d) != len(self) for d in step.values()):
             return None
         cols, changed = dict(self.cols), set(step)
         for name, delta in step.items():
             cols[name] = self.cols[name] + steps * delta
         if changed:
-            check(cols, changed)
             _derive(cols)
             changed |= {c for c in DERIVED if not np.array_equal(cols[c], self.cols[c])}
         return Block(cols, self, frozenset(changed))

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sparseflow.backends.fpga import isa
-from sparseflow.backends.fpga.columns import Block, listing_of, table_of
+from sparseflow.backends.fpga.columns import Block, check, listing_of, table_of
 from sparseflow.backends.fpga.layout import (
     FP16_BYTES,
     ChannelAllocator,
@@ -325,7 +325,10 @@ class _Layers:
             return self.done[j]
         p = self.period
         base = 1 + (j - 1) % p
-        return self._derive(base, (j - 1) // p, p), self.done[base][1]
+        blocks = self._derive(base, (j - 1) // p, p)
+        for block in blocks:
+            check(block.cols, block.changed)  # a field stepped past what its ISA field holds
+        return blocks, self.done[base][1]
 
     def _derive(self, base: int, steps: int, p: int) -> list[Block] | None:
         if p not in self.steps:
