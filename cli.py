@@ -358,6 +358,18 @@ def cmd_bench_spmm(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_estimate(args: argparse.Namespace) -> int:
+    """Time compile + estimate of one design point against the full reference path."""
+    from sparseflow.simulator.bench_estimate import format_estimate_table, run_estimate_bench
+
+    record = run_estimate_bench(quick=args.quick, repeats=args.repeats)
+    if args.json:
+        _print_json(record)
+    else:
+        print(format_estimate_table(record))
+    return 0
+
+
 def cmd_bench_gpu(args: argparse.Namespace) -> int:
     """Time the numba.cuda kernels against a GPU hardware model's peaks (and cuBLAS)."""
     from sparseflow.backends.gpu.bench_report import bench_gpu, format_gpu_bench
@@ -448,6 +460,11 @@ def build_parser() -> argparse.ArgumentParser:
     spmm.add_argument("--quick", action="store_true", help="a small subset of the cases")
     spmm.add_argument("--plot", metavar="FILE.png", help="write speedup vs sparsity plot")
     spmm.set_defaults(func=cmd_bench_spmm)
+    est = bench.add_parser("estimate", help="cost of one design point vs the full path")
+    est.add_argument("--json", action="store_true", help="print {'rows': [...]} as JSON")
+    est.add_argument("--quick", action="store_true", help="three of the cases")
+    est.add_argument("--repeats", type=int, default=3, help="timed runs per case (median)")
+    est.set_defaults(func=cmd_bench_estimate)
     gpu = bench.add_parser("gpu", help="numba.cuda kernels vs the GPU model's peaks and cuBLAS")
     gpu.add_argument("--target", default="a100", help="GPU hardware model for the peaks")
     gpu.add_argument("--kernel", action="append", help="only this kernel (repeatable)")

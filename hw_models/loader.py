@@ -32,6 +32,7 @@ from sparseflow.hw_models.schema import (
     MODEL_CLASS_BY_KIND,
     RECIPES_BY_KIND,
     CpuModel,
+    FpgaCore,
     FpgaModel,
     GpuModel,
     HardwareModel,
@@ -181,35 +182,49 @@ def validate_fpga(hw: FpgaModel, ctx: BuildContext) -> None:
             "hbm.channels",
             f"{hw.hbm.channels} exceeds the {MAX_HBM_CHANNELS} the ISA's channel field addresses",
         )
-    if hw.cores > hw.hbm.channels:
-        raise ctx.error(
-            "cores", f"{hw.cores} cores need at least as many HBM channels ({hw.hbm.channels})"
-        )
     if hw.cores * core.dsps > hw.dsp_count:
         raise ctx.error(
             "core.dsp_chains",
             f"{hw.cores} cores x {core.dsps} DSPs exceed dsp_count {hw.dsp_count}",
         )
-    if core.dsps_per_chain % core.dsp_group_size:
-        raise ctx.error("core.dsp_group_size", "must divide core.dsps_per_chain")
-    ns = core.nm_supported_n
-    if list(ns) != sorted(set(ns)) or any(core.nm_block_m % n for n in ns):
-        raise ctx.error(
-            "core.nm_supported_n", f"need ascending distinct divisors of {core.nm_block_m}"
-        )
-    for mode in ("mv_parallelism", "mm_parallelism"):
-        macs = getattr(core, mode).macs_per_cycle
-        if macs > core.int8_macs_per_cycle:
-            raise ctx.error(
-                f"core.{mode}",
-                f"{macs} MACs/cycle exceed the core's {core.int8_macs_per_cycle}",
-            )
+    validate_chain(core, ctx)
+    if hw.hbm.channels < hw.cores:
+        raise ctx.error("hbm.channels", f"each of the {hw.cores} cores needs a channel of its own")
     if core.sfu.precision not in ("fp16", "fp32"):
         raise ctx.error("core.sfu.precision", "expected 'fp16' or 'fp32'")
     if hw.hbm.cross_channel_efficiency > hw.hbm.same_channel_efficiency:
         raise ctx.error("hbm.cross_channel_efficiency", "must not exceed same_channel_efficiency")
     if hw.power.static_power_w >= hw.power.board_power_budget_w:
         raise ctx.error("power.static_power_w", "must be below power.board_power_budget_w")
+
+
+# What the ISA and the generated RTL fix (`backends.fpga.isa`, `rtl/templates`): N:M blocks of
+# M = 16 (the MM/MV `n` field encodes N in 2, 4, 8, 16), DSP groups of two slices, and a chain
+# that runs every N:16 mode from its smallest one up to dense.
+NM_BLOCK_M = 16
+DSP_GROUP_SIZE = 2
+NM_MODES = (2, 4, 8, 16)
+
+
+def validate_chain(core: FpgaCore, ctx: BuildContext) -> None:
+    """Check the DSP chain fields against what the ISA and the RTL can build."""
+    if core.nm_block_m != NM_BLOCK_M:
+        raise ctx.error("core.nm_block_m", f"the ISA encodes N:M blocks of M = {NM_BLOCK_M} only")
+    if core.dsp_group_size != DSP_GROUP_SIZE:
+        raise ctx.error(
+            "core.dsp_group_size", f"the generated DSP chain groups {DSP_GROUP_SIZE} slices only"
+        )
+    suffixes = [list(NM_MODES[i:]) for i in range(len(NM_MODES))]
+    if list(core.nm_supported_n) not in suffixes:
+        raise ctx.error(
+            "core.nm_supported_n",
+            f"a chain runs every N:16 mode from its smallest up: one of {suffixes}",
+        )
+    for n in (n for n in core.nm_supported_n if n != NM_BLOCK_M):
+        if core.dsps_per_chain % n:
+            raise ctx.error("core.dsps_per_chain", f"must be a multiple of N = {n} (N:16 mode)")
+    if core.dsps_per_chain % core.dsp_group_size:
+        raise ctx.error("core.dsps_per_chain", "must be a multiple of core.dsp_group_size")
 
 
 def validate_gpu(hw: GpuModel, ctx: BuildContext) -> None:

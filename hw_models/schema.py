@@ -411,6 +411,59 @@ MODEL_CLASS_BY_KIND: dict[Kind, type[HardwareModel]] = {
 
 META_FIELDS = ("source_file", "sources", "assumptions", "ranges")
 
+# Every numeric field of a hardware model changes what the compiler, the simulators or the RTL
+# generator do (tests/hw_models/test_live_fields.py perturbs each one), except the fields
+# below, listed by dotted path (a path covers the fields under it) with the reason.
+# Descriptive fields record published figures for reference and drive no model: a
+# design-space sweep refuses them as axes.
+DESCRIPTIVE_FIELDS: dict[Kind, dict[str, str]] = {
+    Kind.FPGA: {
+        "core.mv_parallelism": "the FlightLLM artifact's MV tiling, for comparison; the engine's "
+        "tiling follows from dsp_chains x dsps_per_chain and the N:16 mode",
+        "core.mm_parallelism": "the FlightLLM artifact's MM tiling, for comparison (as above)",
+        "hbm.cross_channel_efficiency": "applies to a transfer on another core's channel; the "
+        "compiler keeps every transfer on the issuing core's own channels",
+    },
+    Kind.GPU: {
+        "sm_count": "the roofline model works from device-wide peaks",
+        "memory.l2_bytes": "the roofline model has no cache level between HBM and the SMs",
+    },
+    Kind.CPU: {
+        "memory.llc_bytes": "the roofline model has no cache level between DRAM and the cores",
+        "sparse_kernels": "measured speed of the CPU kernels on this host: picks the kernels "
+        "`run` executes (backends/cpu/dispatch.py), not an estimate input",
+    },
+}
+# Limit fields only bound what fits: the loader or the estimate rejects a design beyond them.
+LIMIT_FIELDS: dict[Kind, dict[str, str]] = {
+    Kind.FPGA: {
+        "dsp_count": "the cores' chains must fit it (loader)",
+        "hbm.bytes_per_channel": "weights and KV cache must fit the HBM (estimate)",
+        "ddr.capacity_bytes": "the instruction streams must fit the DDR (estimate)",
+        "power.board_power_budget_w": "static power must stay below it (loader)",
+    },
+    Kind.GPU: {
+        "memory.capacity_bytes": "weights and KV cache must fit it (estimate)",
+        "power.tdp_w": "static power must stay below it (loader)",
+    },
+    Kind.CPU: {
+        "memory.capacity_bytes": "weights and KV cache must fit it (estimate)",
+        "power.tdp_w": "static power must stay below it (loader)",
+        "compute.cores": "bounds compute.peak_fp32_flops_per_s with the fields below (loader)",
+        "compute.clock_hz": "bounds compute.peak_fp32_flops_per_s (loader)",
+        "compute.simd_width_bits": "bounds compute.peak_fp32_flops_per_s (loader)",
+        "compute.fma_units_per_core": "bounds compute.peak_fp32_flops_per_s (loader)",
+    },
+}
+
+
+def field_role(kind: Kind, dotted: str) -> str:
+    """Return 'descriptive', 'limit' or 'model' for a field path of a `kind` hardware model."""
+    for role, table in (("descriptive", DESCRIPTIVE_FIELDS), ("limit", LIMIT_FIELDS)):
+        if any(dotted == p or dotted.startswith(p + ".") for p in table[kind]):
+            return role
+    return "model"
+
 
 def field_check(metadata: Any) -> str | None:
     """Return the value check a dataclass field declares in its metadata, if any."""

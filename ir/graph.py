@@ -11,8 +11,7 @@ import json
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-
-import networkx as nx
+from typing import TYPE_CHECKING
 
 from sparseflow.ir.errors import GraphError
 from sparseflow.ir.formats import PackedWeight
@@ -20,6 +19,9 @@ from sparseflow.ir.node import NAME_PATTERN, AttrValue, Node, make_attrs
 from sparseflow.ir.ops import Op, storage_bytes
 from sparseflow.ir.types import TensorType
 from sparseflow.ir.weights import Weights
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 
 @dataclass(frozen=True)
@@ -105,6 +107,8 @@ class Graph:
 
     def to_networkx(self) -> nx.DiGraph:
         """Return a DiGraph with one vertex per node (attrs: op, type) and data-flow edges."""
+        import networkx as nx  # here only: few commands need it, and it is slow to import
+
         dag = nx.DiGraph()
         for node in self.nodes:
             dag.add_node(node.name, op=node.op.value, type=str(node.type), attrs=node.attr_dict)

@@ -229,7 +229,7 @@ def storage_bytes(tensor_type: TensorType, bindings: dict[str, int] | None = Non
     quant = tensor_type.quant
     bits = quant.bits if quant else tensor_type.dtype.bits
     layout_bytes, value_rows = _layout_bytes(tensor_type, rows, cols)
-    values = sum(_row_bytes(entries, bits) for entries in value_rows)
+    values = sum(_row_bytes(entries, bits) * count for entries, count in value_rows)
     return layout_bytes + values + _side_bytes(tensor_type, rows, cols)
 
 
@@ -237,27 +237,29 @@ def _row_bytes(entries: int, bits: int) -> int:
     return -(-entries * bits // 8) if bits == 4 else entries * math.ceil(bits / 8)
 
 
-def _layout_bytes(tensor_type: TensorType, rows: int, cols: int) -> tuple[int, list[int]]:
-    """Return (index/pointer bytes, entries of each stored payload row)."""
+def _layout_bytes(
+    tensor_type: TensorType, rows: int, cols: int
+) -> tuple[int, list[tuple[int, int]]]:
+    """Return (index/pointer bytes, [(entries of a stored payload row, how many such rows)])."""
     sparse = tensor_type.sparse
     if sparse is None:
-        return 0, [cols] * rows
+        return 0, [(cols, rows)]
     d = sparse.density
     if sparse.pattern is SparsePattern.UNSTRUCTURED:
         nnz = round(d * rows * cols)
-        return 4 * nnz + 4 * (rows + 1), [nnz]
+        return 4 * nnz + 4 * (rows + 1), [(nnz, 1)]
     if sparse.pattern is SparsePattern.BLOCK:
         bm, bk = sparse.block
         block_rows = -(-rows // bm)
         nnzb = round(d * block_rows * -(-cols // bk))
-        return 4 * nnzb + 4 * (block_rows + 1), [bm * bk] * nnzb
+        return 4 * nnzb + 4 * (block_rows + 1), [(bm * bk, nnzb)]
     if sparse.pattern is SparsePattern.NM:
         entries = -(-cols // sparse.m) * sparse.n
-        return rows * entries, [entries] * rows
+        return rows * entries, [(entries, rows)]
     block = FLIGHTLLM_BLOCK
     rows_pad, cols_pad = -(-rows // block) * block, -(-cols // block) * block
     kept = round(d * rows_pad * cols_pad / block) * block
-    return -(-kept // 2) + (rows_pad // block) * (cols_pad // block), [kept]
+    return -(-kept // 2) + (rows_pad // block) * (cols_pad // block), [(kept, 1)]
 
 
 def _side_bytes(tensor_type: TensorType, rows: int, cols: int) -> int:

@@ -42,7 +42,7 @@ from sparseflow.backends.fpga.engine_model import (
     MatrixOp,
     matrix_cycles,
 )
-from sparseflow.backends.fpga.layout import FP16_BYTES, buffer_plan, core_channels
+from sparseflow.backends.fpga.layout import FP16_BYTES, buffer_plan, core_channels, engine_for
 from sparseflow.backends.fpga.program import BufferPlan
 from sparseflow.hw_models.schema import FpgaModel
 from sparseflow.ir.errors import InputError
@@ -91,7 +91,8 @@ class FpgaMachine:
     ) -> FpgaMachine:
         """Return the timing view of `hw`, with the compiled engine and buffer plan if given."""
         core = hw.core
-        chain = engine.chain if engine else ChainParams(core.dsps_per_chain, 2, 8)
+        engine = engine or engine_for(hw)
+        chain = engine.chain
         passes = {
             op: getattr(core.sfu, SFU_PASSES_FIELD.get(op, "elementwise_passes"))
             for op in isa.SfuOp
@@ -101,7 +102,7 @@ class FpgaMachine:
             clock_hz=hw.clock_hz,
             cores=hw.cores,
             chain=chain,
-            n_chains=engine.n_chains if engine else core.dsp_chains,
+            n_chains=engine.n_chains,
             macs_per_dsp=core.int8_macs_per_dsp_per_cycle,
             sfu_lanes=core.sfu.lanes,
             sfu_passes=passes,

@@ -24,13 +24,15 @@ is used by two cores, cores interact only at barriers, so each core's epoch is s
 its own; otherwise all cores' epochs together. An epoch's timing depends only on its
 instructions' costs, their channels relative to the core's own, and the tokens left on
 entry, so each distinct epoch is simulated once, across cores and length buckets.
-`simulate_streams(..., reuse=False)` runs everything in one event loop; tests check that both
-give the same result.
+`simulate_streams(..., reuse=False)` runs every epoch of all cores in one event loop (an
+epoch's loop starts at the barrier that opens it, all queues and transfers drained, so this is
+the whole program's run); tests check that both give the same result.
 """
 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,7 +47,7 @@ from sparseflow.simulator.fpga_costs import (
     InstructionCost,
     instruction_cost,
 )
-from sparseflow.simulator.hbm import HbmState, Transfer
+from sparseflow.simulator.hbm import HbmParams, HbmState, Transfer
 
 N_UNITS = len(isa.Queue)
 MASK_BITS = [tuple(j for j in range(N_UNITS) if mask >> j & 1) for mask in range(1 << N_UNITS)]
@@ -87,6 +89,8 @@ class SimResult:
     units: list[np.ndarray]  # per core: isa.Queue per instruction, SYS_UNIT for SYS
     channel_bytes: np.ndarray  # bytes moved per HBM channel
     events: EnergyEvents
+    # per epoch: (start offset, (first, end) row of each core, each core's epoch timeline)
+    epochs: list[tuple[float, list[tuple[int, int]], list[Timeline]]]
 
     @property
     def busy_s(self) -> np.ndarray:
@@ -109,8 +113,11 @@ class ReuseCache:
 
     def price(self, stream: Stream) -> PricedStream:
         """Return the stream's cost ids and channels (one cost per distinct column row)."""
-        table = stream.table()
-        if not len(stream):
+        return self.price_table(stream.table())
+
+    def price_table(self, table: Mapping[str, np.ndarray]) -> PricedStream:
+        """Return the cost ids and channels of the instructions in a `Stream.table()`."""
+        if not len(table["opcode"]):
             return PricedStream(np.zeros(0, np.int64), np.zeros(0, np.int64))
         cols = np.stack([table[c] for c in TIMING_COLUMNS], axis=1)
         rows, inverse = _unique_rows(cols)
@@ -162,15 +169,13 @@ def simulate_streams(
         raise InputError(f"program: {len(streams)} streams for a device of {machine.cores} cores")
     cache = cache or ReuseCache(machine)
     priced = [cache.price(s) for s in streams]
-    if reuse:
-        timelines = _EpochRunner(cache, priced).run()
-    else:
-        loop = _EventLoop(machine, cache.costs, priced)
-        timelines = loop.run()
-    return _result(cache, priced, timelines)
+    runner = _EpochRunner(cache, priced, reuse)
+    return _result(cache, priced, runner.run(), runner.records)
 
 
-def _result(cache: ReuseCache, priced: list[PricedStream], timelines: list[Timeline]):
+def _result(
+    cache: ReuseCache, priced: list[PricedStream], timelines: list[Timeline], epochs: list
+) -> SimResult:
     machine, costs = cache.machine, cache.costs
     unit_of = np.array([SYS_UNIT if c.unit is None else int(c.unit) for c in costs], np.int64)
     channel_bytes = np.zeros(machine.hbm.channels)
@@ -180,38 +185,38 @@ def _result(cache: ReuseCache, priced: list[PricedStream], timelines: list[Timel
         moves = s.channels >= 0
         np.add.at(channel_bytes, s.channels[moves], hbm_bytes[s.ids[moves]])
         counts += np.bincount(s.ids, minlength=len(costs))
-    totals = dict.fromkeys(EnergyEvents.__dataclass_fields__, 0.0)
-    for cost, n in zip(costs, counts, strict=True):
-        for name in cost.events.nonzero() if n else ():
-            totals[name] += n * getattr(cost.events, name)
     return SimResult(
         time_s=max([t.retire_s for t in timelines] + [0.0]),
         streams=priced,
         cores=timelines,
         units=[unit_of[s.ids] for s in priced],
         channel_bytes=channel_bytes,
-        events=EnergyEvents(**totals),
+        events=events_of(costs, counts),
+        epochs=epochs,
     )
 
 
-class _EpochRunner:
-    """Run a program epoch by epoch (see the module docstring), each distinct epoch once."""
+def events_of(costs: list[InstructionCost], counts: np.ndarray) -> EnergyEvents:
+    """Return the energy events of `counts[i]` executions of each instruction `costs[i]`."""
+    totals = dict.fromkeys(EnergyEvents.__dataclass_fields__, 0.0)
+    for cost, n in zip(costs, counts, strict=True):
+        for name in cost.events.nonzero() if n else ():
+            totals[name] += n * getattr(cost.events, name)
+    return EnergyEvents(**totals)
 
-    def __init__(self, cache: ReuseCache, priced: list[PricedStream]) -> None:
-        self.cache = cache
-        self.priced = priced
+
+class _EpochRunner:
+    """Run a program epoch by epoch (see the module docstring); with `reuse`, each distinct
+    epoch once and independent cores apart, else every epoch of all cores in one event loop.
+    `records` gets each epoch's (offset, rows of each core, local timelines of each core)."""
+
+    def __init__(self, cache: ReuseCache, priced: list[PricedStream], reuse: bool) -> None:
+        self.cache, self.priced, self.reuse = cache, priced, reuse
         hbm = cache.machine.hbm
-        self.relative = []
-        for core, s in enumerate(priced):
-            base = min(ch for ch in range(hbm.channels) if hbm.owner(ch) == core)
-            owners = np.array([hbm.owner(ch) for ch in range(hbm.channels)])
-            local = np.where(s.channels >= 0, owners[s.channels] == core, False)
-            rel = np.where(s.channels >= 0, s.channels - base, -1)
-            self.relative.append(np.stack([rel, local]).astype(np.int64))
+        self.relative = [relative_channels(hbm, core, s.channels) for core, s in enumerate(priced)]
         used = [set(np.unique(s.channels[s.channels >= 0]).tolist()) for s in priced]
-        independent = all(not (a & b) for i, a in enumerate(used) for b in used[i + 1 :])
-        cores = list(range(len(priced)))
-        self.groups = [[c] for c in cores] if independent else [cores]
+        self.groups = core_groups(used) if reuse else [list(range(len(priced)))]
+        self.records: list[tuple[float, list[tuple[int, int]], list[Timeline]]] = []
 
     def run(self) -> list[Timeline]:
         barrier = np.array([c.barrier for c in self.cache.costs], bool)
@@ -229,22 +234,31 @@ class _EpochRunner:
         offset, retire, resume = 0.0, [0.0] * len(n), [0.0] * len(n)
         for k in range(epochs):
             epoch_resume = 0.0
+            local: list[Timeline | None] = [None] * len(n)
             for group in self.groups:
                 spans = [(lo[c], bounds[c][k]) for c in group]
                 timelines, sems_out = self._epoch(group, spans, [sems[c] for c in group])
                 for c, (a, b), t, sem in zip(group, spans, timelines, sems_out, strict=True):
+                    local[c] = t
                     start[c][a:b] = offset + t.start_s
                     end[c][a:b] = offset + t.end_s
                     busy[c] += t.busy_s
                     retire[c] = max(retire[c], offset + t.retire_s)
                     sems[c] = sem
                     epoch_resume = max(epoch_resume, t.resume_s, t.retire_s)
+            self.records.append((offset, [(lo[c], bounds[c][k]) for c in range(len(n))], local))
             offset += epoch_resume
             resume = [offset] * len(n)
             lo = [bounds[c][k] for c in range(len(n))]
         return [Timeline(start[c], end[c], busy[c], retire[c], resume[c]) for c in range(len(n))]
 
     def _epoch(self, group: list[int], spans: list[tuple[int, int]], sems: list[tuple]):
+        if not self.reuse:
+            sliced = [
+                PricedStream(self.priced[c].ids[a:b], self.priced[c].channels[a:b])
+                for c, (a, b) in zip(group, spans, strict=True)
+            ]
+            return simulate_epoch(self.cache, sliced, group, sems)
         key = tuple(
             (
                 self.priced[c].ids[a:b].tobytes(),
@@ -259,9 +273,36 @@ class _EpochRunner:
                 PricedStream(self.priced[c].ids[a:b], self.priced[c].channels[a:b])
                 for c, (a, b) in zip(group, spans, strict=True)
             ]
-            loop = _EventLoop(self.cache.machine, self.cache.costs, sliced, group, sems)
-            hit = self.cache.epochs[key] = (loop.run(), [tuple(c.sem) for c in loop.cores])
+            hit = self.cache.epochs[key] = simulate_epoch(self.cache, sliced, group, sems)
         return hit
+
+
+def relative_channels(hbm: HbmParams, core: int, channels: np.ndarray) -> np.ndarray:
+    """Return [2, n]: each channel relative to the core's first one (-1 for none) and whether
+    the core owns it; epochs alike in these (and in costs and tokens) time alike."""
+    base = min(ch for ch in range(hbm.channels) if hbm.owner(ch) == core)
+    owners = np.array(hbm.owners)
+    moves = channels >= 0
+    local = np.where(moves, owners[np.where(moves, channels, 0)] == core, False)
+    rel = np.where(moves, channels - base, -1)
+    return np.stack([rel, local]).astype(np.int64)
+
+
+def core_groups(used: list[set[int]]) -> list[list[int]]:
+    """Return the groups of cores to simulate together: each core alone when no HBM channel
+    of `used` (per core) is shared, else all cores at once."""
+    independent = all(not (a & b) for i, a in enumerate(used) for b in used[i + 1 :])
+    cores = list(range(len(used)))
+    return [[c] for c in cores] if independent else [cores]
+
+
+def simulate_epoch(
+    cache: ReuseCache, streams: list[PricedStream], core_ids: list[int], sems: list[tuple]
+) -> tuple[list[Timeline], list[tuple]]:
+    """Run one epoch (every queue empty on entry) of cores `core_ids` with tokens `sems`;
+    return their timelines (from the epoch's start) and the tokens they leave."""
+    loop = _EventLoop(cache.machine, cache.costs, streams, core_ids, sems)
+    return loop.run(), [tuple(c.sem) for c in loop.cores]
 
 
 def _epoch_ends(is_barrier: np.ndarray, is_end: np.ndarray) -> list[int]:
@@ -374,7 +415,6 @@ class _EventLoop:
             t_next, what = self._next_event()
             if what is None:
                 break
-            self.hbm.advance(t_next - self.now)
             self.now = t_next
             self._complete(what)
         stuck = [c for c in self.cores if not c.finished]
@@ -426,7 +466,8 @@ class _EventLoop:
                 core.busy_since[unit] = self.now
             entry = [idx, False]
             core.inflight[unit].append(entry)
-            self.hbm.start(Transfer(core.core, channel, cost.hbm_bytes, token=(core, entry)))
+            transfer = Transfer(core.core, channel, cost.hbm_bytes, token=(core, entry))
+            self.hbm.start(transfer, self.now)
         core.take_tokens(cost.wait, unit)
         queue.popleft()
         del core.ready_s[idx]
@@ -434,7 +475,7 @@ class _EventLoop:
         return True
 
     def _next_event(self) -> tuple[float, object]:
-        best, what = self.hbm.next_finish(self.now)
+        best, what = self.hbm.next_finish()
         for core in self.cores:
             for unit in FIXED_UNITS:
                 pair = core.fixed_end[unit]
@@ -464,7 +505,7 @@ class _EventLoop:
         core, entry = transfer.token
         idx = entry[0]
         unit = int(core.costs[idx].unit)
-        self.hbm.finish(transfer)
+        self.hbm.finish(transfer, self.now)
         core.ports[unit].discard(transfer.channel)
         entry[1] = True
         core.end_s[idx] = self.now

@@ -4,20 +4,25 @@ A request = the prefill bucket serving the prompt, then `gen_len` decode steps; 
 the decode bucket serving KV length prompt_len + i + 1 (the cache after appending the step's
 token). Length-adaptive compilation makes every length inside a bucket run the bucket's
 program, so each distinct bucket is simulated once and its result reused for every step it
-serves; a `ReuseCache` shares priced instructions and epochs across buckets.
+serves. `estimate_fpga` compiles lazily (each bucket lowered when it runs, then dropped) and
+runs buckets block by block (`fpga_blocks`: priced instructions and epochs shared across
+buckets); `estimate_program(..., reuse=False)` is the full reference path, every epoch of
+every bucket instruction by instruction, and the two agree in every report number.
 
 Time by op class: every instant of a bucket's run is charged to the instruction that
 completes next on any core (the one the run was waiting on), so the classes add up to the
-run's time; an instruction's class comes from what it touches: loads by the HBM region they
-read (weight -> linear, kv -> attention, others -> data), matrix instructions by the last
-weight-buffer load before them, SFU instructions by their function (DEQUANT and QUANTIZE by
-the matrix instruction before them). Power (`simulator.power`): the design's resources
-(`backends.fpga.resources`) at the units' measured activity plus traffic; energy by class =
-its instructions' traffic and SFU energy + the rest of the power x its time (a SYS
-instruction's energy, fetching its word, goes to data). The report has the keys of
-DESIGN.md "Report", like `estimate.estimate_analytical`, plus `resources`,
-`avg_power_w_range` (the power at the low and high ends of the hardware model's coefficient
-bands), `power_w` and `energy_split_j` by component.
+run's time; epochs (runs between barriers) follow each other, so each is charged from its own
+start, and the gap before an epoch's first completion goes to that instruction (absolute
+times would round differently on each path and reorder ties). An instruction's class comes
+from what it touches: loads by the HBM region they read (weight -> linear, kv -> attention,
+others -> data), matrix instructions by the last weight-buffer load before them, SFU
+instructions by their function (DEQUANT and QUANTIZE by the matrix instruction before them).
+Power (`simulator.power`): the design's resources (`backends.fpga.resources`) at the units'
+measured activity plus traffic; energy by class = its instructions' traffic and SFU energy +
+the rest of the power x its time (a SYS instruction's energy, fetching its word, goes to
+data). The report has the keys of DESIGN.md "Report", like `estimate.estimate_analytical`,
+plus `resources`, `avg_power_w_range` (the power at the low and high ends of the hardware
+model's coefficient bands), `power_w` and `energy_split_j` by component.
 """
 
 from __future__ import annotations
@@ -29,19 +34,18 @@ from pathlib import Path
 import numpy as np
 
 from sparseflow.backends.fpga import isa
+from sparseflow.backends.fpga.compiler import compile_program
 from sparseflow.backends.fpga.program import Bucket, HbmLayout, Program
-from sparseflow.backends.fpga.resources import estimate_resources, transfer_key
+from sparseflow.backends.fpga.resources import check_fit, estimate_resources, transfer_key
 from sparseflow.backends.memory import deployed_weight_bytes, kv_cache_bytes
-from sparseflow.backends.registry import CompileRequest, compile_model
+from sparseflow.backends.registry import CompileRequest
 from sparseflow.hw_models.schema import FpgaModel
 from sparseflow.ir.errors import InputError
 from sparseflow.ir.graph import Graph
 from sparseflow.ir.ops import OpClass
 from sparseflow.simulator.energy import EnergyEvents, dynamic_energy
-from sparseflow.simulator.estimate import (
-    Workload,
-    request_report,
-)
+from sparseflow.simulator.estimate import Workload, request_report
+from sparseflow.simulator.fpga_blocks import BlockRunner, ChargeSum, charge_epoch
 from sparseflow.simulator.fpga_costs import FpgaMachine
 from sparseflow.simulator.fpga_engine import N_UNITS, ReuseCache, SimResult, simulate_streams
 from sparseflow.simulator.power import CORNERS, run_power
@@ -70,56 +74,74 @@ UNIT_BOUND = {
 
 @dataclass(frozen=True)
 class BucketRun:
-    """One bucket's simulated run, summarised for a report."""
+    """One bucket's simulated run, summarised for a report (`result`: with timelines)."""
 
-    bucket: Bucket
-    result: SimResult
+    time_s: float
+    events: EnergyEvents
     class_time_s: np.ndarray  # [len(OP_CLASSES)]
     class_dynamic_j: np.ndarray  # [len(OP_CLASSES)]
     class_bound_s: dict[tuple[int, str], float]  # (class, bound) -> seconds
-    macs: float
+    busy_s: np.ndarray  # [N_UNITS] seconds each unit had work in flight, all cores
     buffer_bytes: np.ndarray  # [len(isa.Buffer)] bytes LOAD/STORE moved per buffer
+    bucket: Bucket | None = None
+    result: SimResult | None = None
 
     @property
-    def time_s(self) -> float:
-        return self.result.time_s
+    def macs(self) -> float:
+        return self.events.int8_macs + self.events.int4_macs
 
 
 def run_bucket(
     bucket: Bucket, regions: RegionIndex, hw: FpgaModel, cache: ReuseCache, reuse: bool = True
 ) -> BucketRun:
-    """Simulate one bucket and charge its time and energy to op classes."""
+    """Simulate one bucket instruction by instruction (`reuse`: each distinct epoch once) and
+    charge its time and energy to op classes."""
     result = simulate_streams(list(bucket.streams), cache.machine, reuse=reuse, cache=cache)
-    time_s = np.zeros(len(OP_CLASSES))
     dyn_j = np.zeros(len(OP_CLASSES))
-    bound: Counter = Counter()
-    ends, owners = [], []
-    buffer_bytes = np.zeros(len(isa.Buffer))
+    classes = []
     for core, stream in enumerate(bucket.streams):
-        table = stream.table()
-        classes = instruction_classes(table, regions)
-        moves = (table["opcode"] == isa.Opcode.LOAD) | (table["opcode"] == isa.Opcode.STORE)
-        buffer_bytes += np.bincount(table["buffer"][moves], weights=table["nbytes"][moves],
-                                    minlength=len(isa.Buffer))  # fmt: skip
-        ids = result.streams[core].ids
-        units = result.units[core]
-        active = units >= 0
-        dyn_j += class_energy(classes, ids, cache, hw)  # SYS: fetching it, charged to data
-        ends.append(result.cores[core].end_s[active])
-        owners.append(np.stack([classes[active], units[active]], axis=1))
-    if ends:
-        end = np.concatenate(ends)
-        owner = np.concatenate(owners)
-        order = np.argsort(end, kind="stable")
-        spans = np.diff(np.concatenate([[0.0], end[order]]))
-        cls, unit = owner[order].T
-        time_s += np.bincount(cls, weights=spans, minlength=len(OP_CLASSES))
-        per_pair = np.bincount(cls * N_UNITS + unit, weights=spans)
-        for pair in np.flatnonzero(per_pair).tolist():
-            bound[pair // N_UNITS, UNIT_BOUND[pair % N_UNITS]] += float(per_pair[pair])
-    events = result.events
-    macs = events.int8_macs + events.int4_macs
-    return BucketRun(bucket, result, time_s, dyn_j, dict(bound), macs, buffer_bytes)
+        classes.append(instruction_classes(stream.table(), regions))
+        # SYS: fetching it, charged to data
+        dyn_j += class_energy(classes[-1], result.streams[core].ids, cache, hw)
+    total = ChargeSum(len(OP_CLASSES))
+    for offset, rows, timelines in result.epochs:
+        cuts = [slice(a, b) for a, b in rows]
+        units = [u[cut] for u, cut in zip(result.units, cuts, strict=True)]
+        owned = [c[cut] for c, cut in zip(classes, cuts, strict=True)]
+        ends = [t.end_s for t in timelines]
+        total.add(charge_epoch(ends, units, owned, len(OP_CLASSES)), offset)
+    return BucketRun(result.time_s, result.events, total.class_time_s, dyn_j,
+                     _bounds(total.pair_time_s), result.busy_s.sum(axis=0),
+                     bucket_buffer_bytes(bucket), bucket, result)  # fmt: skip
+
+
+def run_blocks(bucket: Bucket, runner: BlockRunner) -> BucketRun | None:
+    """Simulate one bucket block by block (`fpga_blocks`); None if it cannot be."""
+    run = runner.run(bucket)
+    if run is None:
+        return None
+    return BucketRun(run.time_s, runner.events(run), run.class_time_s, run.class_dynamic_j,
+                     _bounds(run.pair_time_s), run.busy_s, bucket_buffer_bytes(bucket))  # fmt: skip
+
+
+def bucket_buffer_bytes(bucket: Bucket) -> np.ndarray:
+    """Return the bytes the bucket's LOADs and STOREs move, per on-chip buffer."""
+    moved = np.zeros(len(isa.Buffer))
+    for block in (b for stream in bucket.streams for b in stream.blocks):
+        cols = block.cols
+        moves = (cols["opcode"] == isa.Opcode.LOAD) | (cols["opcode"] == isa.Opcode.STORE)
+        moved += np.bincount(
+            cols["buffer"][moves], weights=cols["nbytes"][moves], minlength=len(isa.Buffer)
+        )
+    return moved
+
+
+def _bounds(per_pair: np.ndarray) -> dict[tuple[int, str], float]:
+    """Return (class, bound) -> seconds from seconds per (class, unit) pair."""
+    bound: Counter = Counter()
+    for pair in np.flatnonzero(per_pair).tolist():
+        bound[pair // N_UNITS, UNIT_BOUND[pair % N_UNITS]] += float(per_pair[pair])
+    return dict(bound)
 
 
 class RegionIndex:
@@ -127,8 +149,11 @@ class RegionIndex:
 
     def __init__(self, layout: HbmLayout) -> None:
         self.by_channel: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        per_channel: dict[int, list[tuple[int, str]]] = {}
+        for r in layout.regions:
+            per_channel.setdefault(r.channel, []).append((r.addr, r.kind))
         for channel in range(layout.channels):
-            regions = sorted((r.addr, r.kind) for r in layout.regions if r.channel == channel)
+            regions = sorted(per_channel.get(channel, []))
             starts = np.array([addr for addr, _ in regions], np.int64)
             kinds = np.array([REGION_CLASS.get(kind, DATA) for _, kind in regions], np.int64)
             self.by_channel[channel] = (starts, kinds)
@@ -154,7 +179,8 @@ def instruction_classes(table: dict[str, np.ndarray], regions: RegionIndex) -> n
     classes[load] = regions.classes(table["channel"][load], table["hbm_addr"][load])
     sfu = np.flatnonzero(opcode == isa.Opcode.SFU)
     elementwise = INDEX[OpClass.ELEMENTWISE]
-    classes[sfu] = [SFU_CLASS.get(isa.SfuOp(op), elementwise) for op in table["op"][sfu]]
+    by_op = np.array([SFU_CLASS.get(op, elementwise) for op in isa.SfuOp], np.int64)
+    classes[sfu] = by_op[table["op"][sfu]]
     matrix = (opcode == isa.Opcode.MM) | (opcode == isa.Opcode.MV)
     classes[matrix] = INDEX[OpClass.LINEAR]
     weight_load = load & (table["buffer"] == isa.Buffer.WEIGHT)
@@ -192,6 +218,15 @@ def check_fits(hw: FpgaModel, decode: Graph, workload: Workload) -> None:
         )
 
 
+def check_program_fits(hw: FpgaModel, program_bytes: int) -> None:
+    """Raise InputError naming the field when the instruction streams overflow the DDR."""
+    if program_bytes > hw.ddr.capacity_bytes:
+        raise InputError(
+            f"{hw.source_file or hw.name}: field 'ddr.capacity_bytes': {hw.ddr.capacity_bytes} "
+            f"bytes of DDR cannot hold the program's {program_bytes} instruction bytes"
+        )
+
+
 def estimate_fpga(
     prefill: Graph,
     decode: Graph,
@@ -207,10 +242,11 @@ def estimate_fpga(
     write the trace of the prefill and the first decode step (`trace.write_trace`).
     """
     check_fits(hw, decode, workload)
+    check_fit(hw)  # the design must fit the part: refused before any simulation
     request = CompileRequest(
         prefill, decode, hw, workload.batch, workload.prompt_len, workload.gen_len + 1
     )
-    program = compile_model(request).program
+    program = compile_program(request, lazy=True)
     weight_bytes = deployed_weight_bytes(decode)
     return estimate_program(program, hw, workload, labels, weight_bytes, trace_path=trace_path)
 
@@ -224,18 +260,37 @@ def estimate_program(
     reuse: bool = True,
     trace_path: str | Path | None = None,
 ) -> dict[str, object]:
-    """Return the report (DESIGN.md keys) of one request running `program` on `hw`."""
+    """Return the report (DESIGN.md keys) of one request running `program` on `hw`.
+
+    With `reuse`, each bucket runs block by block, each distinct epoch once (`fpga_blocks`);
+    without, every bucket runs instruction by instruction in one event loop (the reference).
+    """
     cache = ReuseCache(FpgaMachine.from_hw(hw, program.engine, program.buffers))
     regions = RegionIndex(program.layout)
-    prompt_bucket = program.bucket_for("prefill", workload.prompt_len)
-    prefill = run_bucket(prompt_bucket, regions, hw, cache, reuse)
+    runner = BlockRunner(
+        cache,
+        lambda cols: instruction_classes(cols, regions),
+        len(OP_CLASSES),
+        lambda cost: dynamic_energy(hw, cost.events).total_j,
+    )
     lengths = [workload.prompt_len + i + 1 for i in range(workload.gen_len)]
+    first_length = program.bucket_length("decode", lengths[0])
+    traced_runs = {("prefill", workload.prompt_len), ("decode", first_length)}
+
+    program_bytes = [0]
+
+    def run(phase: str, length: int) -> BucketRun:
+        bucket = program.bucket_for(phase, length)
+        program_bytes[0] += bucket.nbytes
+        traced = trace_path is not None and (phase, length) in traced_runs
+        fast = run_blocks(bucket, runner) if reuse and not traced else None
+        return fast or run_bucket(bucket, regions, hw, cache, reuse)
+
+    prefill = run("prefill", workload.prompt_len)
     steps = Counter(program.bucket_length("decode", n) for n in lengths)
-    runs = {
-        length: run_bucket(program.bucket_for("decode", length), regions, hw, cache, reuse)
-        for length in steps
-    }
-    first = runs[program.bucket_length("decode", lengths[0])]
+    runs = {length: run("decode", length) for length in steps}
+    first = runs[first_length]
+    check_program_fits(hw, program_bytes[0])
     if trace_path is not None:
         write_trace(trace_path, request_trace([("prefill", prefill), ("decode step 1", first)]))
     weighted = [(prefill, 1)] + [(runs[length], n) for length, n in steps.items()]
@@ -263,7 +318,7 @@ def _report(
     decode_s = sum(run.time_s * n for run, n in weighted[1:])
     total_s = prefill.time_s + decode_s
     events = _summed_events(weighted)
-    busy = sum(run.result.busy_s.sum(axis=0) * n for run, n in weighted)
+    busy = sum(run.busy_s * n for run, n in weighted)
     unit_busy_s = {q.name.lower(): float(busy[int(q)]) for q in isa.Queue}
     moved = sum(run.buffer_bytes * n for run, n in weighted)
     buffer_bytes = {transfer_key(b): float(moved[int(b)]) for b in isa.Buffer}
@@ -272,7 +327,7 @@ def _report(
         c: run_power(hw, resources, unit_busy_s, buffer_bytes, events, total_s, c) for c in CORNERS
     }
     macs = sum(run.macs * n for run, n in weighted)
-    hbm_bytes = sum(run.result.events.hbm_bytes * n for run, n in weighted)
+    hbm_bytes = sum(run.events.hbm_bytes * n for run, n in weighted)
     machine = FpgaMachine.from_hw(hw)
     peak_macs_per_s = hw.cores * machine.macs_per_issue * hw.clock_hz
     utilization = {
@@ -298,7 +353,7 @@ def _report(
 def _summed_events(weighted: list[tuple[BucketRun, int]]) -> EnergyEvents:
     names = EnergyEvents.__dataclass_fields__
     return EnergyEvents(
-        **{k: sum(getattr(run.result.events, k) * n for run, n in weighted) for k in names}
+        **{k: sum(getattr(run.events, k) * n for run, n in weighted) for k in names}
     )
 
 

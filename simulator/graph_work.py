@@ -7,7 +7,8 @@ the kernel reads as deployed: `weight_storage_bytes`, the count the report's wei
 too; an embedding reads only its ids' rows of the table), KV-cache bytes (cache values, read
 through kv_append and repeat_kv) and activation bytes.
 Float tensors run, and cross memory, at `float_dtype` (fp16 on GPUs, fp32 on CPUs), whatever
-the graph's own float type; a linear whose input is int8-quantized runs on the int8 path.
+the graph's own float type; a linear whose input is quantized runs on the int8 path, or
+on the int4 path when input and weights are both 4-bit.
 
 With `fuse` (GPU targets: the serving frameworks the GPU models are calibrated against,
 TensorRT-LLM, vLLM, LMDeploy, run fused kernels) nodes are grouped into kernels the way
@@ -150,7 +151,9 @@ def _kernel(
                 activation_bytes += _deployed(read, tensor_type, float_dtype)
     head = group[0]
     first_input = graph.node(head.inputs[0]).type if head.inputs else None
-    quantized_input = first_input is not None and first_input.quant is not None
+    quant = first_input.quant if first_input is not None else None
+    input_bits = quant.bits if quant is not None else None
+    int4 = input_bits == 4 and weights and all(w.quant and w.quant.bits == 4 for w in weights)
     work = KernelWork(
         name=head.name,
         # Data movement runs as an element-wise kernel on GPUs and CPUs.
@@ -159,7 +162,7 @@ def _kernel(
         activation_bytes_read=activation_bytes,
         bytes_written=written,
         kv_bytes_read=kv_bytes,
-        dtype=DType.I8 if quantized_input and first_input.quant.bits == 8 else float_dtype,
+        dtype=DType.I4 if int4 else DType.I8 if input_bits in (4, 8) else float_dtype,
         weights=tuple(weights),
         # A lookup reads only the rows of its ids, a linear its whole weight.
         weight_fraction=_rows_read(head, [graph.node(i).type for i in head.inputs], bindings),

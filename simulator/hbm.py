@@ -12,8 +12,10 @@ Model (FlightLLM-style accelerator on an HBM FPGA):
 - A transfer never exceeds the AXI ports of its channel: ports per channel x port width x
   port clock (`HbmSpec.port_bytes_per_s`; one 256-bit port per channel on the U280, two
   256-bit NoC ports on the Versal VHK158, each clocked at `port_clock_hz`).
-Rates change only when a transfer starts or ends, so an event engine advances transfers
-exactly between those events.
+Rates change only when a transfer starts or ends on the same channel, so each transfer keeps
+its bytes left as of its channel's last change (`since`) and its finish time is
+`since + remaining / rate`: events elsewhere never touch its arithmetic, and a core alone
+on its channels computes bit for bit what it computes beside other cores.
 """
 
 from __future__ import annotations
@@ -49,17 +51,18 @@ class HbmParams:
 
 @dataclass
 class Transfer:
-    """One load or store in flight: bytes left, its rate now, and who issued it."""
+    """One load or store in flight: bytes left at time `since`, its rate since, its issuer."""
 
     core: int
     channel: int
     remaining_bytes: float
     rate: float = 0.0
+    since: float = 0.0
     token: object = field(default=None, compare=False)
 
-    def finish_time(self, now: float) -> float:
+    def finish_time(self) -> float:
         """Return when the transfer ends if its rate stays as it is."""
-        return now + self.remaining_bytes / self.rate
+        return self.since + self.remaining_bytes / self.rate
 
 
 class HbmState:
@@ -70,34 +73,33 @@ class HbmState:
         self.active: list[Transfer] = []
         self.per_channel: dict[int, int] = {}
 
-    def start(self, transfer: Transfer) -> None:
-        """Add a transfer and update the rates of its channel."""
+    def start(self, transfer: Transfer, now: float) -> None:
+        """Add a transfer at time `now` and update the rates of its channel."""
+        transfer.since = now
         self.active.append(transfer)
         self.per_channel[transfer.channel] = self.per_channel.get(transfer.channel, 0) + 1
-        self._rerate(transfer.channel)
+        self._rerate(transfer.channel, now)
 
-    def finish(self, transfer: Transfer) -> None:
-        """Remove a finished transfer and update the rates of its channel."""
+    def finish(self, transfer: Transfer, now: float) -> None:
+        """Remove a transfer finished at `now` and update the rates of its channel."""
         self.active.remove(transfer)
         self.per_channel[transfer.channel] -= 1
-        self._rerate(transfer.channel)
+        self._rerate(transfer.channel, now)
 
-    def advance(self, dt: float) -> None:
-        """Move every transfer forward by `dt` seconds at its current rate."""
-        for t in self.active:
-            t.remaining_bytes -= t.rate * dt
-
-    def next_finish(self, now: float) -> tuple[float, Transfer | None]:
+    def next_finish(self) -> tuple[float, Transfer | None]:
         """Return the earliest finish time among transfers in flight and its transfer."""
         best, first = float("inf"), None
         for t in self.active:
-            end = t.finish_time(now)
+            end = t.finish_time()
             if end < best:
                 best, first = end, t
         return best, first
 
-    def _rerate(self, channel: int) -> None:
+    def _rerate(self, channel: int, now: float) -> None:
+        """Bring the channel's transfers to `now` at their old rates, then share it anew."""
         sharers = self.per_channel[channel]
         for t in self.active:
             if t.channel == channel:
+                t.remaining_bytes -= t.rate * (now - t.since)
+                t.since = now
                 t.rate = self.params.shared_rate(t.core, channel, sharers)

@@ -205,7 +205,7 @@ def test_hardware_values_out_of_physical_range(capsys, tmp_path):
     huge = variant(tmp_path, "u280", {"core.dsp_chains": 10**20}, "huge.yaml")
     refused(capsys, "estimate", "llama2-7b", "--target", huge, match="core.dsp_chains")
     cores = variant(tmp_path, "u280", {"cores": 40, "dsp_count": 10**6}, "cores.yaml")
-    refused(capsys, "estimate", "tiny-llama", "--target", cores, match="'cores'")
+    refused(capsys, "estimate", "tiny-llama", "--target", cores, match="'hbm.channels'")
 
 
 def test_json_output_is_strict(capsys):

@@ -17,9 +17,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from sparseflow.backends.fpga import isa
+from sparseflow.backends.fpga.columns import Block, check, listing_of, table_of
 from sparseflow.backends.fpga.layout import (
     FP16_BYTES,
     ChannelAllocator,
@@ -33,7 +32,13 @@ from sparseflow.backends.fpga.layout import (
     linear_spec,
     place_weight,
 )
-from sparseflow.backends.fpga.lower import ACTIVATIONS, Lowering, PassShape, lower_nodes
+from sparseflow.backends.fpga.lower import (
+    ACTIVATIONS,
+    Lowering,
+    PassShape,
+    consumers_of,
+    lower_nodes,
+)
 from sparseflow.backends.fpga.program import Bucket, Program, Stream, WeightPlacement
 from sparseflow.backends.fpga.resources import ResourceReport, check_fit
 from sparseflow.backends.registry import CompileRequest, register_backend
@@ -56,8 +61,14 @@ class CompileOptions:
     decode_step: int = DECODE_STEP
 
 
-def compile_program(request: CompileRequest, options: CompileOptions | None = None) -> Program:
-    """Return the Program for `request`; InputError names the layer and limit at fault."""
+def compile_program(
+    request: CompileRequest, options: CompileOptions | None = None, lazy: bool = False
+) -> Program:
+    """Return the Program for `request`; InputError names the layer and limit at fault.
+
+    With `lazy`, no bucket is lowered here: `Program.bucket_for` lowers the one asked for
+    each time and keeps none (an estimate runs each bucket once and needs only one in memory).
+    """
     options = options or CompileOptions()
     hw = request.hw
     if not isinstance(hw, FpgaModel):
@@ -87,18 +98,24 @@ def compile_program(request: CompileRequest, options: CompileOptions | None = No
     kv_keys = max(-(-max_keys // options.decode_step) * options.decode_step, prefill_len)
     _place_tables(graph, hbm, kv_keys, prefill_len, weights[names[-1]])
     layout = hbm_layout(hw, hbm, placements, kv_keys)
-    buckets = [_bucket(graph, "prefill", prefill_len, hw, engine, plan, layout, weights)]
+    keys = [("prefill", prefill_len)]
+    graphs = {"prefill": _Graph.of(graph)}
     if request.decode is not None:
+        graphs["decode"] = _Graph.of(request.decode)
         kv_lengths = range(request.prompt_len + 1, request.prompt_len + request.gen_len)
-        for length in sorted(
-            {-(-n // options.decode_step) * options.decode_step for n in kv_lengths}
-        ):
-            buckets.append(
-                _bucket(request.decode, "decode", length, hw, engine, plan, layout, weights)
-            )
+        steps = {-(-n // options.decode_step) * options.decode_step for n in kv_lengths}
+        keys += [("decode", length) for length in sorted(steps)]
+
+    reused: dict = {}  # segments whose lowering never read the KV length (`_lower_segments`)
+
+    def lower(phase: str, length: int) -> Bucket:
+        return _bucket(graphs[phase], phase, length, hw, engine, plan, layout, weights, reused)
+
+    buckets = () if lazy else tuple(lower(*key) for key in keys)
     program_meta = {"sfu_precision": hw.core.sfu.precision, "vocab_size": meta.get("vocab_size")}
-    return Program(hw.name, hw.cores, engine, layout, plan, tuple(buckets),
-                   options.prefill_step, options.decode_step, program_meta)  # fmt: skip
+    return Program(hw.name, hw.cores, engine, layout, plan, buckets, options.prefill_step,
+                   options.decode_step, program_meta, tuple(keys) if lazy else (),
+                   lower if lazy else None)  # fmt: skip
 
 
 def _linear_weights(graph: Graph) -> list[str]:
@@ -173,25 +190,37 @@ def _place_tables(
         hbm.take(f"io.logits@{c}", "io", last[c], prompt_tokens * max(rows, 1) * FP16_BYTES)
 
 
-def _bucket(graph, phase, length, hw, engine, plan, layout, weights) -> Bucket:
+@dataclass(frozen=True)
+class _Graph:
+    """A graph with what every bucket's lowering reads of it, computed once."""
+
+    graph: Graph
+    segments: list[tuple[int | None, list[Node]]]
+    consumers: dict[str, list[Node]]
+
+    @classmethod
+    def of(cls, graph: Graph) -> _Graph:
+        return cls(graph, _segments(graph), consumers_of(graph))
+
+
+def _bucket(graph: _Graph, phase, length, hw, engine, plan, layout, weights, reused) -> Bucket:
     """Lower one bucket: a decode step at KV length `length`, or a prompt of `length` tokens."""
     if phase == "decode":
         shapes = [PassShape("decode", 1, length)]
     else:
-        chunk = _prefill_chunk(graph, engine, plan, weights, length)
+        chunk = _prefill_chunk(engine, weights, length)
         shapes = [PassShape("prefill", chunk, end) for end in range(chunk, length + 1, chunk)]
-    segments = _segments(graph)
-    streams = [[] for _ in range(hw.cores)]
+    blocks: list[list[Block]] = [[] for _ in range(hw.cores)]
     for shape in shapes:
-        parts = _lower_segments(graph, segments, shape, hw, engine, plan, layout, weights)
+        parts = _lower_segments(graph, shape, hw, engine, plan, layout, weights, reused)
         for core, part in enumerate(parts):
-            streams[core].append(part)
-    end = Stream.from_instructions([isa.Sys(op=isa.SysOp.END)])
-    done = tuple(_concat([*s, end]) for s in streams)
-    return Bucket(phase, length, done, shapes[0].tokens if phase == "prefill" else 0)
+            blocks[core] += part
+    end = table_of([isa.Sys(op=isa.SysOp.END)])
+    streams = tuple(Stream((*b, end)) for b in blocks)
+    return Bucket(phase, length, streams, shapes[0].tokens if phase == "prefill" else 0)
 
 
-def _prefill_chunk(graph, engine, plan, weights, length: int) -> int:
+def _prefill_chunk(engine, weights, length: int) -> int:
     """Return the tokens per prefill pass: even, dividing `length`, fitting ACT and OUT."""
     hidden_max = max(int(p.k) for p in weights.values())
     k_steps = -(-hidden_max // engine.k_per_step(16))
@@ -233,52 +262,67 @@ def _kv_quant(node: Node) -> str | None:
     return None
 
 
-def _lower_segments(graph, segments, shape, hw, engine, plan, layout, weights) -> list[Stream]:
+def _lower_segments(
+    graph: _Graph, shape, hw, engine, plan, layout, weights, reused: dict
+) -> list[list[Block]]:
     """Lower every segment for one pass in order, each starting from the tiles the one before
-    loaded ahead; derive the middle layers from explicitly lowered ones (`_Layers`)."""
+    loaded ahead; derive the middle layers from explicitly lowered ones (`_Layers`). Return
+    each core's blocks, one per segment.
+
+    A segment's lowering depends only on the pass's shape and the tiles loaded ahead for it;
+    one that never read the KV length (`Lowering.keys`, e.g. the epilogue) is kept in
+    `reused` and serves every decode bucket.
+    """
+    segments = graph.segments
     firsts = [next((n for n in nodes if n.op is Op.LINEAR), None) for _, nodes in segments]
 
-    def lower(index: int, carry: tuple) -> tuple[list[Stream], tuple]:
+    def lower(index: int, carry: tuple) -> tuple[list[Block], tuple]:
+        key = (shape.phase, shape.tokens, index, carry)
+        if key in reused:
+            return reused[key]
         ahead = firsts[index + 1] if index + 1 < len(segments) else None
-        lowering = Lowering(graph, engine, plan, layout, weights, shape, hw.cores,
-                            segments[index][1], carry, ahead)  # fmt: skip
+        lowering = Lowering(graph.graph, engine, plan, layout, weights, shape, hw.cores,
+                            segments[index][1], carry, ahead, graph.consumers)  # fmt: skip
         lower_nodes(lowering, _kv_quant)
-        streams = [Stream.from_encoded(e.encoded()) for e in lowering.emitters]
-        return streams, tuple(e.carry() for e in lowering.emitters)
+        done = [e.block() for e in lowering.emitters], tuple(e.carry() for e in lowering.emitters)
+        if not lowering.keys_read:
+            reused[key] = done
+        return done
 
     out, carry = [], ()
     layers = _Layers([i for i, (layer, _) in enumerate(segments) if layer is not None], lower)
     for index in range(len(segments)):
         if index in layers:
-            streams, carry = layers.get(index, carry)
+            blocks, carry = layers.get(index, carry)
         else:
-            streams, carry = lower(index, carry)
-        out.append(streams)
-    return [_concat([parts[c] for parts in out]) for c in range(hw.cores)]
+            blocks, carry = lower(index, carry)
+        out.append(blocks)
+    return [[parts[c] for parts in out] for c in range(hw.cores)]
 
 
 class _Layers:
     """Lower the layer segments, deriving the middle ones by their address step.
 
-    Layers of one shape lower to the same words up to HBM addresses, which step by a fixed
-    amount per layer, as long as they start from the same tiles loaded ahead (the carry).
-    Layer 0 starts from the prologue's carry, and the carry may alternate between layers
-    (period 2: a layer's tiles end in the other weight-buffer half). So layers are lowered
-    until a period p in (1, 2) shows in layers 1 .. p + 2 (words and carries); layer j of the
-    middle is then layer 1 + (j - 1) % p plus (j - 1) // p steps of (layer 1 + p - layer 1).
-    The last layer is lowered too: its lookahead is the epilogue's linear. Without a period
-    every layer is lowered.
+    Layers of one shape lower to the same instructions up to HBM addresses, which step by a
+    fixed amount per layer, as long as they start from the same tiles loaded ahead (the
+    carry). Layer 0 starts from the prologue's carry, and the carry may alternate between
+    layers (period 2: a layer's tiles end in the other weight-buffer half). So layers are
+    lowered until a period p in (1, 2) shows in layers 1 .. p + 2 (fields and carries); layer
+    j of the middle is then layer 1 + (j - 1) % p plus (j - 1) // p steps of (layer 1 + p -
+    layer 1), field by field (`columns.Block.shifted`). The last layer is lowered too: its
+    lookahead is the epilogue's linear. Without a period every layer is lowered.
     """
 
     def __init__(self, indices: list[int], lower) -> None:
         self.indices, self.lower = indices, lower
-        self.done: dict[int, tuple[list[Stream], tuple]] = {}
+        self.done: dict[int, tuple[list[Block], tuple]] = {}
         self.period: int | None = None
+        self.steps: dict[int, list[dict | None]] = {}  # p -> per core: layer 1 + p - layer 1
 
     def __contains__(self, index: int) -> bool:
         return index in self.indices
 
-    def get(self, index: int, carry: tuple) -> tuple[list[Stream], tuple]:
+    def get(self, index: int, carry: tuple) -> tuple[list[Block], tuple]:
         j = self.indices.index(index)
         if self.period is None or j == len(self.indices) - 1:
             self.done[j] = self.lower(index, carry)
@@ -287,41 +331,27 @@ class _Layers:
             return self.done[j]
         p = self.period
         base = 1 + (j - 1) % p
-        return self._derive(base, (j - 1) // p, p), self.done[base][1]
+        blocks = self._derive(base, (j - 1) // p, p)
+        for block in blocks:
+            check(block.cols, block.changed)  # a field stepped past what its ISA field holds
+        return blocks, self.done[base][1]
 
-    def _derive(self, base: int, steps: int, p: int) -> list[Stream] | None:
-        return _shifted(self.done[base][0], self.done[1][0], self.done[1 + p][0], steps)
+    def _derive(self, base: int, steps: int, p: int) -> list[Block] | None:
+        if p not in self.steps:
+            firsts, laters = self.done[1][0], self.done[1 + p][0]
+            self.steps[p] = [f.step_to(b) for f, b in zip(firsts, laters, strict=True)]
+        pairs = zip(self.done[base][0], self.steps[p], strict=True)
+        blocks = [a.shifted(d, steps) for a, d in pairs]
+        return None if any(b is None for b in blocks) else blocks
 
     def _check(self, p: int) -> int | None:
         """Return `p` if layer p + 2 derives from layers 1 .. p + 1 and carries repeat."""
         d, last = self.done, p + 2
         derived = self._derive(1 + (last - 1) % p, (last - 1) // p, p)
         same = derived is not None and all(
-            np.array_equal(a.words, b.words) for a, b in zip(derived, d[last][0], strict=True)
+            a.same(b) for a, b in zip(derived, d[last][0], strict=True)
         )
         return p if same and all(d[j][1] == d[j + p][1] for j in range(1, last - p + 1)) else None
-
-
-def _shifted(
-    base: list[Stream], first: list[Stream], later: list[Stream], steps: int
-) -> list[Stream] | None:
-    """Return base + steps * (later - first), word by word (mod 2**32); None when the
-    layers differ in length."""
-    out = []
-    for a, f, b in zip(base, first, later, strict=True):
-        if not len(a.words) == len(f.words) == len(b.words):
-            return None
-        step = b.words.astype(np.int64) - f.words.astype(np.int64)
-        words = (a.words.astype(np.int64) + steps * step) & 0xFFFFFFFF
-        out.append(Stream(words.astype(np.uint32), a.offsets))
-    return out
-
-
-def _concat(parts: list[Stream]) -> Stream:
-    sizes = np.cumsum([0] + [len(p.words) for p in parts])
-    words = np.concatenate([p.words for p in parts]).astype(np.uint32)
-    offsets = np.concatenate([p.offsets + base for p, base in zip(parts, sizes, strict=False)])
-    return Stream(words, offsets.astype(np.int64))
 
 
 @dataclass
@@ -339,8 +369,10 @@ class FpgaCompiled:
 
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        data = b"".join(s.to_bytes() for b in self.program.buckets for s in b.streams)
-        (out / "program").write_bytes(data)
+        with (out / "program").open("wb") as f:
+            for bucket in self.program.buckets:
+                for stream in bucket.streams:
+                    f.write(stream.to_bytes())
         (out / "program.lst").write_text(self.listing())
         rtl = write_rtl(out / "rtl", params_for_target(self.request.hw))
         return [out / "program", out / "program.lst", *rtl]
@@ -362,7 +394,7 @@ class FpgaCompiled:
         shown = shown or self.program.buckets[0]
         for core, stream in enumerate(shown.streams):
             lines.append(f"# listing: {shown.phase} bucket {shown.length} core {core}\n")
-            lines.append(isa.listing(stream.instructions()))
+            lines.append(listing_of(stream.table()))
         return "".join(lines)
 
     def summary(self) -> dict:

@@ -41,7 +41,9 @@ import numpy as np
 from sparseflow.ir.errors import InputError
 from sparseflow.ir.formats import FLIGHTLLM_BLOCK
 
-GROUP_SIZE_DSP = 2  # DSP48 slices per group: FlightLLM (FPGA'24) CSD-chain figure
+# DSP48 slices per group: FlightLLM (FPGA'24) CSD-chain figure; the generated RTL builds groups
+# of two, so hardware models must give this value (`core.dsp_group_size`, checked on loading).
+GROUP_SIZE_DSP = 2
 SPARSE_NS = (2, 4, 8)  # N of N:16 in sparse mode: FlightLLM [P]; N = 16 is dense
 DENSE_N = FLIGHTLLM_BLOCK
 N_CODES = {2: 0, 4: 1, 8: 2, 16: 3}  # 2-bit field of the MM/MV instruction
@@ -52,7 +54,6 @@ LANE_SHIFT = 18  # WP486: the upper activation sits at bit 18 of the 27-bit AD p
 P_BITS = 48  # DSP48E2 P register and cascade width: AMD UG579
 ACC_BITS = 32  # int32 accumulation (FlightLLM INT32 bias buffer [A])
 SLICE_PIPE_REGS = 3  # AD/B, M and P registers of one slice (AREG=BREG=MREG=PREG=1)
-CASCADE_REGS = GROUP_SIZE_DSP - 1  # the second slice of a group waits one P register
 RN_REGS = 1  # lane split register of the reduction node
 READ_CYCLES = 1  # synchronous buffer read before the chain
 FINISH_CYCLES = 1  # bias / previous-output add, ReLU and output-buffer write
@@ -74,12 +75,13 @@ class ChainParams:
     chain_len: int  # DSP48 slices
     min_n: int = DENSE_N  # smallest N:16 mode built in (16 = dense only)
     wbits: int = 8
+    group_size: int = GROUP_SIZE_DSP  # slices per DSP group (`core.dsp_group_size`)
 
     def __post_init__(self) -> None:
-        if self.chain_len < GROUP_SIZE_DSP or self.chain_len % GROUP_SIZE_DSP:
+        if self.chain_len < self.group_size or self.chain_len % self.group_size:
             raise InputError(
                 f"chain_len={self.chain_len}: must be a positive multiple of the DSP group "
-                f"size {GROUP_SIZE_DSP}"
+                f"size {self.group_size}"
             )
         if self.min_n not in N_CODES:
             raise InputError(f"nm N={self.min_n}: must be one of 2, 4, 8, 16 (N:16)")
@@ -90,7 +92,7 @@ class ChainParams:
 
     @property
     def groups(self) -> int:
-        return self.chain_len // GROUP_SIZE_DSP
+        return self.chain_len // self.group_size
 
     @property
     def act_width(self) -> int:
@@ -108,7 +110,8 @@ class ChainParams:
     @property
     def latency_cycles(self) -> int:
         """Return cycles from a chain input to its output (see the module docstring)."""
-        return SLICE_PIPE_REGS + CASCADE_REGS + RN_REGS + self.tree_levels
+        cascade_regs = self.group_size - 1  # each later slice of a group waits one P register
+        return SLICE_PIPE_REGS + cascade_regs + RN_REGS + self.tree_levels
 
     def supports(self, n: int) -> bool:
         """Return whether mode N:16 runs on this chain (16 = dense always does)."""
@@ -216,7 +219,7 @@ def chain_steps(
     a0 = np.take_along_axis(act0.astype(np.int64), sel, axis=1)
     a1 = np.take_along_axis(act1.astype(np.int64), sel, axis=1)
     product = ((a1 << LANE_SHIFT) + a0) * weights.astype(np.int64)  # 27x18 multiply
-    p_group = product.reshape(t_steps, chain.groups, GROUP_SIZE_DSP).sum(axis=2)
+    p_group = product.reshape(t_steps, chain.groups, chain.group_size).sum(axis=2)
     p_group = _wrap_signed(p_group, P_BITS)
     lo = _wrap_signed(p_group, LANE_SHIFT)
     hi = (p_group >> LANE_SHIFT) + ((p_group >> (LANE_SHIFT - 1)) & 1)

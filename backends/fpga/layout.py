@@ -89,8 +89,10 @@ def engine_for(hw: FpgaModel, chain: ChainParams | None = None) -> EngineParams:
 
 def chain_for(hw: FpgaModel) -> ChainParams:
     """Return the target's chain: DSPs per chain, smallest sparse N, INT8 (and INT4) weights."""
-    sparse_ns = [n for n in hw.core.nm_supported_n if n != DENSE_N]
-    return ChainParams(hw.core.dsps_per_chain, min(sparse_ns, default=DENSE_N), wbits=8)
+    core = hw.core
+    sparse_ns = [n for n in core.nm_supported_n if n != DENSE_N]
+    min_n = min(sparse_ns, default=DENSE_N)
+    return ChainParams(core.dsps_per_chain, min_n, wbits=8, group_size=core.dsp_group_size)
 
 
 def buffer_plan(hw: FpgaModel, chain: ChainParams, n_chains: int) -> BufferPlan:
@@ -100,7 +102,8 @@ def buffer_plan(hw: FpgaModel, chain: ChainParams, n_chains: int) -> BufferPlan:
     tokens x act_width INT8; a weight word is n_chains x chain_len weights of up to 8 bits,
     with their 4-bit indices in the sparse-meta (NTABLE) buffer at the same address; an
     output word is 2 lanes x n_chains x max_segments int32; a bias word n_chains x
-    max_segments int32; an SFU word 16 FP16 lanes.
+    max_segments int32; an SFU word 16 FP16 lanes. The weight buffer's usable depth is
+    bounded by the sparse-meta buffer's, which holds each weight word's indices at its address.
     """
     b = hw.core.buffers
     entries = n_chains * chain.chain_len
@@ -122,6 +125,8 @@ def buffer_plan(hw: FpgaModel, chain: ChainParams, n_chains: int) -> BufferPlan:
     capacity = {buf: getattr(b, field) for buf, field in fields.items()}
     capacity[isa.Buffer.SFU] = ADDRESS_WORDS * word_bytes[isa.Buffer.SFU]
     depth = {buf: min(capacity[buf] // word_bytes[buf], ADDRESS_WORDS) for buf in word_bytes}
+    # A sparse tile's indices sit at its weight words' addresses in the sparse-meta buffer.
+    depth[isa.Buffer.WEIGHT] = min(depth[isa.Buffer.WEIGHT], depth[isa.Buffer.NTABLE])
     for buf, words in depth.items():
         if words < 2:
             raise InputError(

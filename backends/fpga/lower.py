@@ -29,9 +29,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import lru_cache
 
 from sparseflow.backends.fpga import isa
+from sparseflow.backends.fpga.columns import Block, block_of
 from sparseflow.backends.fpga.engine_model import EngineParams, plan_linear
 from sparseflow.backends.fpga.layout import ADDRESS_WORDS, FP16_BYTES, SFU_WORD_ELEMENTS, head_core
 from sparseflow.backends.fpga.program import BufferPlan, HbmLayout, WeightPlacement, WeightTile
@@ -72,14 +72,6 @@ ATTENTION = {Op.MATMUL, Op.SCALE, Op.CAUSAL_MASK, Op.SOFTMAX}
 PENDING = -2  # reader of ring words loaded ahead for a matrix op not emitted yet
 LOCAL = ("local",)  # partition key: every core holds its own copy
 HEADS = ("heads",)  # partition key: per head, on the head's core
-
-
-@dataclass
-class _Item:
-    cls: type[isa.Instruction]
-    fields: dict
-    wait: int = 0
-    release: int = 0
 
 
 @dataclass
@@ -132,10 +124,13 @@ class WeightRing:
         self.top = max((s[1] for s in self.spans), default=0)
 
 
-@lru_cache(maxsize=1 << 16)
-def _encode(cls: type[isa.Instruction], fields: tuple, wait: int, release: int) -> tuple[int, ...]:
-    """Return the words of one instruction; buckets and layers repeat most instructions."""
-    return tuple(cls(**dict(fields), wait=wait, release=release).encode())
+def consumers_of(graph: Graph) -> dict[str, list[Node]]:
+    """Return value -> the nodes reading it, in graph order."""
+    consumers: dict[str, list[Node]] = {}
+    for node in graph.nodes:
+        for value in node.inputs:
+            consumers.setdefault(value, []).append(node)
+    return consumers
 
 
 def _overlap(span: list, base: int, words: int) -> bool:
@@ -153,7 +148,11 @@ class Emitter:
     """
 
     ring: WeightRing
-    items: list[_Item] = field(default_factory=list)
+    classes: list[type[isa.Instruction]] = field(default_factory=list)  # one per instruction
+    fields: list[dict] = field(default_factory=list)  # its non-default fields
+    queues: list[int | None] = field(default_factory=list)
+    waits: list[int] = field(default_factory=list)
+    releases: list[int] = field(default_factory=list)
     synced: dict = field(default_factory=dict)  # (to queue, from queue) -> index
     prefetched: dict = field(default_factory=dict)  # (weight, tile ordinal) -> ring span
     act_writer: int | None = None  # last QUANTIZE into the ACT buffer
@@ -163,32 +162,39 @@ class Emitter:
 
     def emit(self, cls: type[isa.Instruction], after: tuple = (), **fields: object) -> int:
         q = QUEUE_OF.get(cls)
-        item = _Item(cls, dict(fields))
         latest: dict[int, int] = {}
+        queues = self.queues
         for dep in after:
-            if dep is None or dep < 0:
-                continue
-            p = QUEUE_OF[self.items[dep].cls]
-            if p != q:
-                latest[p] = max(latest.get(p, -1), dep)
+            if dep is not None and dep >= 0:
+                p = queues[dep]
+                if p != q and dep > latest.get(p, -1):
+                    latest[p] = dep
+        wait = 0
         for p, dep in latest.items():
             if dep > self.synced.get((q, p), -1):
-                self.items[dep].release |= 1 << q
-                item.wait |= 1 << p
+                self.releases[dep] |= 1 << q
+                wait |= 1 << p
                 self.synced[(q, p)] = dep
-        self.items.append(item)
-        return len(self.items) - 1
+        return self._append(cls, fields, q, wait)
+
+    def _append(self, cls: type[isa.Instruction], fields: dict, queue, wait: int) -> int:
+        self.classes.append(cls)
+        self.fields.append(fields)
+        self.queues.append(queue)
+        self.waits.append(wait)
+        self.releases.append(0)
+        return len(self.classes) - 1
 
     def barrier(self) -> None:
-        self.items.append(_Item(isa.Sys, {"op": isa.SysOp.BARRIER}))
-        self.synced = {(q, p): len(self.items) for q in Q for p in Q}
+        self._append(isa.Sys, {"op": isa.SysOp.BARRIER}, None, 0)
+        self.synced = {(q, p): len(self.classes) for q in Q for p in Q}
         self.ring.after_barrier()
         self.act_writer = self.act_reader = None
         self.out_readers = {}
 
-    def encoded(self) -> list[tuple[int, ...]]:
-        """Return every instruction's words (validated and encoded by `isa`)."""
-        return [_encode(i.cls, tuple(i.fields.items()), i.wait, i.release) for i in self.items]
+    def block(self) -> Block:
+        """Return the instructions as field columns (`columns.Block`; encoded on writing)."""
+        return block_of(self.classes, self.fields, self.waits, self.releases)
 
     def carry(self) -> tuple:
         """Return the tiles loaded ahead: ((tile ordinal, base, words), ...) in ring order."""
@@ -226,6 +232,7 @@ class Lowering:
     nodes: list[Node]
     carry_in: tuple = ()
     lookahead: Node | None = None
+    consumers: dict[str, list[Node]] | None = None  # `consumers_of(graph)`, if known
     emitters: list[Emitter] = field(default_factory=list)
     vec: dict[str, int] = field(default_factory=dict)  # value -> SFU-buffer word
     vec_top: int = 0
@@ -234,20 +241,26 @@ class Lowering:
     written: dict = field(default_factory=dict)  # value -> (cores, partition) this epoch
     kv_stores: dict = field(default_factory=dict)  # (kind, kv head) -> STORE index
     position: int = 0  # index in `nodes` of the node being lowered
+    keys_read: bool = False  # whether the lowering read `shape.keys` (see `keys`)
 
     def __post_init__(self) -> None:
         depth = self.plan.depth_words[isa.Buffer.WEIGHT]
         self.emitters = [Emitter(WeightRing(depth)) for _ in range(self.cores)]
-        self.consumers: dict[str, list[Node]] = {}
-        for n in self.graph.nodes:
-            for i in n.inputs:
-                self.consumers.setdefault(i, []).append(n)
+        if self.consumers is None:
+            self.consumers = consumers_of(self.graph)
         first = next((n for n in self.nodes if n.op is Op.LINEAR), None)
         for e, carried in zip(self.emitters, self.carry_in, strict=False):
             for ordinal, base, words in carried:
                 span, _ = e.ring.take(base, words, PENDING)
                 span.append(None)  # loaded before the barrier that opens this segment
                 e.prefetched[(first.inputs[1], ordinal)] = span
+
+    @property
+    def keys(self) -> int:
+        """Return the pass's KV length, noting that the lowering depends on it: segments that
+        never read it lower alike for every decode bucket (the compiler reuses them)."""
+        self.keys_read = True
+        return self.shape.keys
 
     # ------------------------------------------------------------------ buffers
     def addr(self, value: str) -> int:
@@ -270,7 +283,7 @@ class Lowering:
         numel = 1
         for d in t.shape[1:]:
             if d != seq:  # the graph's symbolic token count stands for one token
-                numel *= d if isinstance(d, int) else self.shape.keys
+                numel *= d if isinstance(d, int) else self.keys
         # A prefill pass covers `shape.tokens` of the graph's tokens (a chunk): per-token sizes
         # divide by the graph's own count, not the pass's.
         return max(1, numel // (int(seq) if str(seq).isdigit() else 1))
@@ -363,7 +376,7 @@ class Lowering:
         bucket's last one; the host moves the step's KV-store and RoPE-table addresses to
         the actual position (length-adaptive compilation keeps one program per bucket).
         """
-        return self.shape.keys - self.shape.tokens
+        return self.keys - self.shape.tokens
 
     @property
     def host_row(self) -> int:
@@ -632,7 +645,7 @@ class Lowering:
     def attention(self, node: Node) -> None:
         """Lower scores -> (scale, mask) -> softmax -> context of one layer, per head."""
         prefix = node.name.rsplit(".", 1)[0] + "."
-        part = [n for n in self.graph.nodes if n.name.startswith(prefix) and n.op in ATTENTION]
+        part = [n for n in self.nodes if n.op in ATTENTION and n.name.startswith(prefix)]
         self.done.update(n.name for n in part)
         layer = prefix.split(".")[1]
         heads, head_dim = self.head_dims(node)
@@ -648,7 +661,7 @@ class Lowering:
 
     def head(self, e: Emitter, prefix: str, q: str, head: int, head_dim: int, layer: str,
              kv: int) -> None:  # fmt: skip
-        keys = self.shape.keys
+        keys = self.keys
         self.scratch[f"{prefix}q.{head}"] = head_dim
         self.scratch["positions"] = 1
         self.act_quantize(e, f"{prefix}q.{head}", q, head_dim)
@@ -669,7 +682,7 @@ class Lowering:
         """LOAD one head's cached keys (or values) from its parts and multiply (dense INT8)."""
         op = plan_linear(self.engine, 16, self.shape.tokens, rows, k)
         parts = self.kv_parts(kind, layer, kv)
-        kv_rows = self.shape.keys
+        kv_rows = self.keys
         nbytes = [kv_rows * r.nbytes // self.layout.kv_keys for r in parts]
         word_bytes = self.plan.word_bytes[isa.Buffer.WEIGHT]
         words = max(1, -(-sum(nbytes) // word_bytes))

@@ -9,12 +9,12 @@ A `Program` is what `compiler.compile_program` produces and what the functional 
   *after* appending the step's token) to a multiple of `decode_step` (default 16). A bucket
   of length Lb serves every length in (Lb - step, Lb]; attention spans the whole bucket and
   masks the keys beyond the real length (the host sets the mask, see `functional.py`).
-- each bucket holds one `Stream` per core: the core's 32-bit instruction words (`isa.encode`
-  format) plus the word offset of every instruction. `Stream.instructions()` decodes them to
-  `isa.Instruction` objects; `Stream.table()` decodes every field of every instruction into
-  numpy columns at once (what a fast simulator wants: opcode, queue, wait/release masks,
-  HBM channel and bytes moved for LOAD/STORE, tile counts for MM/MV, op and element count for
-  SFU).
+- each bucket holds one `Stream` per core: blocks of instruction field columns
+  (`columns.Block`). `Stream.table()` gives every field of every instruction as numpy
+  columns (what a simulator wants: opcode, wait/release masks, HBM channel and bytes moved
+  for LOAD/STORE, tile counts for MM/MV, op and element count for SFU); `Stream.words` packs
+  them into 32-bit instruction words (`isa.encode` format) when a program is written, and
+  `Stream.instructions()` decodes those to `isa.Instruction` objects.
 - `layout`: where everything lives in HBM (`HbmRegion`s: weights, their scales, the KV cache,
   the host I/O areas), in 32-byte words per pseudo-channel (`isa.HBM_WORD_BYTES`). Each
   weight's `WeightPlacement` lists its regions and the bytes of values, indices, per-block
@@ -29,13 +29,14 @@ reaches its n-th barrier before any core passes it).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
 
 from sparseflow.backends.fpga import isa
+from sparseflow.backends.fpga.columns import COLUMNS, N_WORDS, Block, concat, pack, table_of
 from sparseflow.backends.fpga.engine_model import EngineParams
 from sparseflow.ir.errors import InputError
 
@@ -139,9 +140,20 @@ class HbmLayout:
 
     def parts(self, name: str) -> list[HbmRegion]:
         """Return the regions `name.0`, `name.1`, ... of a value split over channels."""
-        found = []
-        while f"{name}.{len(found)}" in self._by_name:
-            found.append(self._by_name[f"{name}.{len(found)}"])
+        return self._parts.get(name, [])
+
+    @cached_property
+    def _parts(self) -> dict[str, list[HbmRegion]]:
+        split: dict[str, list[HbmRegion]] = {}
+        for name, region in self._by_name.items():
+            base, _, index = name.rpartition(".")
+            if index.isdigit():
+                split.setdefault(base, []).append(region)
+        found = {}
+        for base, regions in split.items():
+            by_index = {int(r.name.rpartition(".")[2]): r for r in regions}
+            count = next(i for i in range(len(by_index) + 1) if i not in by_index)
+            found[base] = [by_index[i] for i in range(count)]
         return found
 
     @cached_property
@@ -165,8 +177,11 @@ class HbmLayout:
 
     def check(self) -> None:
         """Raise InputError when regions overlap or run past a channel's capacity."""
+        by_channel: dict[int, list[tuple[int, int, str]]] = {}
+        for r in self.regions:
+            by_channel.setdefault(r.channel, []).append((r.addr, r.end, r.name))
         for channel in range(self.channels):
-            spans = sorted((r.addr, r.end, r.name) for r in self.regions if r.channel == channel)
+            spans = sorted(by_channel.get(channel, []))
             for (_, end, name), (start, _, other) in zip(spans, spans[1:], strict=False):
                 if start < end:
                     raise InputError(f"HBM channel {channel}: {name} overlaps {other}")
@@ -201,28 +216,30 @@ class BufferPlan:
 
 @dataclass(frozen=True, eq=False)
 class Stream:
-    """One core's instruction stream: encoded 32-bit words and each instruction's offset."""
+    """One core's instruction stream: consecutive `columns.Block`s of field columns.
 
-    words: np.ndarray  # uint32 [n_words]
-    offsets: np.ndarray  # int64 [n_instructions], word offset of each instruction
+    The compiler builds a stream from blocks (one per lowered segment, shared or derived
+    between layers); `table()` gives the columns, `words` the 32-bit encoding, computed on
+    first use only (an estimate never needs it).
+    """
+
+    blocks: tuple[Block, ...]
 
     @classmethod
     def from_instructions(cls, program: list[isa.Instruction]) -> Stream:
-        return cls.from_encoded([i.encode() for i in program])
-
-    @classmethod
-    def from_encoded(cls, encoded: list[list[int] | tuple[int, ...]]) -> Stream:
-        """Return the stream of instructions given as their 32-bit words."""
-        lengths = np.array([len(w) for w in encoded], np.int64)
-        data = np.fromiter((w for words in encoded for w in words), np.uint32, int(lengths.sum()))
-        return cls(data, np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64))
+        return cls((table_of(program),))
 
     def __len__(self) -> int:
-        return len(self.offsets)
+        return sum(len(b) for b in self.blocks)
 
     @property
     def nbytes(self) -> int:
-        return isa.WORD_BYTES * len(self.words)
+        return isa.WORD_BYTES * sum(b.n_words for b in self.blocks)
+
+    @property
+    def words(self) -> np.ndarray:
+        """Return the stream's uint32 words (`isa.encode` format), packed on each call."""
+        return pack(self.table())
 
     def to_bytes(self) -> bytes:
         return self.words.astype("<u4").tobytes()
@@ -231,47 +248,17 @@ class Stream:
         """Return the decoded instructions (slow for large streams: see `table`)."""
         return isa.decode(self.to_bytes())
 
-    @cached_property
+    @property
     def opcodes(self) -> np.ndarray:
-        return (self.words[self.offsets] >> 28).astype(np.int64)
+        return np.concatenate([b.cols["opcode"] for b in self.blocks] or [np.zeros(0, np.int64)])
 
     def table(self) -> dict[str, np.ndarray]:
-        """Return every instruction's fields as numpy columns (0 where a field is absent).
-
-        Columns: `opcode`, `wait`, `release`, `offset`, every field name of every
-        instruction class (enum and choice fields as their values: n in 2..16, wbits 8/4,
-        buffer and op as their integer codes, act as its index in ("none", "relu", "silu",
-        "gelu")), and the derived `nbytes` (HBM bytes a LOAD/STORE moves) and `elements`
-        (FP16 elements an SFU instruction processes).
-        """
-        cols: dict[str, np.ndarray] = {
-            "opcode": self.opcodes,
-            "offset": self.offsets,
-            "wait": (self.words[self.offsets] >> 24 & 0xF).astype(np.int64),
-            "release": (self.words[self.offsets] >> 20 & 0xF).astype(np.int64),
-        }
-        for opcode, cls in isa.INSTRUCTIONS.items():
-            rows = np.flatnonzero(self.opcodes == opcode)
-            for f in cls.FIELDS:
-                raw = self.words[self.offsets[rows] + f.word] >> f.lsb & ((1 << f.width) - 1)
-                value = raw.astype(np.int64)
-                if f.values is not None and all(isinstance(v, int) for v in f.values):
-                    value = np.asarray([int(v) for v in f.values], np.int64)[value]
-                col = cols.setdefault(f.name, np.zeros(len(self), np.int64))
-                col[rows] = value
-        cols["nbytes"] = _transfer_bytes(cols)
-        sfu = cols["opcode"] == isa.Opcode.SFU
-        cols["elements"] = np.where(sfu, cols["rows"] * cols["length"], 0)
+        """Return every instruction's fields as numpy columns (`columns` module docstring),
+        plus `offset`, each instruction's word offset in the stream."""
+        cols = concat(self.blocks) if self.blocks else {c: np.zeros(0, np.int64) for c in COLUMNS}
+        lengths = N_WORDS[cols["opcode"]]
+        cols["offset"] = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
         return cols
-
-
-def _transfer_bytes(cols: dict[str, np.ndarray]) -> np.ndarray:
-    load = cols["opcode"] == isa.Opcode.LOAD
-    store = cols["opcode"] == isa.Opcode.STORE
-    per_load = cols["length"] * cols["outer_count"] * cols["inner_count"]
-    per_store = cols["length"] * cols["count"]
-    words = np.where(load, per_load, np.where(store, per_store, 0))
-    return words * isa.HBM_WORD_BYTES
 
 
 @dataclass(frozen=True, eq=False)
@@ -309,6 +296,8 @@ class Program:
     prefill_step: int = 128
     decode_step: int = 16
     meta: Mapping[str, object] = field(default_factory=dict)  # graph facts the runners need
+    lazy_keys: tuple[tuple[str, int], ...] = ()  # buckets `lower` builds on request
+    lower: Callable[[str, int], Bucket] | None = None
 
     def bucket_length(self, phase: str, length: int) -> int:
         """Return the bucket length serving `length` (prompt or KV length) in `phase`."""
@@ -320,12 +309,19 @@ class Program:
         return -(-length // step) * step
 
     def bucket_for(self, phase: str, length: int) -> Bucket:
-        """Return the bucket whose program runs `length`; InputError if none was compiled."""
+        """Return the bucket whose program runs `length`; InputError if none was compiled.
+
+        A lazy program (`compiler.compile_program(..., lazy=True)`) lowers the bucket anew on
+        every call and keeps none of them.
+        """
         want = self.bucket_length(phase, length)
         for bucket in self.buckets:
             if bucket.key == (phase, want):
                 return bucket
-        have = sorted(b.length for b in self.buckets if b.phase == phase)
+        if self.lower is not None and (phase, want) in self.lazy_keys:
+            return self.lower(phase, want)
+        keys = [b.key for b in self.buckets] + list(self.lazy_keys)
+        have = sorted(n for p, n in keys if p == phase)
         raise InputError(f"no {phase} bucket for length {length} (compiled buckets: {have})")
 
     @property

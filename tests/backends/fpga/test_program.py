@@ -29,6 +29,29 @@ def test_stream_round_trip_and_table() -> None:
     assert table["wait"][1] == 1 and table["release"][0] == 4
 
 
+def test_listing_from_columns_equals_the_isa_listing() -> None:
+    from sparseflow.backends.fpga.columns import listing_of
+
+    program = [*PROGRAM, isa.Sys(op=isa.SysOp.BARRIER), isa.MM(n=16, bias=True, act="relu")]
+    assert listing_of(Stream.from_instructions(program).table()) == isa.listing(program)
+
+
+@pytest.mark.parametrize(
+    ("cls", "fields", "message"),
+    [
+        (isa.Load, {"length": 70000}, r"LOAD.length=70000: must be an integer in 1..65535"),
+        (isa.MV, {"n": 3}, r"MV.n=3: must be one of \(2, 4, 8, 16\)"),
+        (isa.MM, {"act": "tanh"}, r"MM.act='tanh'"),
+        (isa.Sfu, {"rows": 0}, r"SFU.rows=0"),
+    ],
+)
+def test_blocks_refuse_what_the_isa_cannot_encode(cls, fields, message) -> None:
+    from sparseflow.backends.fpga.columns import block_of
+
+    with pytest.raises(InputError, match=message):
+        block_of([cls], [fields], [0], [0])
+
+
 def test_layout_check_names_overlap_and_capacity() -> None:
     a = HbmRegion("a", "weight", 0, 0, 10)
     with pytest.raises(InputError, match="a overlaps b"):

@@ -80,7 +80,13 @@ def test_the_rtl_params_follow_the_model() -> None:
         ({"fabric.bram36": 1000}, r"needs 1,371 BRAM36, the device has 1,000 .*fabric.bram36"),
         ({"fabric.luts": 600000}, r"needs [\d,]+ LUTs, the device has 600,000 .*fabric.luts"),
         ({"core.buffers.output_buffer_bytes": 4 * 2**20}, r"BRAM36, the device has 2,016"),
-        ({"core.buffers.weight_buffer_bytes": 16 * 2**20}, r"URAM288, the device has 960"),
+        (  # the sparse-meta buffer bounds the weight buffer's usable depth: grow both
+            {
+                "core.buffers.weight_buffer_bytes": 16 * 2**20,
+                "core.buffers.sparse_meta_buffer_bytes": 8 * 2**20,
+            },
+            r"URAM288, the device has 960",
+        ),
     ],
 )
 def test_a_design_that_does_not_fit_names_resource_need_and_total(overrides, message) -> None:
