@@ -56,5 +56,6 @@ def _panel(ax: Any, x: Objective, y: Objective, feasible: list, front: list, bas
         ax.scatter(*coords(base), s=160, marker="*", c="tab:blue", zorder=5, label="base design")
     ax.set_xlabel(f"{x.key} ({'max' if x.maximize else 'min'})")
     ax.set_ylabel(f"{y.key} ({'max' if y.maximize else 'min'})")
+    ax.ticklabel_format(style="sci", scilimits=(-3, 4))  # 1e5 tokens/s as 1.2 x 1e5
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)

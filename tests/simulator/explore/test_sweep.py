@@ -114,6 +114,8 @@ def test_cli_explore_and_the_designs_command(tiny_space, tmp_path, capsys):
     assert main(argv) == 0
     report = json.loads(capsys.readouterr().out)
     assert {k: report[k] for k in row["objectives"]} == row["objectives"]
+    compiled = ["compile", "tiny-llama", "--target", chosen["target"], "--recipe", chosen["recipe"]]
+    assert main([*compiled, "--prompt", "32", "--gen", "8", "-o", str(tmp_path / "c")]) == 0
     assert main(["explore", str(tiny_space), "-o", str(out)]) == 0
     text = capsys.readouterr().out
     assert "19 points" in text and "(0 new)" in text and "hypervolume" in text
