@@ -135,3 +135,13 @@ def test_extra_metrics_are_objectives(tmp_path):
     run = run_sweep(space, tmp_path / "out", jobs=2, metrics=source, budget=4)
     feasible = [r for r in run.records if r["status"] == "ok"]
     assert feasible and all(r["objectives"]["recipe_steps"] == 7 + 32 for r in feasible)
+
+
+def test_a_time_limit_stops_submitting_and_the_next_run_goes_on(tmp_path):
+    limited = load_space(write_space(tmp_path, search={"time_limit_s": 1e-6}))
+    out = tmp_path / "out"
+    run = run_sweep(limited, out, jobs=1)
+    assert not run.complete and run.new < 19
+    assert all(r["status"] == "infeasible" for r in run.records)  # only the loader's rejections
+    rest = run_sweep(load_space(write_space(tmp_path)), out, jobs=1)  # `search` may change
+    assert rest.complete and rest.new == 19 - run.new
