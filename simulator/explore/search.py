@@ -41,10 +41,10 @@ def nsga2(
     records: dict[str, dict[str, Any]],
     evaluate: Callable[[list[Point]], bool],
     budget: int,
-) -> None:
+) -> bool:
     """Run NSGA-II until `budget` distinct points are stored (earlier runs' included), the
     space is exhausted, or `evaluate` returns False (the time limit stopped it); `records`
-    fills as points finish."""
+    fills as points finish. Return False when the time limit stopped it."""
     directions = ["maximize" if o.maximize else "minimize" for o in space.objectives]
     population = min(space.search.population, max(budget, 2))
     sampler = optuna.samplers.NSGAIISampler(population_size=population, seed=space.search.seed)
@@ -66,7 +66,8 @@ def nsga2(
             asks += len(asked)
             evaluated = _replayable(records)
             if not finished:
-                return
+                return False
+        return True
     finally:
         optuna.logging.set_verbosity(verbosity)
 

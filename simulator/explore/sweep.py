@@ -88,14 +88,7 @@ def _search(space: Space, store: Store, runner: _Runner, budget: int | None) -> 
     runner.total = max(min(budget, space.size) - stored, 0) + (BASE_ID not in store.records)
     if not runner.evaluate([make_point({})]):
         return False
-    finished = [True]
-
-    def evaluate(points: list[Point]) -> bool:
-        finished[0] = runner.evaluate(points)
-        return finished[0]
-
-    nsga2(space, store.records, evaluate, budget)
-    return finished[0]
+    return nsga2(space, store.records, runner.evaluate, budget)
 
 
 class _Runner(contextlib.ExitStack):
