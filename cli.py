@@ -419,6 +419,67 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_explore(args: argparse.Namespace) -> int:
+    """Sweep a design space into a folder: Pareto front, hypervolume, designs, plot."""
+    from sparseflow.backends.outdir import check_output_file
+    from sparseflow.simulator import explore
+    from sparseflow.simulator.explore.execute import WorkerLost
+
+    if args.plot:
+        check_output_file(args.plot, (".png", ".pdf", ".svg"), "--plot")
+    space = explore.load_space(args.space)
+    bar = _ProgressBar("designs", enabled=not args.json and sys.stderr.isatty())
+    try:
+        run = explore.run_sweep(
+            space, args.output, jobs=args.jobs, cluster=args.cluster, budget=args.budget,
+            force=args.force, progress=bar.update,
+        )  # fmt: skip
+    except KeyboardInterrupt:
+        bar.close()
+        print(
+            f"sparseflow: interrupted: every finished point is kept in {args.output}; "
+            "run the same command again to evaluate the rest",
+            file=sys.stderr,
+        )
+        return _exit_now(130)
+    except WorkerLost as err:
+        bar.close()
+        print(
+            f"sparseflow: error: {err}: every finished point is kept in {args.output}; run "
+            "the same command again to evaluate the rest",
+            file=sys.stderr,
+        )
+        return 1
+    bar.close()
+    result = explore.summarise(space, run, args.output, args.plot)
+    if args.json:
+        _print_json(result)
+    else:
+        print(explore.format_summary(result))
+    return 0
+
+
+class _ProgressBar:
+    """A tqdm bar created on the first update, only when `enabled` (a terminal, no --json)."""
+
+    def __init__(self, unit: str, enabled: bool) -> None:
+        self.unit, self.enabled, self.bar = unit, enabled, None
+
+    def update(self, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, unit=self.unit, file=sys.stderr)
+        self.bar.total = max(total, done)
+        self.bar.update(done - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of every sub-command."""
     parser = argparse.ArgumentParser(prog="sparseflow", description=__doc__.splitlines()[0])
@@ -452,6 +513,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_eval(commands)
     _add_rtl(commands)
     _add_calibrate(commands)
+    _add_explore(commands)
     bench = commands.add_parser("bench", help="kernel benchmarks").add_subparsers(
         dest="bench", required=True, metavar="BENCH"
     )
@@ -522,6 +584,21 @@ def _add_calibrate(commands: argparse._SubParsersAction) -> None:
     sub.add_argument("--fit", action="append", metavar="FIELD", help="candidate field (repeat)")
     sub.add_argument("--json", action="store_true", help="print the fit as JSON")
     sub.set_defaults(func=cmd_calibrate)
+
+
+def _add_explore(commands: argparse._SubParsersAction) -> None:
+    sub = commands.add_parser("explore", help="co-design sweep of a design space -> Pareto front")
+    sub.add_argument("space", help="design-space YAML (docs/explore.md)")
+    sub.add_argument("-o", "--output", required=True, help="results folder (resumed if present)")
+    sub.add_argument("--jobs", type=int, help="local worker processes (default: all cores)")
+    sub.add_argument("--cluster", metavar="ADDRESS", help="Dask tcp://host:port or ray://...")
+    sub.add_argument("--budget", type=int, help="points to evaluate (overrides search.budget)")
+    sub.add_argument("--json", action="store_true", help="print the result as JSON")
+    sub.add_argument("--plot", metavar="FILE.png", help="write the pairwise objective scatter")
+    sub.add_argument(
+        "--force", action="store_true", help="discard the results of another space in -o"
+    )
+    sub.set_defaults(func=cmd_explore)
 
 
 def _add_rtl(commands: argparse._SubParsersAction) -> None:

@@ -15,6 +15,7 @@ and the option or pattern at fault.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -234,3 +235,25 @@ def _int4_options(text: str, parts: list[str]) -> dict:
         else:
             raise InputError(f"--quant {text!r}: unknown int4 part {part!r} (gG, channel, gptq)")
     return options
+
+
+def recipe_to_dict(recipe: Recipe) -> dict:
+    """Return a recipe as the plain data of its YAML file: `recipe_from_dict` of it is equal
+    to `recipe` but for `source`."""
+    return {
+        "name": recipe.name,
+        "description": recipe.description,
+        "passes": [
+            {
+                "pass": step.pass_name,
+                "layers": list(step.layers),
+                "exclude": list(step.exclude),
+                "options": {k: _plain(v) for k, v in dataclasses.asdict(step.options).items()},
+            }
+            for step in recipe.steps
+        ],
+    }
+
+
+def _plain(value: object) -> object:
+    return [_plain(v) for v in value] if isinstance(value, tuple | list) else value

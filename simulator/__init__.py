@@ -8,6 +8,9 @@ for GPUs and CPUs, energy accounting, reports, plots and traces.
   from graph nodes by `graph_work`.
 - `energy`: dynamic energy per event plus static power x time.
 - `plot`, `trace`: report plots and Chrome/Perfetto traces.
+- `design`: one design point (compress, estimate) for the API and the explorer.
+- `explore/`: co-design sweeps over hardware fields, recipes and workloads to Pareto fronts
+  (`sparseflow explore`, docs/explore.md).
 
 Imports: sparseflow.ir, sparseflow.hw_models and sparseflow.backends (to compile programs).
 """
