@@ -6,8 +6,8 @@ implementation of an op is its specification: the interpreter, the passes, the k
 RTL are all tested against it. Quantized values are held by the reference as the float32 real
 values they represent (an int8 tensor with scale s holds q * s).
 
-Op definitions live in `ops_tensor`, `ops_math` and `ops_linear`; importing this module
-registers all of them.
+Op definitions live in `ops_tensor`, `ops_math`, `ops_linear`, `ops_moe` (mixture of experts)
+and `ops_parallel` (collectives); importing this module registers all of them.
 """
 
 from __future__ import annotations
@@ -34,7 +34,8 @@ class OpClass(StrEnum):
     """What an op does, as reports, plots and cost models group work (one vocabulary).
 
     GPU/CPU kernels of class DATA run as element-wise kernels; the FPGA charges DATA to the
-    host I/O and data movement it causes.
+    host I/O and data movement it causes. COMMUNICATION ops (collectives between devices) are
+    timed by the link model, not as kernels of one device.
     """
 
     LINEAR = "linear"
@@ -44,6 +45,7 @@ class OpClass(StrEnum):
     EMBEDDING = "embedding"
     DATA = "data"
     SOURCE = "source"
+    COMMUNICATION = "communication"
 
 
 class Op(enum.Enum):
@@ -78,7 +80,13 @@ class Op(enum.Enum):
     MATMUL = "matmul"
     ROPE = "rope"
     CAUSAL_MASK = "causal_mask"
+    SLIDING_WINDOW_MASK = "sliding_window_mask"
     DECODE_ATTENTION = "decode_attention"
+    TOPK_GATE = "topk_gate"
+    EXPERT_DISPATCH = "expert_dispatch"
+    EXPERT_COMBINE = "expert_combine"
+    ALL_REDUCE = "all_reduce"
+    ALL_GATHER = "all_gather"
 
     def __str__(self) -> str:
         return self.value
@@ -305,7 +313,7 @@ def weight_storage_bytes(weight_type: TensorType) -> int:
 
 
 # Registering the op definitions: imported last so they can use the names above.
-from sparseflow.ir import ops_linear, ops_math, ops_tensor  # noqa: E402,F401
+from sparseflow.ir import ops_linear, ops_math, ops_moe, ops_parallel, ops_tensor  # noqa: E402,F401
 
 _UNREGISTERED = [op for op in Op if op not in _REGISTRY]
 if _UNREGISTERED:

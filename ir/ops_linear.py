@@ -1,4 +1,4 @@
-"""Ops with a reduction or a lookup: embedding, linear, matmul, RoPE and the causal mask."""
+"""Ops with a reduction or a lookup: embedding, linear, matmul, RoPE and the attention masks."""
 
 from __future__ import annotations
 
@@ -170,6 +170,30 @@ class CausalMask:
         scores, pos = xs
         keys = np.arange(scores.shape[-1])
         hidden = keys[None, :] > pos.astype(np.int64)[:, None]
+        return np.where(hidden, np.finfo(np.float32).min, scores).astype(np.float32)
+
+
+@register(Op.SLIDING_WINDOW_MASK, OpClass.ATTENTION, (2, 2))
+class SlidingWindowMask:
+    """Mask attention scores [B, H, T, S] to a causal window of attr `window` keys: key j is
+    hidden from query t when j > pos[t] or j <= pos[t] - window (Mistral; Hugging Face's
+    `sliding_window_overlay`). Masked scores become the most negative float32."""
+
+    cost = staticmethod(pointwise_cost(1))
+
+    @staticmethod
+    def infer(ins: Sequence[TensorType], a: AttrDict) -> TensorType:
+        window = a.get("window")
+        if isinstance(window, bool) or not isinstance(window, int) or window < 1:
+            raise TypeMismatch(f"window must be an integer >= 1, not {window!r}")
+        return CausalMask.infer(ins, a)
+
+    @staticmethod
+    def reference(xs: list[np.ndarray], a: AttrDict) -> np.ndarray:
+        scores, pos = xs
+        keys = np.arange(scores.shape[-1])[None, :]
+        queries = pos.astype(np.int64)[:, None]
+        hidden = (keys > queries) | (keys <= queries - int(a["window"]))
         return np.where(hidden, np.finfo(np.float32).min, scores).astype(np.float32)
 
 

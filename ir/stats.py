@@ -14,7 +14,8 @@ n heads and kv key/value heads of size D, N layers, it is exactly
                                                                 2 residual adds, silu, mul
     + 4*H + 2*V*H                                               final rmsnorm, lm head
 i.e. about 2 * (linear parameters) + 4 * N * n * D * S; embedding lookups cost no FLOPs.
-For BERT (an encoder) it is one prefill of L tokens divided by L.
+For BERT (an encoder) it is one prefill of L tokens divided by L. A model with routed experts
+counts the experts one token reaches (`sparseflow.ir.routing`): k of E.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from sparseflow.ir.models.config import ModelConfig
 from sparseflow.ir.models.zoo import build_graph, load_config
 from sparseflow.ir.node import Node
 from sparseflow.ir.ops import Cost, Op, storage_bytes
+from sparseflow.ir.routing import routing_bindings
 from sparseflow.ir.serialize import read_graph
 from sparseflow.ir.types import TensorType
 
@@ -97,10 +99,11 @@ def _bindings(graph: Graph, context: int) -> dict[str, int]:
     if "ids" not in graph:
         raise InputError(f"graph {graph.name!r} has no input %ids to count tokens by")
     symbols = set().union(*(dim_symbols(d) for n in graph.nodes for d in n.type.shape))
-    unknown = sorted(symbols - set(_LENGTH_SYMBOLS))
+    bindings = routing_bindings(graph, {symbol: context for symbol in _LENGTH_SYMBOLS})
+    unknown = sorted(symbols - set(bindings))
     if unknown:
         raise InputError(f"graph {graph.name!r} has symbolic dim {unknown[0]!r}: only L, T")
-    return {symbol: context for symbol in _LENGTH_SYMBOLS}
+    return bindings
 
 
 def _layers(graph: Graph, costs: dict[str, Cost], tokens: int) -> list[dict]:

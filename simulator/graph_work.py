@@ -33,11 +33,12 @@ from sparseflow.ir.dtypes import DType
 from sparseflow.ir.graph import Graph
 from sparseflow.ir.node import Node
 from sparseflow.ir.ops import Op, OpClass
+from sparseflow.ir.routing import routing_bindings
 from sparseflow.ir.types import TensorType
 from sparseflow.simulator.analytical import KernelWork
 
 VIEW_OPS = (Op.RESHAPE, Op.REPEAT_KV)  # their registered cost is free: nothing materialises
-SCORE_OPS = (Op.SCALE, Op.CAUSAL_MASK)  # what runs between q @ k^T and softmax
+SCORE_OPS = (Op.SCALE, Op.CAUSAL_MASK, Op.SLIDING_WINDOW_MASK)  # between q @ k^T and softmax
 EPILOGUE_CLASSES = (OpClass.ELEMENTWISE, OpClass.DATA)
 
 
@@ -110,7 +111,12 @@ def graph_works(
     float_dtype: DType,
     fuse: bool = False,
 ) -> list[KernelWork]:
-    """Return one KernelWork per kernel of `graph` that does work (`kernel_groups`)."""
+    """Return one KernelWork per kernel of `graph` that does work (`kernel_groups`).
+
+    Routed experts get the rows `sparseflow.ir.routing` assigns them; an expert no token
+    reaches does no work, so its kernels (and weight reads) drop out.
+    """
+    bindings = routing_bindings(graph, bindings)
     kv = kv_values(graph)
     users = graph.users()
     works = []

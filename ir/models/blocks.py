@@ -83,6 +83,14 @@ class ModelBuilder:
             return self.add(op, [x], out, approximate=approximate)
         return self.add(op, [x], out)
 
+    def swiglu(self, x: str, name: str, out: str) -> str:
+        """Add down_proj(act(gate_proj(x)) * up_proj(x)) with weights `name.{gate,up,down}_proj`."""
+        c = self.config
+        gate = self.linear(x, f"{name}.gate_proj", c.intermediate_size, c.mlp_bias, f"{name}.gate")
+        up = self.linear(x, f"{name}.up_proj", c.intermediate_size, c.mlp_bias, f"{name}.up")
+        gated = self.add(Op.MUL, [self.activation(gate, f"{name}.act"), up], f"{name}.gated")
+        return self.linear(gated, f"{name}.down_proj", c.hidden_size, c.mlp_bias, out)
+
     def split_heads(self, x: str, heads: int, out: str) -> str:
         """Reshape [B, T, heads*D] to [B, heads, T, D]."""
         shape = (self.batch, self.seq, heads, self.config.head_dim)
@@ -102,7 +110,8 @@ class ModelBuilder:
         q/k/v projections, RoPE when `rope`, the KV cache (appended in decode, recorded as
         outputs `k.{i}` / `v.{i}` for decoders), repeat_kv under GQA, scaled scores (1/sqrt(D)
         on q after its projection when `q_scaled`, as OPT does, else on the scores), the causal
-        mask when `causal`, softmax, the weighted sum and the output projection.
+        mask when `causal` (the sliding-window mask when the config has a window), softmax,
+        the weighted sum and the output projection.
         """
         c, p = self.config, f"layers.{layer}.attn"
         scale = 1.0 / math.sqrt(c.head_dim)
@@ -125,7 +134,10 @@ class ModelBuilder:
         scores = self.add(Op.MATMUL, [q, k], f"{p}.scores", transpose_b=True)
         if not q_scaled:
             scores = self.add(Op.SCALE, [scores], f"{p}.scores_scaled", factor=scale)
-        if causal:
+        if causal and c.sliding_window:
+            scores = self.add(Op.SLIDING_WINDOW_MASK, [scores, self.pos], f"{p}.scores_masked",
+                              window=c.sliding_window)  # fmt: skip
+        elif causal:
             scores = self.add(Op.CAUSAL_MASK, [scores, self.pos], f"{p}.scores_masked")
         probs = self.add(Op.SOFTMAX, [scores], f"{p}.probs", axis=-1)
         context = self.add(Op.MATMUL, [probs, v], f"{p}.context")

@@ -1,7 +1,8 @@
 """Model configurations: the numbers that define a transformer, and the built-in models.
 
 A `ModelConfig` is everything a graph builder needs: family (llama, opt, gpt2, bert), sizes,
-normalisation epsilon, RoPE base, activation, tying and biases. The built-in configurations
+normalisation epsilon, RoPE base, activation, tying and biases; for the LLaMA family also a
+sliding attention window (Mistral) and routed experts (Mixtral). The built-in configurations
 copy the `config.json` of the public Hugging Face checkpoints named in `BUILTIN_SOURCES`, so the
 parameter counts of our graphs equal those of the Hugging Face models. `tiny-llama` is ours: a
 2-layer grouped-query LLaMA with seeded random weights for demos and tests.
@@ -29,6 +30,9 @@ class ModelConfig:
     `position_offset` is the row offset of learned positions (OPT: 2); `type_vocab_size` is
     BERT's number of token types; `weight_dtype` is the storage type of the weights (it sets
     `weight_bytes`); `random_seed`, when set, gives the built-in graph seeded random weights.
+    `sliding_window` > 0 lets each query see only that many most recent keys (itself
+    included); `num_experts` > 0 replaces the MLP by that many experts of which each token
+    uses `experts_per_token` (top-k routing, gates renormalised over the k).
     """
 
     name: str
@@ -51,10 +55,18 @@ class ModelConfig:
     type_vocab_size: int = 0
     weight_dtype: DType = DType.F32
     random_seed: int | None = None
+    sliding_window: int = 0
+    num_experts: int = 0
+    experts_per_token: int = 0
 
     def __post_init__(self) -> None:
-        for check in (_check_family, _check_sizes, _check_heads, _check_numbers):
+        for check in (_check_family, _check_sizes, _check_experts, _check_heads, _check_numbers):
             check(self)
+
+    @property
+    def is_moe(self) -> bool:
+        """Return True when the MLP is a set of routed experts."""
+        return self.num_experts > 0
 
     @property
     def is_decoder(self) -> bool:
@@ -96,6 +108,7 @@ def _check_family(c: ModelConfig) -> None:
 # time before any check of the device could say so.
 MAX_SIZE = 1 << 20
 SIZE_LIMITS = {"num_layers": 1024, "max_positions": 1 << 26, "vocab_size": 1 << 24}
+SIZE_LIMITS["num_experts"] = 1024  # DeepSeek-V3 routes over 256
 
 
 def _check_sizes(c: ModelConfig) -> None:
@@ -107,12 +120,22 @@ def _check_sizes(c: ModelConfig) -> None:
             _fail(c, field, f"must be a positive integer, not {value!r}")
         if value > SIZE_LIMITS.get(field, MAX_SIZE):
             _fail(c, field, f"({value}) is above {SIZE_LIMITS.get(field, MAX_SIZE):,}")
-    for field in ("position_offset", "type_vocab_size"):
+    for field in ("position_offset", "type_vocab_size", "sliding_window", "num_experts"):
         value = getattr(c, field)
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             _fail(c, field, f"must be a non-negative integer, not {value!r}")
     if c.family == "bert" and c.type_vocab_size < 1:
         _fail(c, "type_vocab_size", "must be positive for BERT")
+
+
+def _check_experts(c: ModelConfig) -> None:
+    if (c.sliding_window or c.num_experts) and c.family != "llama":
+        _fail(c, "family", "must be llama for sliding windows and experts")
+    if c.num_experts > SIZE_LIMITS["num_experts"]:
+        _fail(c, "num_experts", f"({c.num_experts}) is above {SIZE_LIMITS['num_experts']}")
+    k, top = c.experts_per_token, c.num_experts
+    if isinstance(k, bool) or not isinstance(k, int) or not (1 <= k <= top or k == top == 0):
+        _fail(c, "experts_per_token", f"must be in 1..num_experts ({top}), not {k!r}")
 
 
 def _check_heads(c: ModelConfig) -> None:
@@ -175,6 +198,10 @@ def _opt(name: str, hidden: int, layers: int, heads: int) -> ModelConfig:
 BUILTIN_SOURCES = {
     "llama2-7b": "meta-llama/Llama-2-7b-hf",
     "llama2-13b": "meta-llama/Llama-2-13b-hf",
+    "llama2-70b": "meta-llama/Llama-2-70b-hf",
+    "llama3-8b": "meta-llama/Meta-Llama-3-8B",
+    "mistral-7b": "mistralai/Mistral-7B-v0.1",
+    "mixtral-8x7b": "mistralai/Mixtral-8x7B-v0.1",
     "tinyllama-1.1b": "TinyLlama/TinyLlama-1.1B-Chat-v1.0",
     "opt-6.7b": "facebook/opt-6.7b",
     "opt-125m": "facebook/opt-125m",
@@ -191,6 +218,25 @@ BUILTINS: dict[str, ModelConfig] = {
     "llama2-13b": _llama(
         "llama2-13b", hidden_size=5120, num_layers=40, num_heads=40, num_kv_heads=40,
         head_dim=128, intermediate_size=13824,
+    ),
+    "llama2-70b": _llama(
+        "llama2-70b", hidden_size=8192, num_layers=80, num_heads=64, num_kv_heads=8,
+        head_dim=128, intermediate_size=28672,
+    ),
+    "llama3-8b": _llama(
+        "llama3-8b", vocab_size=128256, hidden_size=4096, num_layers=32, num_heads=32,
+        num_kv_heads=8, head_dim=128, intermediate_size=14336, max_positions=8192,
+        rope_theta=500000.0, weight_dtype=DType.BF16,
+    ),
+    "mistral-7b": _llama(
+        "mistral-7b", hidden_size=4096, num_layers=32, num_heads=32, num_kv_heads=8,
+        head_dim=128, intermediate_size=14336, max_positions=32768, sliding_window=4096,
+        weight_dtype=DType.BF16,
+    ),
+    "mixtral-8x7b": _llama(
+        "mixtral-8x7b", hidden_size=4096, num_layers=32, num_heads=32, num_kv_heads=8,
+        head_dim=128, intermediate_size=14336, max_positions=32768, rope_theta=1000000.0,
+        num_experts=8, experts_per_token=2, weight_dtype=DType.BF16,
     ),
     "tinyllama-1.1b": _llama(
         "tinyllama-1.1b", hidden_size=2048, num_layers=22, num_heads=32, num_kv_heads=4,

@@ -6,11 +6,14 @@ table per family: a layer prefix (`model.layers.{i}.`) plus the module's own nam
 original `gpt2` files) lacks the first prefix component, and old BERT files name LayerNorm
 parameters gamma/beta; both spellings are accepted. GPT-2's Conv1D weights are stored
 [in, out] and are transposed; its fused `c_attn` [hidden, 3*hidden] is split into q, k, v.
+Mixtral's experts are `block_sparse_moe.experts.{e}.w1/w3/w2` (gate, up, down) and its router
+`block_sparse_moe.gate`, as the Hub checkpoints and `save_pretrained` store them.
 Names and shapes are checked when the folder is imported; values load lazily on first use.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +45,7 @@ _LAYER_MODULES = {
         "mlp.gate_proj": "mlp.gate_proj",
         "mlp.up_proj": "mlp.up_proj",
         "mlp.down_proj": "mlp.down_proj",
+        "mlp.router": "block_sparse_moe.gate",
     },
     "opt": {
         "attn_norm": "self_attn_layer_norm",
@@ -92,6 +96,8 @@ _GLOBAL_MODULES = {
         "embed_norm": "bert.embeddings.LayerNorm", "pooler": "bert.pooler.dense",
     },
 }  # fmt: skip
+_EXPERT = re.compile(r"mlp\.experts\.(\d+)\.(gate|up|down)_proj")
+_EXPERT_WEIGHTS = {"gate": "w1", "up": "w3", "down": "w2"}
 _GPT2_CONV1D = ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")
 _FUSED_QKV = {"attn.q_proj": 0, "attn.k_proj": 1, "attn.v_proj": 2}
 
@@ -136,7 +142,7 @@ def hf_source(family: str, name: str) -> HfSource:
         return HfSource(f"lm_head.{suffix}")
     parts = module.split(".", 2)
     if parts[0] == "layers" and len(parts) == 3 and parts[1].isdigit():
-        local = _LAYER_MODULES[family].get(parts[2])
+        local = _LAYER_MODULES[family].get(parts[2]) or _expert_module(family, parts[2])
         if local is not None:
             prefix = _LAYER_PREFIX[family].format(i=parts[1])
             conv1d = family == "gpt2" and local in _GPT2_CONV1D
@@ -145,6 +151,15 @@ def hf_source(family: str, name: str) -> HfSource:
     elif module in _GLOBAL_MODULES[family]:
         return HfSource(f"{_GLOBAL_MODULES[family][module]}.{suffix}")
     raise InputError(f"weight {name!r} has no Hugging Face name in a {family} model")
+
+
+def _expert_module(family: str, local: str) -> str | None:
+    """Return Mixtral's name of an expert weight: `mlp.experts.{e}.gate_proj` is
+    `block_sparse_moe.experts.{e}.w1` (up_proj w3, down_proj w2)."""
+    match = _EXPERT.fullmatch(local)
+    if family != "llama" or match is None:
+        return None
+    return f"block_sparse_moe.experts.{match[1]}.{_EXPERT_WEIGHTS[match[2]]}"
 
 
 def import_hf_folder(folder: str | Path, phase: str, batch: int = 1, seq: Dim = "T") -> Graph:

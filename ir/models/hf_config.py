@@ -1,8 +1,8 @@
 """Read a Hugging Face `config.json` into a `ModelConfig`.
 
-Supported `model_type`s: `llama` (and `mistral` without a sliding window shorter than the
-context, which is then the same network), `opt` (pre-LN, no embedding projection), `gpt2` and
-`bert` (absolute positions, encoder only). Every field used is checked for presence and type;
+Supported `model_type`s: `llama`, `mistral` (LLaMA with a sliding attention window), `mixtral`
+(Mistral with routed experts), `opt` (pre-LN, no embedding projection), `gpt2` and `bert`
+(absolute positions, encoder only). Every field used is checked for presence and type;
 a field that asks for a network we do not build (RoPE scaling, post-LN OPT, cross-attention)
 is rejected. Errors are InputErrors naming the file and the field.
 """
@@ -129,10 +129,6 @@ def _rope_theta(f: _Fields) -> float:
 
 def _llama(f: _Fields) -> dict[str, object]:
     hidden, heads = f.positive("hidden_size"), f.positive("num_attention_heads")
-    if f.data.get("model_type") == "mistral":
-        window = f.get("sliding_window", (int,), None)
-        if window is not None and window < f.positive("max_position_embeddings", 2048):
-            raise f.fail("sliding_window", "shorter than the context is not supported")
     if "head_dim" not in f.data and hidden % heads:
         raise f.fail("num_attention_heads", "must divide 'hidden_size'")
     return dict(
@@ -152,6 +148,26 @@ def _llama(f: _Fields) -> dict[str, object]:
         attention_bias=f.flag("attention_bias", False),
         mlp_bias=f.flag("mlp_bias", False),
     )
+
+
+def _mistral(f: _Fields) -> dict[str, object]:
+    """Return a Mistral config: LLaMA with a sliding attention window (none when the window
+    covers the whole context, which is then the same network)."""
+    values = _llama(f)
+    window = f.get("sliding_window", (int,), None)
+    if window is not None and window < 1:
+        raise f.fail("sliding_window", f"must be a positive integer or null, not {window}")
+    values["sliding_window"] = window if window and window < values["max_positions"] else 0
+    return values
+
+
+def _mixtral(f: _Fields) -> dict[str, object]:
+    """Return a Mixtral config: Mistral whose MLPs are `num_local_experts` experts, of which
+    each token takes `num_experts_per_tok` (gates renormalised over them)."""
+    values = _mistral(f)
+    values["num_experts"] = f.positive("num_local_experts")
+    values["experts_per_token"] = f.positive("num_experts_per_tok")
+    return values
 
 
 def _divided(f: _Fields, hidden: int, heads: int) -> int:
@@ -236,7 +252,8 @@ def _bert(f: _Fields) -> dict[str, object]:
 
 _PARSERS: dict[str, Callable[[_Fields], dict[str, object]]] = {
     "llama": _llama,
-    "mistral": _llama,
+    "mistral": _mistral,
+    "mixtral": _mixtral,
     "opt": _opt,
     "gpt2": _gpt2,
     "bert": _bert,

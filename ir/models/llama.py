@@ -1,11 +1,13 @@
-"""The LLaMA graph (also TinyLlama, Mistral without sliding window): pre-norm RMSNorm blocks,
-rotary positions, grouped-query attention and a SwiGLU MLP.
+"""The LLaMA graph (also TinyLlama, LLaMA-3, Mistral and Mixtral): pre-norm RMSNorm blocks,
+rotary positions, grouped-query attention (within a sliding window when the config has one)
+and a SwiGLU MLP, or routed SwiGLU experts when the config has experts.
 
 Per layer i:  h = x + o_proj(attention(rmsnorm(x)))  with RoPE on q and k
               y = h + down_proj(silu(gate_proj(rmsnorm(h))) * up_proj(rmsnorm(h)))
 then `final_norm` and `lm_head` (the embedding table itself when the embeddings are tied).
 Weights: `embed_tokens`, `layers.{i}.attn_norm`, `layers.{i}.attn.{q,k,v,o}_proj`,
-`layers.{i}.mlp_norm`, `layers.{i}.mlp.{gate,up,down}_proj`, `final_norm`, `lm_head`.
+`layers.{i}.mlp_norm`, `layers.{i}.mlp.{gate,up,down}_proj` (experts: `layers.{i}.mlp.router`
+and `layers.{i}.mlp.experts.{e}.{gate,up,down}_proj`), `final_norm`, `lm_head`.
 """
 
 from __future__ import annotations
@@ -36,9 +38,22 @@ def _layer(m: ModelBuilder, x: str, layer: int) -> str:
     attn = m.attention(normed, layer, rope=True, causal=True, q_scaled=False)
     h = m.add(Op.ADD, [x, attn], f"{p}.attn_residual")
     normed = m.norm(h, f"{p}.mlp_norm", f"{p}.mlp_in")
-    size = c.intermediate_size
-    gate = m.linear(normed, f"{p}.mlp.gate_proj", size, c.mlp_bias, f"{p}.mlp.gate")
-    up = m.linear(normed, f"{p}.mlp.up_proj", size, c.mlp_bias, f"{p}.mlp.up")
-    gated = m.add(Op.MUL, [m.activation(gate, f"{p}.mlp.act"), up], f"{p}.mlp.gated")
-    down = m.linear(gated, f"{p}.mlp.down_proj", c.hidden_size, c.mlp_bias, f"{p}.mlp.down")
-    return m.add(Op.ADD, [h, down], f"{p}.out")
+    if c.is_moe:
+        mlp = moe_mlp(m, normed, f"{p}.mlp")
+    else:
+        mlp = m.swiglu(normed, f"{p}.mlp", f"{p}.mlp.down")
+    return m.add(Op.ADD, [h, mlp], f"{p}.out")
+
+
+def moe_mlp(m: ModelBuilder, x: str, name: str) -> str:
+    """Add the routed experts of one layer (Mixtral's sparse MoE block, `ops_moe`): a router
+    linear `name.router` [E, hidden], top-k gates, and per expert e the rows routed to it
+    through its own SwiGLU MLP `name.experts.{e}.{gate,up,down}_proj`, combined by the gates."""
+    c = m.config
+    logits = m.linear(x, f"{name}.router", c.num_experts, False, f"{name}.router_logits")
+    gates = m.add(Op.TOPK_GATE, [logits], f"{name}.gates", k=c.experts_per_token, normalize=True)
+    outputs = []
+    for e in range(c.num_experts):
+        rows = m.add(Op.EXPERT_DISPATCH, [x, gates], f"{name}.experts.{e}.in", expert=e)
+        outputs.append(m.swiglu(rows, f"{name}.experts.{e}", f"{name}.experts.{e}.out"))
+    return m.add(Op.EXPERT_COMBINE, [gates, *outputs], f"{name}.down")

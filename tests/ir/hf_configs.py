@@ -11,6 +11,13 @@ OPT = {
     "max_position_embeddings": 2048, "torch_dtype": "float16", "vocab_size": 50272,
     "enable_bias": True,
 }  # fmt: skip
+MISTRAL = {
+    "model_type": "mistral", "hidden_act": "silu", "hidden_size": 4096,
+    "intermediate_size": 14336, "max_position_embeddings": 32768, "num_attention_heads": 32,
+    "num_hidden_layers": 32, "num_key_value_heads": 8, "rms_norm_eps": 1e-05,
+    "rope_theta": 10000.0, "tie_word_embeddings": False, "torch_dtype": "bfloat16",
+    "vocab_size": 32000,
+}  # fmt: skip
 
 PUBLIC_CONFIGS = {
     "llama2-7b": {**LLAMA2, "hidden_size": 4096, "intermediate_size": 11008,
@@ -21,6 +28,18 @@ PUBLIC_CONFIGS = {
         **LLAMA2, "hidden_size": 2048, "intermediate_size": 5632, "num_attention_heads": 32,
         "num_hidden_layers": 22, "num_key_value_heads": 4, "max_position_embeddings": 2048,
         "rope_theta": 10000.0, "torch_dtype": "bfloat16",
+    },
+    "llama2-70b": {**LLAMA2, "hidden_size": 8192, "intermediate_size": 28672,
+                   "num_attention_heads": 64, "num_hidden_layers": 80, "num_key_value_heads": 8},
+    "llama3-8b": {
+        **LLAMA2, "hidden_size": 4096, "intermediate_size": 14336, "num_attention_heads": 32,
+        "num_hidden_layers": 32, "num_key_value_heads": 8, "max_position_embeddings": 8192,
+        "rope_theta": 500000.0, "torch_dtype": "bfloat16", "vocab_size": 128256,
+    },
+    "mistral-7b": {**MISTRAL, "sliding_window": 4096},
+    "mixtral-8x7b": {
+        **MISTRAL, "model_type": "mixtral", "num_local_experts": 8, "num_experts_per_tok": 2,
+        "rope_theta": 1000000.0, "sliding_window": None, "router_aux_loss_coef": 0.02,
     },
     "opt-6.7b": {**OPT, "ffn_dim": 16384, "hidden_size": 4096, "num_attention_heads": 32,
                  "num_hidden_layers": 32, "word_embed_proj_dim": 4096},
@@ -44,9 +63,11 @@ PUBLIC_CONFIGS = {
     },
 }  # fmt: skip
 
-# The transformers class whose `num_parameters()` our count must equal.
+# The transformers class (by model_type) whose `num_parameters()` our count must equal.
 HF_CLASSES = {
     "llama": "LlamaForCausalLM",
+    "mistral": "MistralForCausalLM",
+    "mixtral": "MixtralForCausalLM",
     "opt": "OPTForCausalLM",
     "gpt2": "GPT2LMHeadModel",
     "bert": "BertModel",

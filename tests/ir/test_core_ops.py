@@ -54,11 +54,19 @@ SAMPLES = {
         [t(1, 4, 1, 8), t(1, 2, 6, 8), t(1, 2, 6, 8), t(1, dtype=I64)],
         {"n_rep": 2, "scale": 0.35},
     ),
+    "sliding_window_mask": ([t(1, 2, 5, 5), t(5, dtype=I64)], {"window": 3}),
+    "topk_gate": ([t(2, 3, 4)], {"k": 2, "normalize": True}),
+    "expert_dispatch": ([t(2, 3, 8), t(2, 3, 4)], {"expert": 1}),
+    "expert_combine": ([t(2, 3, 2), t("R0", 8), t("R1", 8)], {}),
+    "all_reduce": ([t(2, 3, 8)], {"devices": 1}),
+    "all_gather": ([t(2, 3, 8)], {"devices": 1, "axis": -1}),
 }
+# Symbolic sizes of the samples: random gates are never 0, so every expert gets all 6 tokens.
+BINDINGS = {"R0": 6, "R1": 6}
 
 
 def random_input(tensor_type, rng):
-    shape = tuple(eval_dim(d) for d in tensor_type.shape)
+    shape = tuple(eval_dim(d, BINDINGS) for d in tensor_type.shape)
     if tensor_type.dtype is I64:
         return np.sort(rng.integers(0, min(shape[-1], 10), size=shape))
     return rng.standard_normal(shape).astype(np.float32)
@@ -74,11 +82,11 @@ def test_infer_cost_reference_agree(name):
     op = get_op(name)
     ins, attrs = SAMPLES[name]
     out = op.infer_type(ins, tuple(attrs.items()), "n")
-    cost = op.cost(ins, out, attrs, {})
+    cost = op.cost(ins, out, attrs, BINDINGS)
     assert cost.flops >= 0 and cost.bytes_written >= 0 and len(cost.bytes_read) == len(ins)
     rng = np.random.default_rng(0)
     result = op.reference([random_input(x, rng) for x in ins], attrs)
-    assert result.shape == tuple(eval_dim(d) for d in out.shape)
+    assert result.shape == tuple(eval_dim(d, BINDINGS) for d in out.shape)
     assert np.isfinite(result).any()
 
 
@@ -195,3 +203,79 @@ def test_linear_cost_counts_sparse_flops_and_packed_bytes():
     elements = 4096 * 4096
     expect = elements * 0.5 * 12 / 8 + elements / 128 * 5
     assert storage_bytes(nm) == math.ceil(expect)
+
+
+@pytest.mark.parametrize("window", [1, 2, 4, 9])
+def test_sliding_window_mask_keeps_the_last_window_keys(window):
+    scores = np.random.default_rng(7).standard_normal((2, 1, 4, 9)).astype(np.float32)
+    pos = np.array([0, 3, 5, 8])
+    masked = run("sliding_window_mask", scores, pos, window=window)
+    for q, p in enumerate(pos):
+        visible = [j for j in range(9) if p - window < j <= p]
+        hidden = np.ones(9, bool)
+        hidden[visible] = False
+        np.testing.assert_array_equal(masked[:, 0, q, visible], scores[:, 0, q, visible])
+        assert (masked[:, 0, q, hidden] == np.finfo(np.float32).min).all()
+    if window >= 9:
+        np.testing.assert_array_equal(masked, run("causal_mask", scores, pos))
+
+
+def test_sliding_window_must_be_positive():
+    with pytest.raises(GraphError, match="window"):
+        Op.SLIDING_WINDOW_MASK.infer_type([t(1, 1, 2, 2), t(2, dtype=I64)], (("window", 0),), "w")
+
+
+@pytest.mark.parametrize("experts, k, normalize", [(8, 2, True), (4, 1, True), (5, 3, False)])
+def test_topk_gate_keeps_the_k_largest_probabilities(experts, k, normalize):
+    logits = np.random.default_rng(8).standard_normal((3, 7, experts)).astype(np.float32) * 2
+    gates = run("topk_gate", logits, k=k, normalize=normalize)
+    for row, out in zip(logits.reshape(-1, experts), gates.reshape(-1, experts), strict=True):
+        probs = np.exp(row.astype(np.float64)) / np.exp(row.astype(np.float64)).sum()
+        top = sorted(range(experts), key=lambda e: -probs[e])[:k]
+        expect = np.zeros(experts)
+        expect[top] = probs[top] / (probs[top].sum() if normalize else 1)
+        np.testing.assert_allclose(out, expect, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("tokens, experts, k", [(1, 8, 2), (6, 4, 2), (9, 3, 1)])
+def test_dispatch_then_combine_equals_dense_weighted_sum(tokens, experts, k):
+    """combine(gates, f_e(dispatch_e(x))) = sum_e gates[:, e] * f_e(x), f_e linear."""
+    rng = np.random.default_rng(tokens)
+    x = rng.standard_normal((1, tokens, 5)).astype(np.float32)
+    gates = run("topk_gate", rng.standard_normal((1, tokens, experts)).astype(np.float32), k=k)
+    maps = [rng.standard_normal((5, 5)).astype(np.float32) for _ in range(experts)]
+    outputs = [run("expert_dispatch", x, gates, expert=e) @ maps[e] for e in range(experts)]
+    assert sum(len(y) for y in outputs) == tokens * k
+    assert any(len(y) == 0 for y in outputs) == (tokens * k < experts)
+    combined = run("expert_combine", gates, *outputs)
+    dense = sum(gates[..., e, None] * (x @ maps[e]) for e in range(experts))
+    np.testing.assert_allclose(combined, dense, rtol=1e-5, atol=1e-6)
+
+
+def test_expert_costs_count_routed_rows_only():
+    x, gates = t(1, 4, 16), t(1, 4, 8)
+    rows = Op.EXPERT_DISPATCH.infer_type([x, gates], (("expert", 3),), "d")
+    assert rows.shape == ("R3", 16)
+    assert Op.EXPERT_DISPATCH.cost([x, gates], rows, {"expert": 3}, {"R3": 0}).bytes_total == 0
+    cost = Op.EXPERT_DISPATCH.cost([x, gates], rows, {"expert": 3}, {"R3": 2})
+    assert cost.bytes_total == 2 * 2 * 16 * 4
+    outs = [t(f"R{e}", 16) for e in range(8)]
+    combined = Op.EXPERT_COMBINE.infer_type([gates, *outs], (), "c")
+    routed = {f"R{e}": 1 if e < 2 else 0 for e in range(8)}
+    assert Op.EXPERT_COMBINE.cost([gates, *outs], combined, {}, routed).flops == 2 * 2 * 16
+
+
+def test_combine_needs_one_output_per_expert():
+    with pytest.raises(GraphError, match="3 expert outputs for 4 gates"):
+        Op.EXPERT_COMBINE.infer_type([t(1, 2, 4), *[t("R0", 8)] * 3], (), "c")
+
+
+def test_collectives_sum_and_concatenate_every_device():
+    rng = np.random.default_rng(9)
+    parts = [rng.standard_normal((2, 3)).astype(np.float32) for _ in range(3)]
+    np.testing.assert_allclose(run("all_reduce", *parts, devices=3), parts[0] + parts[1] + parts[2])
+    gathered = run("all_gather", *parts, devices=3, axis=-1)
+    np.testing.assert_array_equal(gathered, np.concatenate(parts, axis=-1))
+    assert Op.ALL_GATHER.infer_type([t(2, 3)], (("devices", 3),), "g").shape == (2, 9)
+    with pytest.raises(InputError, match="every device"):
+        run("all_reduce", parts[0], devices=3)

@@ -10,6 +10,7 @@ transformers = pytest.importorskip("transformers")
 
 from sparseflow.ir.interpreter import Interpreter  # noqa: E402
 from sparseflow.ir.models import load_model  # noqa: E402
+from sparseflow.ir.ops import Op  # noqa: E402
 
 TOLERANCE = 1e-4  # relative error ||ours - theirs|| / ||theirs|| in float32
 BATCH, PROMPT, STEPS = 2, 7, 3
@@ -75,6 +76,31 @@ def test_llama_gqa_matches_transformers(tmp_path):
         rms_norm_eps=1e-5, tie_word_embeddings=False,
     )  # fmt: skip
     model = save_tiny(config, transformers.LlamaForCausalLM, tmp_path)
+    check_decoder(model, tmp_path, config.vocab_size)
+
+
+def test_mistral_sliding_window_matches_transformers(tmp_path):
+    """A window of 4 keys, shorter than the prompt: prefill and decode both slide it."""
+    config = transformers.MistralConfig(
+        vocab_size=97, hidden_size=32, intermediate_size=40, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+        sliding_window=4, tie_word_embeddings=False,
+    )  # fmt: skip
+    model = save_tiny(config, transformers.MistralForCausalLM, tmp_path)
+    assert load_model(str(tmp_path), "decode").nodes_of(Op.SLIDING_WINDOW_MASK)
+    check_decoder(model, tmp_path, config.vocab_size)
+
+
+@pytest.mark.parametrize("experts, k", [(4, 2), (3, 1)])
+def test_mixtral_routed_experts_match_transformers(tmp_path, experts, k):
+    config = transformers.MixtralConfig(
+        vocab_size=97, hidden_size=32, intermediate_size=40, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+        num_local_experts=experts, num_experts_per_tok=k, sliding_window=5,
+        tie_word_embeddings=False,
+    )  # fmt: skip
+    model = save_tiny(config, transformers.MixtralForCausalLM, tmp_path)
+    assert len(load_model(str(tmp_path), "prefill").nodes_of(Op.EXPERT_DISPATCH)) == 2 * experts
     check_decoder(model, tmp_path, config.vocab_size)
 
 

@@ -17,6 +17,22 @@ from .hf_configs import HF_CLASSES, PUBLIC_CONFIGS
 def test_acceptance_counts():
     assert model_stats(BUILTINS["llama2-7b"])["params"] == 6738415616
     assert model_stats(BUILTINS["gpt2"])["params"] == 124439808
+    assert model_stats(BUILTINS["llama2-70b"])["params"] == 68976648192
+    assert model_stats(BUILTINS["llama3-8b"])["params"] == 8030261248
+    assert model_stats(BUILTINS["mistral-7b"])["params"] == 7241732096
+    assert model_stats(BUILTINS["mixtral-8x7b"])["params"] == 46702792704
+
+
+def test_moe_flops_count_the_experts_a_token_reaches():
+    """Mixtral decodes through 2 of 8 experts: its FLOPs are those of a dense model with the
+    same attention and two experts' MLP, plus the router, gates and combine."""
+    mixtral = BUILTINS["mixtral-8x7b"]
+    dense = model_stats(mixtral.replace(num_experts=0, experts_per_token=0))
+    moe = model_stats(mixtral)
+    h, i, n, e, k = 4096, 14336, mixtral.num_layers, 8, 2
+    experts = n * (k - 1) * (3 * 2 * h * i + 4 * i + i)  # one more expert: gate/up/down, silu, mul
+    routing = n * (2 * h * e + (5 + k) * e + 2 * k + 2 * k * h)  # router, gates, combine
+    assert moe["flops_per_token"] == dense["flops_per_token"] + experts + routing
 
 
 @pytest.mark.parametrize("name", sorted(BUILTINS))
@@ -24,9 +40,10 @@ def test_params_equal_transformers_count(name):
     torch = pytest.importorskip("torch")
     transformers = pytest.importorskip("transformers")
     fields = {k: v for k, v in PUBLIC_CONFIGS[name].items() if k != "torch_dtype"}
-    hf_config = transformers.CONFIG_MAPPING[fields.pop("model_type")](**fields)
+    model_type = fields.pop("model_type")
+    hf_config = transformers.CONFIG_MAPPING[model_type](**fields)
     with torch.device("meta"):
-        model = getattr(transformers, HF_CLASSES[BUILTINS[name].family])(hf_config)
+        model = getattr(transformers, HF_CLASSES[model_type])(hf_config)
     assert model_stats(BUILTINS[name])["params"] == model.num_parameters()
 
 

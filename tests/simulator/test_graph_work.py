@@ -68,3 +68,25 @@ def test_float_activations_cross_memory_at_the_device_float_type():
     for a, b in zip(fp16, fp32, strict=True):
         assert a.kv_bytes_read * 2 == b.kv_bytes_read
         assert a.bytes_written * 2 == b.bytes_written
+
+
+@pytest.mark.parametrize("fuse", [False, True])
+@pytest.mark.parametrize("phase, batch, touched", [("decode", 1, 2), ("prefill", 1, 4)])
+def test_expert_weights_are_read_for_the_experts_tokens_reach(fuse, phase, batch, touched):
+    """A decoded token reads the weights of its k = 2 experts only; a 16-token prompt reads
+    all 4 experts' weights; every other weight is read once either way."""
+    from sparseflow.ir.models import BUILTINS, build_graph
+    from sparseflow.ir.ops import Op, weight_storage_bytes
+
+    config = BUILTINS["tiny-llama"].replace(num_experts=4, experts_per_token=2, random_seed=None)
+    graph = build_graph(config, phase, batch, 16)
+    works = graph_works(graph, {"L": 16, "T": 16}, DType.F16, fuse=fuse)
+    weights = graph.nodes_of(Op.WEIGHT)
+    expert = [w for w in weights if ".experts." in w.name]
+    other = [w for w in weights if ".experts." not in w.name and w.type.rank == 2]
+    embedding_rows = config.vocab_size - batch * (1 if phase == "decode" else 16)
+    expect = sum(weight_storage_bytes(w.type) for w in other + expert) * 1.0
+    expect -= sum(weight_storage_bytes(w.type) for w in expert) * (1 - touched / 4)
+    expect -= embedding_rows * config.hidden_size * 2  # a lookup reads its ids' rows
+    norms = sum(weight_storage_bytes(w.type) for w in weights if w.type.rank == 1)
+    assert sum(w.stored_weight_bytes for w in works) == pytest.approx(expect + norms, rel=1e-9)

@@ -11,7 +11,7 @@ from sparseflow.ir.models.hf_config import parse_hf_config
 from ..hf_configs import PUBLIC_CONFIGS
 
 REQUIRED = {"llama2-7b", "llama2-13b", "tinyllama-1.1b", "opt-6.7b", "opt-125m", "gpt2"}
-REQUIRED |= {"bert-base", "tiny-llama"}
+REQUIRED |= {"bert-base", "tiny-llama", "llama2-70b", "llama3-8b", "mistral-7b", "mixtral-8x7b"}
 
 
 def test_builtin_names_are_exactly_the_documented_ones():
@@ -32,7 +32,7 @@ def test_tiny_llama_is_small_gqa_with_seeded_weights():
 
 def test_unknown_builtin_lists_known_names():
     with pytest.raises(InputError, match="llama2-7b.*tiny-llama"):
-        builtin_config("llama3-8b")
+        builtin_config("llama9-8b")
 
 
 @pytest.mark.parametrize(

@@ -42,10 +42,31 @@ def tiny_llama(folder, dtype=torch.float32, **kwargs):
         ("gpt2", "layers.1.attn.v_proj.bias", "transformer.h.1.attn.c_attn.bias"),
         ("bert", "layers.0.attn_norm.bias", "bert.encoder.layer.0.attention.output.LayerNorm.bias"),
         ("bert", "pooler", "bert.pooler.dense.weight"),
+        ("llama", "layers.2.mlp.router", "model.layers.2.block_sparse_moe.gate.weight"),
+        (
+            "llama",
+            "layers.0.mlp.experts.7.gate_proj",
+            "model.layers.0.block_sparse_moe.experts.7.w1.weight",
+        ),
+        (
+            "llama",
+            "layers.1.mlp.experts.0.up_proj",
+            "model.layers.1.block_sparse_moe.experts.0.w3.weight",
+        ),
+        (
+            "llama",
+            "layers.1.mlp.experts.12.down_proj",
+            "model.layers.1.block_sparse_moe.experts.12.w2.weight",
+        ),
     ],
 )
 def test_names_map_to_hugging_face(family, ours, theirs):
     assert hf_source(family, ours).name == theirs
+
+
+def test_expert_names_only_in_the_llama_family():
+    with pytest.raises(InputError, match="no Hugging Face name"):
+        hf_source("opt", "layers.0.mlp.experts.0.gate_proj")
 
 
 def test_unknown_weight_name_is_input_error():

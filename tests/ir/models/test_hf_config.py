@@ -34,11 +34,19 @@ def test_transformers5_rope_parameters_and_head_dim():
     assert config.rope_theta == 500000.0 and config.head_dim == 8
 
 
-def test_mistral_without_short_window_is_llama():
+def test_mistral_window_is_kept_when_shorter_than_the_context():
     fields = dict(PUBLIC_CONFIGS["tiny-llama"], model_type="mistral", sliding_window=None)
-    assert parse_hf_config(fields, "config.json", "m").family == "llama"
+    assert parse_hf_config(fields, "config.json", "m").sliding_window == 0
+    assert parse_hf_config(dict(fields, sliding_window=16), "c", "m").sliding_window == 16
+    assert parse_hf_config(dict(fields, sliding_window=256), "c", "m").sliding_window == 0
     with pytest.raises(InputError, match="'sliding_window'"):
-        parse_hf_config(dict(fields, sliding_window=16), "config.json", "m")
+        parse_hf_config(dict(fields, sliding_window=0), "config.json", "m")
+
+
+def test_mixtral_experts_are_read():
+    config = parse_hf_config(PUBLIC_CONFIGS["mixtral-8x7b"], "config.json", "x")
+    assert (config.num_experts, config.experts_per_token, config.sliding_window) == (8, 2, 0)
+    assert config.family == "llama" and config.is_moe
 
 
 @pytest.mark.parametrize(
@@ -57,6 +65,9 @@ def test_mistral_without_short_window_is_llama():
         ("gpt2", {"scale_attn_weights": False}, "scale_attn_weights"),
         ("bert-base", {"position_embedding_type": "relative_key"}, "position_embedding_type"),
         ("bert-base", {"layer_norm_eps": True}, "layer_norm_eps"),
+        ("mixtral-8x7b", {"num_local_experts": 0}, "num_local_experts"),
+        ("mixtral-8x7b", {"num_experts_per_tok": 9}, "experts_per_token"),
+        ("mistral-7b", {"sliding_window": "4096"}, "sliding_window"),
     ],
 )
 def test_bad_field_names_file_and_field(tmp_path, name, change, field):
