@@ -68,12 +68,18 @@ def build_section(cls: type, data: Any, prefix: str, ctx: BuildContext) -> dict[
     kwargs: dict[str, Any] = {}
     for f in fields:
         path = join(prefix, f.name)
+        if f.name not in data and _has_default(f):
+            continue  # an optional section or field: its default applies
         if f.name not in data:
             raise ctx.error(path, "missing field")
         kwargs[f.name] = convert(data[f.name], hints[f.name], f.metadata, path, ctx)
     if RANGE_KEY in data:
         collect_ranges(data[RANGE_KEY], kwargs, prefix, ctx)
     return kwargs
+
+
+def _has_default(f: dataclasses.Field) -> bool:
+    return f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
 
 
 def collect_ranges(ranges: Any, values: dict[str, Any], prefix: str, ctx: BuildContext) -> None:

@@ -166,12 +166,29 @@ def validate(hw: HardwareModel, ctx: BuildContext) -> None:
     recipes = RECIPES_BY_KIND[hw.kind]
     if hw.default_recipe not in recipes:
         raise ctx.error("default_recipe", f"expected one of {list(recipes)} for {hw.kind.value}")
+    validate_parallel(hw, ctx)
     if isinstance(hw, FpgaModel):
         validate_fpga(hw, ctx)
     elif isinstance(hw, GpuModel):
         validate_gpu(hw, ctx)
     elif isinstance(hw, CpuModel):
         validate_cpu(hw, ctx)
+
+
+def validate_parallel(hw: HardwareModel, ctx: BuildContext) -> None:
+    """Check that a mapping onto several devices names tp x pp devices that a link joins."""
+    par = hw.parallel
+    if par.devices is not None and par.devices != par.device_count:
+        raise ctx.error("parallel.devices", f"{par.devices} devices != tp {par.tp} x pp {par.pp}")
+    if par.device_count == 1:
+        return
+    if hw.link is None:
+        raise ctx.error("link", f"{par.device_count} devices need a link section (none given)")
+    if par.device_count > hw.link.max_devices:
+        raise ctx.error(
+            "link.max_devices",
+            f"{par.device_count} devices exceed the {hw.link.max_devices} one fabric joins",
+        )
 
 
 def validate_fpga(hw: FpgaModel, ctx: BuildContext) -> None:

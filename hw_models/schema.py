@@ -36,19 +36,75 @@ RECIPES_BY_KIND: dict[Kind, tuple[str, ...]] = {
 }
 
 
+class Topology(StrEnum):
+    """How the devices of a group are wired to each other."""
+
+    SWITCH = "switch"  # every port reaches a switch (NVSwitch, a PCIe switch)
+    RING = "ring"  # each device cabled to its two neighbours (FPGA cards over QSFP, DFX)
+
+
+@dataclass(frozen=True, kw_only=True)
+class LinkSpec:
+    """Describe the links between devices of this kind: collectives and pipeline transfers.
+
+    A device sends over `ports` links of `port_bandwidth_bytes_per_s` each per direction, of
+    which transfers reach `bandwidth_efficiency`; every step of a collective (one message to
+    a neighbour) also pays `latency_s`. A byte crossing a link costs `pj_per_byte`. At most
+    `max_devices` devices share one such fabric (one NVSwitch board, one chassis of cards).
+    `simulator.collectives` turns these into ring all-reduce, all-gather and send times.
+    """
+
+    technology: str
+    topology: Topology
+    ports: int = field(metadata=POSITIVE)
+    port_bandwidth_bytes_per_s: float = field(metadata=POSITIVE)
+    bandwidth_efficiency: float = field(metadata=FRACTION)
+    latency_s: float = field(metadata=NON_NEGATIVE)
+    pj_per_byte: float = field(metadata=POSITIVE)
+    max_devices: int = field(metadata=POSITIVE)
+
+    @property
+    def bandwidth_bytes_per_s(self) -> float:
+        """Return what one device moves per second per direction over all its ports."""
+        return self.ports * self.port_bandwidth_bytes_per_s * self.bandwidth_efficiency
+
+
+@dataclass(frozen=True, kw_only=True)
+class ParallelSpec:
+    """Describe how a model is mapped onto several devices of this kind.
+
+    `tp` devices split every layer Megatron-style (tensor parallelism), `pp` groups of them
+    hold consecutive layers (pipeline parallelism) and run `micro_batches` slices of a batch
+    one behind the other; `devices` (when given) must equal tp x pp.
+    """
+
+    devices: int | None = field(default=None, metadata=POSITIVE)
+    tp: int = field(default=1, metadata=POSITIVE)
+    pp: int = field(default=1, metadata=POSITIVE)
+    micro_batches: int = field(default=1, metadata=POSITIVE)
+
+    @property
+    def device_count(self) -> int:
+        """Return the number of devices: tp x pp."""
+        return self.tp * self.pp
+
+
 @dataclass(frozen=True, kw_only=True)
 class HardwareModel:
     """Describe a device: the fields every kind shares.
 
     `sources` and `assumptions` map dotted field paths to their provenance notes, `ranges`
     to the (low, high) band of a figure that is not known exactly; they do not take part in
-    equality, so two models with the same numbers compare equal.
+    equality, so two models with the same numbers compare equal. `link` (None: the device
+    has no modelled links) and `parallel` (default: one device) are optional sections.
     """
 
     name: str
     kind: Kind
     default_recipe: str
     description: str
+    link: LinkSpec | None = None
+    parallel: ParallelSpec = field(default_factory=ParallelSpec)
     source_file: str = field(default="", compare=False)
     sources: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
     assumptions: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
@@ -441,10 +497,12 @@ LIMIT_FIELDS: dict[Kind, dict[str, str]] = {
         "hbm.bytes_per_channel": "weights and KV cache must fit the HBM (estimate)",
         "ddr.capacity_bytes": "the instruction streams must fit the DDR (estimate)",
         "power.board_power_budget_w": "static power must stay below it (loader)",
+        "link.max_devices": "a mapping's devices must fit one fabric (loader)",
     },
     Kind.GPU: {
         "memory.capacity_bytes": "weights and KV cache must fit it (estimate)",
         "power.tdp_w": "static power must stay below it (loader)",
+        "link.max_devices": "a mapping's devices must fit one fabric (loader)",
     },
     Kind.CPU: {
         "memory.capacity_bytes": "weights and KV cache must fit it (estimate)",

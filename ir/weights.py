@@ -43,6 +43,10 @@ class Weights(Mapping[str, WeightValue]):
         entries.update(updates)
         return Weights(entries)
 
+    def subset(self, names: set[str]) -> Weights:
+        """Return a table of only the entries named (lazy ones stay unloaded)."""
+        return Weights({k: v for k, v in self._entries.items() if k in names})
+
     def check_finite(self) -> None:
         """Raise InputError naming the first weight holding NaN or infinity."""
         for name in self:
