@@ -40,6 +40,7 @@ from sparseflow.simulator.design import (
     estimate,
     load_target,
     make_recipe,
+    parallel_overrides,
 )
 
 __all__ = [
@@ -55,6 +56,7 @@ __all__ = [
     "is_encoder",
     "load_target",
     "make_recipe",
+    "parallel_overrides",
     "run",
     "show",
     "simulated_gpu",

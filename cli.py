@@ -121,6 +121,9 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     if args.plot:
         check_output_file(args.plot, api.PLOT_SUFFIXES, "--plot")
     hw = api.load_target(args.target)
+    mapping = (args.devices, args.tp, args.pp, args.micro_batches)
+    if any(value is not None for value in mapping):
+        hw = api.load_target(hw, api.parallel_overrides(*mapping))
     model = api.compress(
         args.model, args.recipe, target=hw, sparsity=args.sparsity, quant=args.quant,
         batch=args.batch, prompt_len=args.prompt,
@@ -155,14 +158,41 @@ def _format_report(r: dict) -> str:
         f"  weight bytes         {r['weight_bytes'] / 1e9:10.2f} GB",
         f"  utilisation          compute {r['utilization']['compute']:.1%}, "
         f"memory bandwidth {r['utilization']['memory_bandwidth']:.1%}",
-        "  time by op class (bottlenecks first):",
     ]
+    if "parallel" in r:
+        lines += _format_cluster(r)
+    lines += ["  time by op class (bottlenecks first):"]
     for row in r["breakdown"]:
         share = row["time_s"] / r["e2e_latency_s"]
         lines.append(
             f"    {row['name']:<12} {share:6.1%}  {row['energy_j']:8.1f} J  {row['bound']}"
         )
     return "\n".join(lines)
+
+
+def _format_cluster(r: dict) -> list[str]:
+    p, c = r["parallel"], r["communication"]
+    device = r["devices"][0]
+    lines = [
+        f"  devices              {p['devices']} (tp {p['tp']} x pp {p['pp']}, "
+        f"{p['micro_batches']} micro-batch(es)) over {p['link'] or 'no link'}",
+        f"  all-reduce           {c['all_reduce_time_s'] * 1e3:10.2f} ms  "
+        f"({c['all_reduce_bytes'] / 1e6:.1f} MB sent by all devices)",
+    ]
+    if c["all_gather_bytes"] or c["send_bytes"]:
+        lines.append(
+            f"  all-gather, sends    {(c['all_gather_time_s'] + c['send_time_s']) * 1e3:10.2f} ms"
+            f"  ({(c['all_gather_bytes'] + c['send_bytes']) / 1e6:.1f} MB)"
+        )
+    for d in r["devices"]:
+        if d["tp_rank"] == 0 or d is device:
+            lines.append(
+                f"  device {d['device']:<3} stage {d['stage']}  memory "
+                f"{d['memory_bytes'] / 1e9:6.2f} of {d['memory_capacity_bytes'] / 1e9:.2f} GB, "
+                f"compute {d['utilization']['compute']:.1%}, "
+                f"memory bandwidth {d['utilization']['memory_bandwidth']:.1%} (x{p['tp']} ranks)"
+            )
+    return lines
 
 
 def _pass_context(args: argparse.Namespace):
@@ -501,6 +531,10 @@ def build_parser() -> argparse.ArgumentParser:
     estimate = _model_command(commands, "estimate", "latency, throughput and energy of a request")
     estimate.add_argument("--plot", metavar="FILE.png", help="write breakdown + roofline plot")
     estimate.add_argument("--trace", metavar="FILE.json", help="write a Perfetto trace (fpga)")
+    estimate.add_argument("--devices", type=int, help="devices the model spans (tp x pp)")
+    estimate.add_argument("--tp", type=int, help="tensor-parallel devices per layer")
+    estimate.add_argument("--pp", type=int, help="pipeline stages (consecutive layers)")
+    estimate.add_argument("--micro-batches", type=int, help="pipeline micro-batches per batch")
     estimate.set_defaults(func=cmd_estimate)
     compile_ = _model_command(commands, "compile", "compress and compile a model for a target")
     compile_.add_argument("-o", "--output", required=True, help="output folder")

@@ -179,15 +179,20 @@ def validate_parallel(hw: HardwareModel, ctx: BuildContext) -> None:
     """Check that a mapping onto several devices names tp x pp devices that a link joins."""
     par = hw.parallel
     if par.devices is not None and par.devices != par.device_count:
-        raise ctx.error("parallel.devices", f"{par.devices} devices != tp {par.tp} x pp {par.pp}")
+        raise ctx.error(
+            "parallel.devices", f"{par.devices} devices (--devices) != tp {par.tp} x pp {par.pp}"
+        )
     if par.device_count == 1:
         return
     if hw.link is None:
-        raise ctx.error("link", f"{par.device_count} devices need a link section (none given)")
+        raise ctx.error(
+            "link", f"{par.device_count} devices (--tp x --pp) need a link section (none given)"
+        )
     if par.device_count > hw.link.max_devices:
         raise ctx.error(
             "link.max_devices",
-            f"{par.device_count} devices exceed the {hw.link.max_devices} one fabric joins",
+            f"{par.device_count} devices (--tp x --pp) exceed the {hw.link.max_devices} one "
+            "fabric joins",
         )
 
 

@@ -114,9 +114,14 @@ def _part(size: int, parts: int, rank: int) -> tuple[int, int]:
 def _sharded_head(graph: Graph, vocab: int, tp: int) -> str | None:
     """Return the LM head's weight when it is split by vocabulary: it must divide evenly and
     not be the embedding table itself (a tied head stays whole, as the lookup needs it)."""
-    if "logits" not in graph or graph.node("logits").op is not Op.LINEAR or vocab % tp:
+    if "logits" not in graph or vocab % tp:
         return None
-    weight = graph.node("logits").inputs[1]
+    head = graph.node("logits")
+    while head.op is Op.CAST:  # rounded to the datapath's float type after the linear
+        head = graph.node(head.inputs[0])
+    if head.op is not Op.LINEAR:
+        return None
+    weight = head.inputs[1]
     readers = [n for n in graph.nodes if weight in n.inputs]
     return weight if len(readers) == 1 and tp > 1 else None
 

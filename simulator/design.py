@@ -24,6 +24,7 @@ from sparseflow.ir.graph import Graph, shape_only
 from sparseflow.ir.models.zoo import load_config, load_model
 from sparseflow.passes.manager import PassContext
 from sparseflow.passes.recipe import Recipe, load_recipe, shorthand_recipe
+from sparseflow.simulator.cluster import estimate_cluster
 from sparseflow.simulator.estimate import Workload, estimate_analytical
 from sparseflow.simulator.fpga_estimate import estimate_fpga
 
@@ -144,15 +145,22 @@ def estimate(
             f"--trace: target {hw.name!r} is a {hw.kind}; unit-activity traces come from the "
             "FPGA event simulator (fpga targets such as u280)"
         )
+    if trace_path is not None and is_cluster(hw):
+        raise InputError("--trace: traces show one device's run; estimate without --devices")
     if trace_path is not None:
         check_output_file(trace_path, (".json",), "--trace")
     request = Request(batch, prompt_len, gen_len)
     check_fits_model(model.model if isinstance(model, CompressedModel) else model, request, 1)
+    micro_batch = _micro_batch(hw, batch)
+    if isinstance(model, CompressedModel) and model.batch != micro_batch:
+        model = compress(
+            model.model, model.recipe, target=hw, batch=micro_batch, prompt_len=model.prompt_len
+        )
     if isinstance(model, CompressedModel):
-        compressed = _same_request(model, request)
+        compressed = _same_request(model, Request(micro_batch, prompt_len, gen_len))
     else:
         compressed = compress(
-            model, recipe, target=hw, sparsity=sparsity, quant=quant, batch=batch,
+            model, recipe, target=hw, sparsity=sparsity, quant=quant, batch=micro_batch,
             prompt_len=prompt_len,
         )  # fmt: skip
     if compressed.decode is None:
@@ -160,7 +168,9 @@ def estimate(
     workload = Workload(batch, prompt_len, gen_len)
     labels = {"model": compressed.model, "target": hw.name, "recipe": compressed.recipe.name}
     graphs = (compressed.prefill, compressed.decode)
-    if isinstance(hw, FpgaModel):
+    if is_cluster(hw):
+        report = estimate_cluster(*graphs, hw, workload, labels)
+    elif isinstance(hw, FpgaModel):
         report = estimate_fpga(*graphs, hw, workload, labels, trace_path=trace_path)
     else:
         report = estimate_analytical(*graphs, hw, workload, labels)
@@ -171,6 +181,53 @@ def estimate(
             "value is out of any physical range"
         )
     return report
+
+
+def is_cluster(hw: HardwareModel) -> bool:
+    """Return whether `hw` maps a request onto several devices or micro-batches."""
+    return hw.parallel.device_count > 1 or hw.parallel.micro_batches > 1
+
+
+def _micro_batch(hw: HardwareModel, batch: int) -> int:
+    """Return the sequences of one micro-batch (the graphs are built for it)."""
+    micro = hw.parallel.micro_batches
+    if batch % micro:
+        raise InputError(
+            f"--micro-batches {micro} (parallel.micro_batches) does not divide --batch {batch}"
+        )
+    return batch // micro
+
+
+def parallel_overrides(
+    devices: int | None = None,
+    tp: int | None = None,
+    pp: int | None = None,
+    micro_batches: int | None = None,
+) -> dict[str, int]:
+    """Return the `parallel.*` hardware overrides of the --devices/--tp/--pp/--micro-batches
+    options: --devices alone is tensor parallelism; with one of --tp/--pp the other follows;
+    with both, devices must be tp x pp. InputError names the option at fault."""
+    for option, value in (("--devices", devices), ("--tp", tp), ("--pp", pp),
+                          ("--micro-batches", micro_batches)):  # fmt: skip
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or value < 1
+        ):
+            raise InputError(f"{option} must be an integer >= 1, not {value!r}")
+    if devices is not None and tp is None and pp is None:
+        tp = devices
+    elif devices is not None and (tp is None) != (pp is None):
+        given = tp or pp
+        if devices % given:
+            name = "--tp" if tp else "--pp"
+            raise InputError(f"--devices {devices} is not a multiple of {name} {given}")
+        tp, pp = (tp, devices // tp) if tp else (devices // pp, pp)
+    tp, pp = tp or 1, pp or 1
+    if devices is not None and devices != tp * pp:
+        raise InputError(f"--devices {devices} must equal --tp {tp} x --pp {pp} = {tp * pp}")
+    chosen = {"parallel.tp": tp, "parallel.pp": pp, "parallel.devices": tp * pp}
+    if micro_batches is not None:
+        chosen["parallel.micro_batches"] = micro_batches
+    return chosen
 
 
 def _target_of(spec: str | Path | HardwareModel) -> HardwareModel:

@@ -74,10 +74,22 @@ def prepare_request(
     prefill: Graph, decode: Graph, hw: HardwareModel, workload: Workload
 ) -> PreparedRequest:
     """Return the request's kernel works on `hw`'s kind; check that the model fits `hw`."""
-    gpu = isinstance(analytical_model(hw), GpuModel)
-    dtype = DType.F16 if gpu else DType.F32
+    check_capacity(analytical_model(hw), decode, workload.prompt_len + workload.gen_len)
+    return prepare_works(prefill, decode, hw, workload)
+
+
+def float_dtype(hw: HardwareModel) -> DType:
+    """Return the float type activations run in: fp16 on GPUs, fp32 on CPUs."""
+    return DType.F16 if isinstance(analytical_model(hw), GpuModel) else DType.F32
+
+
+def prepare_works(
+    prefill: Graph, decode: Graph, hw: HardwareModel, workload: Workload
+) -> PreparedRequest:
+    """Return the request's kernel works on `hw`'s kind (no capacity check)."""
+    dtype = float_dtype(hw)
+    gpu = dtype is DType.F16
     weights = deployed_weight_bytes(decode)
-    check_capacity(hw, decode, workload.prompt_len + workload.gen_len)
     first = graph_works(decode, {"L": workload.prompt_len}, dtype, fuse=gpu)
     following = graph_works(decode, {"L": workload.prompt_len + 1}, dtype, fuse=gpu)
     # A kernel whose work is the same at two KV lengths does not depend on the length.

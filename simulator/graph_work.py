@@ -1,7 +1,8 @@
 """Turn a graph's nodes into analytical kernel works (GPU and CPU targets).
 
 Every node with work is a kernel (views such as reshape and repeat_kv cost nothing and are
-skipped). Numbers come from the op registry's cost functions at the given symbol bindings:
+skipped; collectives between devices are timed by `simulator.collectives`). Numbers come
+from the op registry's cost functions at the given symbol bindings:
 FLOPs, bytes per input and bytes written. Inputs are split into weights (their types, which
 the kernel reads as deployed: `weight_storage_bytes`, the count the report's weight bytes sum
 too; an embedding reads only its ids' rows of the table), KV-cache bytes (cache values, read
@@ -83,6 +84,8 @@ def kernel_groups(graph: Graph, fuse: bool) -> list[tuple[Node, ...]]:
     users = graph.users()
     for node in graph.nodes:
         if node.op.is_source or node.op in VIEW_OPS or node.name in group_of:
+            continue
+        if node.op.op_class is OpClass.COMMUNICATION:  # timed by the link model
             continue
         producers = [_sole_producer(graph, users, name) for name in node.inputs]
         joinable = [group_of[p] for p in producers if p in group_of]

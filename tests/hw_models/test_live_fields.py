@@ -15,6 +15,8 @@ from sparseflow.ir.errors import InputError
 from sparseflow.ir.graph import shape_only
 from sparseflow.ir.models.zoo import load_model
 from sparseflow.passes.recipe import load_recipe, recipe_from_dict, shorthand_recipe
+from sparseflow.simulator.cluster import estimate_cluster
+from sparseflow.simulator.design import is_cluster
 from sparseflow.simulator.estimate import Workload, estimate_analytical
 from sparseflow.simulator.fpga_estimate import estimate_fpga
 
@@ -31,6 +33,7 @@ MASKED = {
     ),
 }
 SMALL, LARGE = Workload(1, 16, 4), Workload(1, 512, 2)
+TWO_DEVICES = (("parallel.tp", 2), ("parallel.devices", 2))  # tensor parallel over the link
 
 
 # INT4 weights and activations: no built-in GPU/CPU recipe computes in INT4, this one does.
@@ -60,25 +63,31 @@ def graphs(model: str, recipe: str, prompt: int):
         return None
 
 
-def settings(kind: Kind) -> list[tuple[str, str, Workload]]:
-    """Return (model, recipe, workload) cases: tiny-llama on the FPGA event simulator; for
-    the analytical models every recipe on tiny-llama and a 7B model whose prefill is compute
-    bound."""
+def settings(kind: Kind) -> list[tuple[str, str, Workload, tuple]]:
+    """Return (model, recipe, workload, mapping) cases: tiny-llama on the FPGA event simulator;
+    for the analytical models every recipe on tiny-llama and a 7B model whose prefill is
+    compute bound; and tiny-llama split over two devices (where the kind has links)."""
     if kind is Kind.FPGA:
-        return [("tiny-llama", r, SMALL) for r in RECIPES_BY_KIND[kind]]
+        cases = [("tiny-llama", r, SMALL, ()) for r in RECIPES_BY_KIND[kind]]
+        return [*cases, ("tiny-llama", RECIPES_BY_KIND[kind][0], SMALL, TWO_DEVICES)]
     recipes = [*RECIPES_BY_KIND[kind], "w4a4", "block-sparse"]
-    return [(m, r, w) for m, w in (("tiny-llama", SMALL), ("llama2-7b", LARGE)) for r in recipes]
+    models = (("tiny-llama", SMALL), ("llama2-7b", LARGE))
+    cases = [(m, r, w, ()) for m, w in models for r in recipes]
+    return [*cases, ("tiny-llama", "dense", SMALL, TWO_DEVICES)]
 
 
 def outcome(hw, case) -> str:
     """Return the report of one case as text, or the error that rejected the design."""
-    model, recipe, workload = case
+    model, recipe, workload, mapping = case
     compressed = graphs(model, recipe, workload.prompt_len)
     if compressed is None:
         return "recipe does not apply"
     prefill, decode = compressed
-    estimate = estimate_fpga if hw.kind is Kind.FPGA else estimate_analytical
     try:
+        if mapping:
+            hw = with_overrides(hw, dict(mapping))
+        estimate = estimate_fpga if hw.kind is Kind.FPGA else estimate_analytical
+        estimate = estimate_cluster if is_cluster(hw) else estimate
         return json.dumps(estimate(prefill, decode, hw, workload, {}), sort_keys=True)
     except InputError as err:
         return f"rejected: {err}"
