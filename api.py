@@ -40,6 +40,7 @@ from sparseflow.simulator.design import (
     estimate,
     load_target,
     make_recipe,
+    make_workload,
     parallel_overrides,
 )
 
@@ -56,6 +57,7 @@ __all__ = [
     "is_encoder",
     "load_target",
     "make_recipe",
+    "make_workload",
     "parallel_overrides",
     "run",
     "show",

@@ -124,13 +124,16 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     mapping = (args.devices, args.tp, args.pp, args.micro_batches)
     if any(value is not None for value in mapping):
         hw = api.load_target(hw, api.parallel_overrides(*mapping))
+    lens = args.prompt if isinstance(args.prompt, tuple) else ()
+    workload = api.make_workload(args.batch, max(lens or (args.prompt,)), args.gen, lens,
+                                 args.batching == "ragged")  # fmt: skip
     model = api.compress(
         args.model, args.recipe, target=hw, sparsity=args.sparsity, quant=args.quant,
-        batch=args.batch, prompt_len=args.prompt,
+        batch=workload.batch, prompt_len=workload.prompt_len, symbolic_prompt=workload.is_ragged,
     )  # fmt: skip
     report = api.estimate(
-        model, hw, batch=args.batch, prompt_len=args.prompt, gen_len=args.gen,
-        trace_path=args.trace,
+        model, hw, batch=workload.batch, prompt_len=workload.prompt_len, gen_len=args.gen,
+        prompt_lens=lens, ragged=workload.ragged, trace_path=args.trace,
     )  # fmt: skip
     if args.plot:
         from sparseflow.simulator.plot import plot_report
@@ -156,6 +159,7 @@ def _format_report(r: dict) -> str:
         f" {r['tokens_per_j']:.2f} tokens/J)",
         f"  average power        {r['avg_power_w']:10.1f} W",
         f"  weight bytes         {r['weight_bytes'] / 1e9:10.2f} GB",
+        *_format_batching(r["batching"]),
         f"  utilisation          compute {r['utilization']['compute']:.1%}, "
         f"memory bandwidth {r['utilization']['memory_bandwidth']:.1%}",
     ]
@@ -168,6 +172,16 @@ def _format_report(r: dict) -> str:
             f"    {row['name']:<12} {share:6.1%}  {row['energy_j']:8.1f} J  {row['bound']}"
         )
     return "\n".join(lines)
+
+
+def _format_batching(b: dict) -> list[str]:
+    if len(set(b["prompt_lens"])) == 1:
+        return []
+    return [
+        f"  prompts              {b['mode']}: {b['prompt_tokens']} tokens of "
+        f"{len(b['prompt_lens'])} prompts, prefill computes {b['prefill_tokens']} "
+        f"({b['padding_fraction']:.0%} padding)"
+    ]
 
 
 def _format_cluster(r: dict) -> list[str]:
@@ -236,6 +250,17 @@ def cmd_compile(args: argparse.Namespace) -> int:
     for name in report["files"]:
         print(f"  wrote {out / name}")
     return 0
+
+
+def _prompt_lengths(text: str) -> int | tuple[int, ...]:
+    """Parse --prompt: one length, or comma-separated lengths (one per sequence)."""
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected integers such as 128 or 128,512: {text!r}"
+        ) from None
+    return values[0] if len(values) == 1 else values
 
 
 def _human(n_bytes: float) -> str:
@@ -535,6 +560,16 @@ def build_parser() -> argparse.ArgumentParser:
     estimate.add_argument("--tp", type=int, help="tensor-parallel devices per layer")
     estimate.add_argument("--pp", type=int, help="pipeline stages (consecutive layers)")
     estimate.add_argument("--micro-batches", type=int, help="pipeline micro-batches per batch")
+    estimate.add_argument(
+        "--batching", choices=("ragged", "padded"), default="ragged",
+        help="prompts of different lengths (--prompt 128,512,64): packed, or padded",
+    )  # fmt: skip
+    for action in estimate._actions:
+        if action.dest == "prompt":  # estimate takes one prompt length per sequence too
+            action.type, action.help = (
+                _prompt_lengths,
+                "prompt length, or one per sequence: 128,512",
+            )
     estimate.set_defaults(func=cmd_estimate)
     compile_ = _model_command(commands, "compile", "compress and compile a model for a target")
     compile_.add_argument("-o", "--output", required=True, help="output folder")

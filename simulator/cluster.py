@@ -44,6 +44,7 @@ from sparseflow.simulator.estimate import (
     KernelSeries,
     Workload,
     breakdown,
+    cache_length,
     decode_series,
     float_dtype,
     prepare_works,
@@ -104,11 +105,14 @@ def _micro_workload(prefill: Graph, workload: Workload, micro_batches: int) -> W
             f"--micro-batches {micro_batches} (parallel.micro_batches) does not divide "
             f"--batch {workload.batch}"
         )
+    if workload.is_ragged and micro_batches > 1:
+        raise InputError(f"--micro-batches {micro_batches}: ragged prompts run as one batch")
     size = workload.batch // micro_batches
     built = prefill.node("ids").type.shape[0]
     if built != size:
         raise InputError(f"the graphs serve batch {built}, a micro-batch holds {size} sequences")
-    return Workload(size, workload.prompt_len, workload.gen_len)
+    lens = workload.prompt_lens if micro_batches == 1 else ()
+    return Workload(size, workload.prompt_len, workload.gen_len, lens, workload.ragged)
 
 
 def _stage_run(
@@ -128,9 +132,8 @@ def _layers(graph: Graph) -> tuple[int, int]:
 
 def _analytical_stage(prefill, decode, hw, micro: Workload, copies: int, layers) -> StageRun:
     model = analytical_model(hw)
-    length = micro.prompt_len + micro.gen_len
     weights = deployed_weight_bytes(decode)
-    kv = kv_cache_bytes(decode, length, FP16_BYTES) * copies
+    kv = kv_cache_bytes(decode, cache_length(micro), FP16_BYTES) * copies
     _check_device_memory(model, decode, weights, kv)
     request = prepare_works(prefill, decode, model, micro)
     pre = [KernelSeries.of(t) for t in estimate_kernels(model, request.prefill)]

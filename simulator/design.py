@@ -8,7 +8,7 @@ and the design-space explorer are built on them.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -109,13 +109,16 @@ def compress(
     batch: int = 1,
     prompt_len: int = 128,
     context: PassContext | None = None,
+    symbolic_prompt: bool = False,
 ) -> CompressedModel:
     """Return `model`'s shape-only graphs compressed by the recipe (the target's default when
-    none is named), for requests of `batch` x `prompt_len` tokens."""
+    none is named), for requests of `batch` x `prompt_len` tokens (`symbolic_prompt`: a
+    prefill graph of symbolic length T, for prompts of several lengths up to prompt_len)."""
     default = _target_of(target).default_recipe if target is not None else "dense"
     chosen = make_recipe(recipe, default, sparsity, quant)
     check_request(batch, prompt_len)
-    prefill = shape_only(load_model(model, "prefill", batch, prompt_len))
+    seq = "T" if symbolic_prompt else prompt_len
+    prefill = shape_only(load_model(model, "prefill", batch, seq))
     decode = None if is_encoder(model) else shape_only(load_model(model, "decode", batch))
     _check_prefill_shape(model, prefill, batch, prompt_len)
     prefill, decode = chosen.apply_model(prefill, decode, context)
@@ -132,40 +135,25 @@ def estimate(
     batch: int = 1,
     prompt_len: int = 128,
     gen_len: int = 128,
+    prompt_lens: Sequence[int] = (),
+    ragged: bool = True,
     trace_path: str | Path | None = None,
 ) -> dict[str, Any]:
     """Return the report (DESIGN.md "Report") of one request of `model` on `target`.
 
     `model` is a source (compressed here with the recipe) or a `compress` result, whose
-    batch and prompt length the request must then share.
+    batch and prompt length the request must then share. `prompt_lens` gives each sequence
+    its own prompt (the batch is their count, `prompt_len` their longest), run `ragged`
+    (packed, no padding) or padded to the longest.
     """
     hw = _target_of(target)
-    if trace_path is not None and hw.kind is not Kind.FPGA:
-        raise InputError(
-            f"--trace: target {hw.name!r} is a {hw.kind}; unit-activity traces come from the "
-            "FPGA event simulator (fpga targets such as u280)"
-        )
-    if trace_path is not None and is_cluster(hw):
-        raise InputError("--trace: traces show one device's run; estimate without --devices")
-    if trace_path is not None:
-        check_output_file(trace_path, (".json",), "--trace")
-    request = Request(batch, prompt_len, gen_len)
+    _check_trace(hw, trace_path)
+    workload = make_workload(batch, prompt_len, gen_len, prompt_lens, ragged)
+    request = Request(workload.batch, workload.prompt_len, gen_len)
     check_fits_model(model.model if isinstance(model, CompressedModel) else model, request, 1)
-    micro_batch = _micro_batch(hw, batch)
-    if isinstance(model, CompressedModel) and model.batch != micro_batch:
-        model = compress(
-            model.model, model.recipe, target=hw, batch=micro_batch, prompt_len=model.prompt_len
-        )
-    if isinstance(model, CompressedModel):
-        compressed = _same_request(model, Request(micro_batch, prompt_len, gen_len))
-    else:
-        compressed = compress(
-            model, recipe, target=hw, sparsity=sparsity, quant=quant, batch=micro_batch,
-            prompt_len=prompt_len,
-        )  # fmt: skip
+    compressed = _compressed_for(model, hw, workload, recipe, sparsity, quant)
     if compressed.decode is None:
         raise InputError(f"model {compressed.model!r} is an encoder: it has no decode phase")
-    workload = Workload(batch, prompt_len, gen_len)
     labels = {"model": compressed.model, "target": hw.name, "recipe": compressed.recipe.name}
     graphs = (compressed.prefill, compressed.decode)
     if is_cluster(hw):
@@ -181,6 +169,53 @@ def estimate(
             "value is out of any physical range"
         )
     return report
+
+
+def make_workload(
+    batch: int, prompt_len: int, gen_len: int, prompt_lens: Sequence[int] = (), ragged: bool = True
+) -> Workload:
+    """Return the request: `prompt_lens` (one per sequence), when given, set the batch and
+    the longest prompt; InputError names --batch when it disagrees with their count."""
+    lens = tuple(prompt_lens)
+    if not lens:
+        return Workload(batch, prompt_len, gen_len, ragged=ragged)
+    for n in lens:
+        check_request(1, n)
+    if batch not in (1, len(lens)):
+        raise InputError(f"--batch {batch} differs from the {len(lens)} prompt lengths given")
+    return Workload(len(lens), max(lens), gen_len, lens, ragged)
+
+
+def _check_trace(hw: HardwareModel, trace_path: str | Path | None) -> None:
+    if trace_path is None:
+        return
+    if hw.kind is not Kind.FPGA:
+        raise InputError(
+            f"--trace: target {hw.name!r} is a {hw.kind}; unit-activity traces come from the "
+            "FPGA event simulator (fpga targets such as u280)"
+        )
+    if is_cluster(hw):
+        raise InputError("--trace: traces show one device's run; estimate without --devices")
+    check_output_file(trace_path, (".json",), "--trace")
+
+
+def _compressed_for(
+    model: str | CompressedModel, hw: HardwareModel, workload: Workload, recipe, sparsity, quant
+) -> CompressedModel:
+    """Return the model compressed for one micro-batch of the request (symbolic prompt
+    length when ragged prompts need the prefill at several lengths)."""
+    micro_batch = _micro_batch(hw, workload.batch)
+    symbolic = workload.is_ragged
+    if isinstance(model, CompressedModel):
+        concrete = isinstance(model.prefill.node("ids").type.shape[1], int)
+        if model.batch != micro_batch or (symbolic and concrete):
+            return compress(model.model, model.recipe, target=hw, batch=micro_batch,
+                            prompt_len=model.prompt_len, symbolic_prompt=symbolic)  # fmt: skip
+        return _same_request(model, Request(micro_batch, workload.prompt_len, workload.gen_len))
+    return compress(
+        model, recipe, target=hw, sparsity=sparsity, quant=quant, batch=micro_batch,
+        prompt_len=workload.prompt_len, symbolic_prompt=symbolic,
+    )  # fmt: skip
 
 
 def is_cluster(hw: HardwareModel) -> bool:

@@ -13,8 +13,9 @@ the tests compare both).
 
 from __future__ import annotations
 
-from collections import defaultdict
-from dataclasses import dataclass
+import math
+from collections import Counter, defaultdict
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -22,8 +23,10 @@ from sparseflow.backends.memory import check_capacity, deployed_weight_bytes
 from sparseflow.backends.runner import check_request
 from sparseflow.hw_models.schema import CpuModel, GpuModel, HardwareModel
 from sparseflow.ir.dtypes import DType
+from sparseflow.ir.errors import InputError
 from sparseflow.ir.graph import Graph
 from sparseflow.simulator.analytical import (
+    AMOUNT_FIELDS,
     KernelTiming,
     KernelWork,
     analytical_model,
@@ -39,15 +42,52 @@ from sparseflow.simulator.graph_work import graph_works
 class Workload:
     """One request: batch size, prompt length and number of generated tokens.
 
-    An estimate reports decode steps, so it needs at least one generated token.
+    An estimate reports decode steps, so it needs at least one generated token. A batch of
+    different prompts gives `prompt_lens` (one per sequence; `prompt_len` is the longest)
+    and says how they are batched: `ragged` (vLLM-style: prompts packed without padding,
+    each sequence attending over its own cache) or padded to the longest prompt (every
+    sequence computes and caches `prompt_len` positions).
     """
 
     batch: int = 1
     prompt_len: int = 128
     gen_len: int = 128
+    prompt_lens: tuple[int, ...] = ()
+    ragged: bool = True
 
     def __post_init__(self) -> None:
         check_request(self.batch, self.prompt_len, self.gen_len, min_gen_len=1)
+        lens = self.prompt_lens
+        if lens and (len(lens) != self.batch or max(lens) != self.prompt_len or min(lens) < 1):
+            raise InputError(
+                f"--prompt {','.join(map(str, lens))}: one length >= 1 per sequence of the "
+                f"batch of {self.batch}, the longest being prompt_len {self.prompt_len}"
+            )
+
+    @property
+    def lengths(self) -> tuple[int, ...]:
+        """Return every sequence's prompt length as the device processes it."""
+        if not self.prompt_lens or not self.ragged:
+            return (self.prompt_len,) * self.batch
+        return self.prompt_lens
+
+    @property
+    def is_ragged(self) -> bool:
+        """Return whether the prompts differ in length and run without padding."""
+        return len(set(self.lengths)) > 1
+
+    def batching(self) -> dict[str, object]:
+        """Return the report's record of how the batch's prompts are processed."""
+        given = self.prompt_lens or (self.prompt_len,) * self.batch
+        computed = sum(self.lengths)
+        return {
+            "mode": "ragged" if self.ragged else "padded",
+            "prompt_lens": list(given),
+            "prompt_tokens": sum(given),
+            "prefill_tokens": computed,
+            "padding_fraction": 1 - sum(given) / computed,
+            "first_step_kv_tokens": computed,
+        }
 
 
 @dataclass(frozen=True)
@@ -74,8 +114,14 @@ def prepare_request(
     prefill: Graph, decode: Graph, hw: HardwareModel, workload: Workload
 ) -> PreparedRequest:
     """Return the request's kernel works on `hw`'s kind; check that the model fits `hw`."""
-    check_capacity(analytical_model(hw), decode, workload.prompt_len + workload.gen_len)
+    check_capacity(analytical_model(hw), decode, cache_length(workload))
     return prepare_works(prefill, decode, hw, workload)
+
+
+def cache_length(workload: Workload) -> int:
+    """Return the KV positions per sequence the cache must hold (ragged: paged caches hold
+    each sequence's own, so the mean, rounded up)."""
+    return math.ceil(sum(workload.lengths) / workload.batch) + workload.gen_len
 
 
 def float_dtype(hw: HardwareModel) -> DType:
@@ -90,21 +136,58 @@ def prepare_works(
     dtype = float_dtype(hw)
     gpu = dtype is DType.F16
     weights = deployed_weight_bytes(decode)
-    first = graph_works(decode, {"L": workload.prompt_len}, dtype, fuse=gpu)
-    following = graph_works(decode, {"L": workload.prompt_len + 1}, dtype, fuse=gpu)
+    start = sum(workload.lengths) / workload.batch  # mean KV length of the first step
+    base = math.floor(start)
+    first = graph_works(decode, {"L": base}, dtype, fuse=gpu)
+    following = graph_works(decode, {"L": base + 1}, dtype, fuse=gpu)
     # A kernel whose work is the same at two KV lengths does not depend on the length.
     varying = [(a, b) for a, b in zip(first, following, strict=True) if a != b]
+    offset = start - base  # ragged caches: the batch's work is that of the mean length
     return PreparedRequest(
         workload=workload,
         weight_bytes=weights,
         dtype=dtype,
         fuse=gpu,
-        prefill=tuple(graph_works(prefill, {"T": workload.prompt_len}, dtype, fuse=gpu)),
+        prefill=tuple(prefill_works(prefill, workload, dtype, gpu)),
         decode_fixed=tuple(a for a, b in zip(first, following, strict=True) if a == b),
-        decode_first=tuple(a for a, _ in varying),
-        decode_next=tuple(b for _, b in varying),
+        decode_first=tuple(along(a, b, offset) for a, b in varying),
+        decode_next=tuple(along(a, b, offset + 1) for a, b in varying),
         decode_graph=decode,
     )
+
+
+def along(at_l: KernelWork, at_next: KernelWork, offset: float) -> KernelWork:
+    """Return a KV-length-dependent kernel's work `offset` positions past `at_l` (its work
+    is affine in the KV length: exact for fractional offsets too)."""
+    if offset == 0:
+        return at_l
+    return replace(at_l, **{f: getattr(at_l, f) + offset * (getattr(at_next, f) - getattr(at_l, f))
+                            for f in AMOUNT_FIELDS})  # fmt: skip
+
+
+def prefill_works(prefill: Graph, workload: Workload, dtype: DType, fuse: bool) -> list[KernelWork]:
+    """Return the prompt's kernel works: the batch at the longest prompt (padded), or packed
+    prompts (ragged: each kernel does the sum of every sequence's work at its own length,
+    reading its weights once, as vLLM's varlen kernels do; needs a prefill graph whose
+    sequence length T is symbolic). A sequence's share is the batch graph's work over the
+    batch size: exact but for the position vector [T] the graph's sequences share (8 bytes
+    per token and reader, under 0.02% of a LLaMA prefill's bytes)."""
+    if not workload.is_ragged:
+        return graph_works(prefill, {"T": workload.prompt_len}, dtype, fuse=fuse)
+    if isinstance(prefill.node("ids").type.shape[1], int):
+        raise InputError("ragged prompts need a prefill graph of symbolic length T")
+    counts = Counter(workload.lengths)
+    per_length = [(graph_works(prefill, {"T": n}, dtype, fuse=fuse), c) for n, c in counts.items()]
+    merged = []
+    for kernels in zip(*(works for works, _ in per_length), strict=True):
+        shares = [c / workload.batch for _, c in per_length]  # the graph holds the whole batch
+        sums = {f: sum(s * getattr(k, f) for s, k in zip(shares, kernels, strict=True))
+                for f in AMOUNT_FIELDS}  # fmt: skip
+        fraction = min(
+            1.0, sum(s * k.weight_fraction for s, k in zip(shares, kernels, strict=True))
+        )
+        merged.append(replace(kernels[0], weight_fraction=fraction, **sums))
+    return merged
 
 
 @dataclass(frozen=True)
@@ -183,6 +266,8 @@ def decode_series(
         return fixed + [
             affine_series(hw, t0, t1, work.gen_len) for t0, t1 in zip(first, following, strict=True)
         ]
+    if work.is_ragged:
+        raise InputError("exact decode timing takes prompts of one length")
     per_step = [
         {w.name: estimate_kernel(hw, w) for w in _decode_works(request, work.prompt_len + i)}
         for i in range(work.gen_len)
@@ -252,6 +337,7 @@ def request_report(
         "batch": workload.batch,
         "prompt_len": workload.prompt_len,
         "gen_len": workload.gen_len,
+        "batching": workload.batching(),
         "prefill_latency_s": prefill_s,
         "decode_first_step_s": first_step_s,
         "decode_mean_step_s": decode_s / workload.gen_len,

@@ -132,7 +132,8 @@ def test_a_device_too_small_for_the_model_is_rejected():
 def test_workload_rejects_non_positive_lengths():
     with pytest.raises(InputError, match="--gen"):
         Workload(1, 32, 0)
-    assert dataclasses.asdict(Workload()) == {"batch": 1, "prompt_len": 128, "gen_len": 128}
+    defaults = {"batch": 1, "prompt_len": 128, "gen_len": 128, "prompt_lens": (), "ragged": True}
+    assert dataclasses.asdict(Workload()) == defaults
 
 
 def test_a_linear_with_a_bias_keeps_its_weights_sparsity():
