@@ -238,31 +238,38 @@ def parallel_overrides(
     tp: int | None = None,
     pp: int | None = None,
     micro_batches: int | None = None,
-) -> dict[str, int]:
+) -> dict[str, int | None]:
     """Return the `parallel.*` hardware overrides of the --devices/--tp/--pp/--micro-batches
-    options: --devices alone is tensor parallelism; with one of --tp/--pp the other follows;
-    with both, devices must be tp x pp. InputError names the option at fault."""
-    for option, value in (("--devices", devices), ("--tp", tp), ("--pp", pp),
-                          ("--micro-batches", micro_batches)):  # fmt: skip
+    options (the target's own values stand for those not given): --devices alone is
+    tensor parallelism; with one of --tp/--pp the other follows; with both, devices must be
+    tp x pp. InputError names the option at fault."""
+    options = (("--devices", devices), ("--tp", tp), ("--pp", pp),
+               ("--micro-batches", micro_batches))  # fmt: skip
+    for option, value in options:
         if value is not None and (
             isinstance(value, bool) or not isinstance(value, int) or value < 1
         ):
             raise InputError(f"{option} must be an integer >= 1, not {value!r}")
-    if devices is not None and tp is None and pp is None:
-        tp = devices
-    elif devices is not None and (tp is None) != (pp is None):
-        given = tp or pp
-        if devices % given:
-            name = "--tp" if tp else "--pp"
-            raise InputError(f"--devices {devices} is not a multiple of {name} {given}")
-        tp, pp = (tp, devices // tp) if tp else (devices // pp, pp)
-    tp, pp = tp or 1, pp or 1
-    if devices is not None and devices != tp * pp:
-        raise InputError(f"--devices {devices} must equal --tp {tp} x --pp {pp} = {tp * pp}")
-    chosen = {"parallel.tp": tp, "parallel.pp": pp, "parallel.devices": tp * pp}
+    chosen: dict[str, int | None] = {"parallel.devices": devices}
+    if devices is not None:
+        tp, pp = _split_devices(devices, tp, pp)
+    chosen.update({f"parallel.{k}": v for k, v in (("tp", tp), ("pp", pp)) if v is not None})
     if micro_batches is not None:
         chosen["parallel.micro_batches"] = micro_batches
     return chosen
+
+
+def _split_devices(devices: int, tp: int | None, pp: int | None) -> tuple[int, int]:
+    if tp is None and pp is None:
+        return devices, 1
+    if tp is None or pp is None:
+        given, name = (tp, "--tp") if tp is not None else (pp, "--pp")
+        if devices % given:
+            raise InputError(f"--devices {devices} is not a multiple of {name} {given}")
+        return (tp, devices // tp) if tp is not None else (devices // pp, pp)
+    if devices != tp * pp:
+        raise InputError(f"--devices {devices} must equal --tp {tp} x --pp {pp} = {tp * pp}")
+    return tp, pp
 
 
 def _target_of(spec: str | Path | HardwareModel) -> HardwareModel:

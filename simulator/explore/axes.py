@@ -6,6 +6,9 @@ An axis key is one of
                                 shorthands as the CLI's --sparsity/--quant take them)
     recipe.<pass>.<option>      one option of every step of that pass in the recipe(s)
     workload.prompt|gen|batch   request sizes
+    parallel.devices|tp|pp|micro_batches  the mapping onto devices, resolved as the CLI's
+                                --devices/--tp/--pp/--micro-batches (the target's own
+                                values stand for those no axis sets)
     <dotted hardware field>     e.g. core.dsp_chains, hbm.channels, clock_hz
 and its values are a list, `{range: [lo, hi], step: s}` (lo, lo + s, ... up to hi) or
 `{range: [lo, hi], num: n}` (n evenly spaced values; `log: true` spaces them geometrically;
@@ -37,6 +40,7 @@ from sparseflow.passes.manager import get_pass, make_options
 from sparseflow.passes.recipe import Recipe
 
 WORKLOAD_KEYS = ("prompt", "gen", "batch")
+PARALLEL_KEYS = ("devices", "tp", "pp", "micro_batches")
 MAX_AXIS_VALUES = 100_000  # a range longer than this is a typo, not a sweep
 SIGNIFICANT_DIGITS = 12  # range values are rounded so 0.1 + 0.2 steps print as 0.3
 
@@ -48,6 +52,7 @@ class AxisKind(Enum):
     RECIPE = "recipe"
     RECIPE_OPTION = "recipe option"
     WORKLOAD = "workload"
+    PARALLEL = "parallel mapping"
     HARDWARE = "hardware field"
 
 
@@ -74,6 +79,8 @@ def axis_kind(key: str) -> AxisKind:
         return AxisKind.RECIPE_OPTION
     if key.startswith("workload."):
         return AxisKind.WORKLOAD
+    if key.startswith("parallel."):
+        return AxisKind.PARALLEL
     return AxisKind.HARDWARE
 
 
@@ -266,10 +273,12 @@ def set_option(options: object, pass_name: str, option: str, value: Any, where: 
 
 
 def workload_values(key: str, values: list[Any], spaced: bool, where: str) -> tuple[Any, ...]:
-    """Check a `workload.<prompt|gen|batch>` axis: integers >= 1."""
-    name = key.split(".", 1)[1]
-    if name not in WORKLOAD_KEYS:
-        raise InputError(f"{where}: unknown workload field '{name}' (known: prompt, gen, batch)")
+    """Check a `workload.<prompt|gen|batch>` or `parallel.<devices|tp|pp|micro_batches>`
+    axis: integers >= 1."""
+    section, name = key.split(".", 1)
+    known = WORKLOAD_KEYS if section == "workload" else PARALLEL_KEYS
+    if name not in known:
+        raise InputError(f"{where}: unknown {section} field '{name}' (known: {', '.join(known)})")
     values = rounded(values) if spaced else values
     for value in values:
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:

@@ -34,6 +34,11 @@ REQUEST_METRICS = (
     "utilization.compute",
     "utilization.memory_bandwidth",
 )
+# Every report records how the batch's prompts were laid out (`simulator.estimate`).
+BATCHING_METRICS = tuple(
+    f"batching.{key}"
+    for key in ("prompt_tokens", "prefill_tokens", "padding_fraction", "first_step_kv_tokens")
+)
 # FPGA reports add power and energy by component (`simulator.power`) and the resources.
 FPGA_ENERGY_SPLIT = tuple(
     key for part in COMPONENTS for key in (f"energy_split_j.{part}_j", f"power_w.{part}")
@@ -45,9 +50,9 @@ FPGA_RESOURCES = ("resources.cores",) + tuple(
     if not (key == "lutram" and section != "total")
 )
 REPORT_METRICS: dict[Kind, tuple[str, ...]] = {
-    Kind.FPGA: REQUEST_METRICS + FPGA_ENERGY_SPLIT + FPGA_RESOURCES,
-    Kind.GPU: REQUEST_METRICS,
-    Kind.CPU: REQUEST_METRICS,
+    Kind.FPGA: REQUEST_METRICS + BATCHING_METRICS + FPGA_ENERGY_SPLIT + FPGA_RESOURCES,
+    Kind.GPU: REQUEST_METRICS + BATCHING_METRICS,
+    Kind.CPU: REQUEST_METRICS + BATCHING_METRICS,
 }
 # Request sizes are inputs of a design point, not results: never objectives.
 INPUT_KEYS = ("batch", "prompt_len", "gen_len")

@@ -18,7 +18,7 @@ from typing import Any
 from sparseflow.hw_models.loader import with_overrides
 from sparseflow.hw_models.schema import HardwareModel
 from sparseflow.passes.recipe import Recipe
-from sparseflow.simulator.design import Request
+from sparseflow.simulator.design import Request, parallel_overrides
 from sparseflow.simulator.explore.axes import AxisKind, set_option
 from sparseflow.simulator.explore.space import Space, recipe_label
 
@@ -98,6 +98,7 @@ def design(space: Space, point: Point) -> Design:
     recipe = space.recipes[recipe_label(values.get("recipe", space.base_recipe))]
     overrides: dict[str, Any] = {}
     workload = dict(space.workload)
+    mapping: dict[str, int] = {}
     for axis in space.axes:
         if axis.key not in values:
             continue
@@ -106,8 +107,12 @@ def design(space: Space, point: Point) -> Design:
             overrides[axis.key] = value
         elif axis.kind is AxisKind.WORKLOAD:
             workload[axis.key.split(".", 1)[1]] = value
+        elif axis.kind is AxisKind.PARALLEL:
+            mapping[axis.key.split(".", 1)[1]] = value
         elif axis.kind is AxisKind.RECIPE_OPTION:
             recipe = _with_option(recipe, axis.key, value)
+    if mapping:
+        overrides.update(parallel_overrides(**mapping))
     hw = with_overrides(target, overrides) if overrides else target
     request = Request(workload["batch"], workload["prompt"], workload["gen"])
     return Design(point, space.model, hw, recipe, request)

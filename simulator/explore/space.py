@@ -240,7 +240,7 @@ class _Reader:
             checked = ax.unique(values, where)
         elif kind is ax.AxisKind.RECIPE_OPTION:
             checked = ax.option_values(key, values, self.recipes_in_play(recipes), where)
-        elif kind is ax.AxisKind.WORKLOAD:
+        elif kind in (ax.AxisKind.WORKLOAD, ax.AxisKind.PARALLEL):
             checked = ax.workload_values(key, values, spaced, where)
         else:
             checked = ax.hardware_values(key, values, spaced, list(targets.values()), where)
