@@ -138,13 +138,15 @@ def estimate(
     prompt_lens: Sequence[int] = (),
     ragged: bool = True,
     trace_path: str | Path | None = None,
+    progress: bool = False,
 ) -> dict[str, Any]:
     """Return the report (DESIGN.md "Report") of one request of `model` on `target`.
 
     `model` is a source (compressed here with the recipe) or a `compress` result, whose
     batch and prompt length the request must then share. `prompt_lens` gives each sequence
     its own prompt (the batch is their count, `prompt_len` their longest), run `ragged`
-    (packed, no padding) or padded to the longest.
+    (packed, no padding) or padded to the longest. `progress` shows a bar over the FPGA
+    simulator's length buckets on a terminal.
     """
     hw = _target_of(target)
     _check_trace(hw, trace_path)
@@ -159,7 +161,7 @@ def estimate(
     if is_cluster(hw):
         report = estimate_cluster(*graphs, hw, workload, labels)
     elif isinstance(hw, FpgaModel):
-        report = estimate_fpga(*graphs, hw, workload, labels, trace_path=trace_path)
+        report = estimate_fpga(*graphs, hw, workload, labels, trace_path, progress)
     else:
         report = estimate_analytical(*graphs, hw, workload, labels)
     bad = non_finite_path(report)
