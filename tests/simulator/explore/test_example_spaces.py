@@ -15,7 +15,7 @@ from sparseflow.simulator.fpga_estimate import check_fits
 SPACES = Path(__file__).resolve().parents[3] / "examples" / "spaces"
 
 
-@pytest.mark.parametrize("name", ["u280", "u280-quick", "gpu", "cpu"])
+@pytest.mark.parametrize("name", ["u280", "u280-quick", "gpu", "gpu-parallel", "cpu"])
 def test_example_spaces_load(name):
     space = load_space(SPACES / f"{name}.yaml")
     assert space.size >= 12 and len(space.objectives) >= 2
