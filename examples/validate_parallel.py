@@ -13,7 +13,9 @@ Sources:
   tokens. A100: most likely A100-SXM4-40GB (ALCF Polaris, 4 GPUs per node, as the GPU
   calibration notes argue); H100: the variant is not stated.
 - S2: NVIDIA TensorRT-LLM `docs/source/performance.md`, release 0.5 "Low Latency" table:
-  A100 (FP16), first-token latency at batch 1 (A100 SXM 80GB per the calibration notes).
+  A100 (FP16), first-token latency at batch 1, input length 128 and 2048 (A100 SXM 80GB per
+  the calibration notes). Its H100 rows are FP8 and its TP=2/8 rows large-batch throughput,
+  so they are not compared here.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ PUBLISHED = [
     ("llama2-70b", "a100-40gb", 4, 1, 1024, "TensorRT-LLM", "e2e_latency_s", 36.928, "S1"),
     ("llama2-70b", "a100-40gb", 1, 4, 1024, "TensorRT-LLM", "e2e_latency_s", 110.197, "S1"),
     ("llama2-70b", "a100", 4, 1, 128, "TensorRT-LLM 0.5", "prefill_latency_s", 0.047, "S2"),
+    ("llama2-70b", "a100", 4, 1, 2048, "TensorRT-LLM 0.5", "prefill_latency_s", 0.377, "S2"),
     ("llama2-7b", "a100-40gb", 1, 1, 128, "TensorRT-LLM", "e2e_latency_s", 1.510, "S1"),
     ("llama2-7b", "a100-40gb", 2, 1, 128, "TensorRT-LLM", "e2e_latency_s", 0.993, "S1"),
     ("llama2-7b", "a100-40gb", 4, 1, 128, "TensorRT-LLM", "e2e_latency_s", 0.740, "S1"),
