@@ -285,6 +285,54 @@ def execute_matrix(op: MatrixFields, engine: EngineParams, buf: EngineBuffers) -
             buf.out[addr, :, :, :seg] = result
 
 
+def run_matrix(op: MatrixFields, engine: EngineParams, buf: EngineBuffers) -> None:
+    """Execute one MM/MV on `buf` in place, with the result of `execute_matrix`, vectorised.
+
+    The chain arithmetic is exact (the module docstring: no P or lane overflow for INT8 x
+    INT8), so every output word is wrap32 of integer dot products, computed here as one
+    float64 matrix product (exact: every partial sum is an integer below 2**53).
+    """
+    check_matrix_op(op, engine)
+    seg, step = engine.chain.segments(op.n), engine.k_per_step(op.n)
+    pairs, tiles = op.tok_pairs, op.row_tiles
+    act = buf.act[op.act_base : op.act_base + pairs * op.k_steps, :, :step]
+    x = act.reshape(pairs, op.k_steps, 2, step).transpose(0, 2, 1, 3).reshape(2 * pairs, -1)
+    words = slice(op.w_base, op.w_base + tiles * op.k_steps)
+    w = dense_weights(engine, op, buf.weight[words], buf.index[words])
+    acc = np.rint(x.astype(np.float64) @ w.T).astype(np.int64)
+    acc = acc.reshape(pairs, 2, tiles, engine.n_chains, seg).transpose(0, 2, 1, 3, 4)
+    acc = acc.reshape(pairs * tiles, 2, engine.n_chains, seg)
+    addrs = op.out_base + np.arange(pairs * tiles)
+    if op.bias:
+        acc += buf.bias[op.bias_base + np.arange(pairs * tiles) % tiles, None, :, :seg]
+    if op.accumulate:
+        acc += buf.out[addrs, :, :, :seg]
+    result = wrap_int32(acc)
+    buf.out[addrs, :, :, :seg] = np.maximum(result, 0) if op.act == "relu" else result
+
+
+def dense_weights(
+    engine: EngineParams, op: MatrixFields, values: np.ndarray, indices: np.ndarray
+) -> np.ndarray:
+    """Return the float64 matrix [row_tiles x rows_per_tile, k_steps x k step] that weight
+    words [row_tiles x k_steps, n_chains, chain_len] multiply (a sparse slot adds its value
+    at its index in its 16-block; a row is chain c, segment s of row tile rt)."""
+    seg, step = engine.chain.segments(op.n), engine.k_per_step(op.n)
+    chains, per_seg = engine.n_chains, engine.chain.chain_len // seg
+    tiles, steps = op.row_tiles, op.k_steps
+    v = values.reshape(tiles, steps, chains, seg, per_seg).astype(np.float64)
+    if op.n == DENSE_N:
+        col = np.broadcast_to(np.arange(per_seg), v.shape)
+    else:
+        col = indices.reshape(v.shape).astype(np.int64)
+    rt, ks, c, s = np.ix_(range(tiles), range(steps), range(chains), range(seg))
+    row = (rt * chains + c) * seg + s
+    flat = (row[..., None] * steps + ks[..., None]) * step + col
+    size = tiles * chains * seg * steps * step
+    dense = np.bincount(flat.ravel(), v.ravel(), minlength=size)
+    return dense.reshape(tiles * chains * seg, steps * step)
+
+
 def check_matrix_op(op: MatrixFields, engine: EngineParams) -> None:
     """Raise InputError when `op` does not fit `engine` (mode, activation, buffer bounds)."""
     engine.chain.check_mode(op.n)
@@ -339,6 +387,27 @@ def plan_linear(
     )
 
 
+def weight_words(engine: EngineParams, op: MatrixFields, w: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Return (values, indices) [row_tiles x k_steps, n_chains, chain_len] of the weight words
+    that `op` multiplies for w [rows, k] (N:16 sparse in mode op.n; rows padded to whole row
+    tiles, k to whole k steps): word rt x k_steps + s holds row tile rt, k step s."""
+    ch, seg = engine.chain, engine.chain.segments(op.n)
+    kstep = engine.k_per_step(op.n)
+    rows_pad = op.row_tiles * engine.rows_per_tile(op.n)
+    w_pad = _pad2(w, rows_pad, op.k_steps * kstep)
+    if op.n == DENSE_N:
+        vals, idx = w_pad.reshape(rows_pad, op.k_steps, kstep), np.zeros((1,), np.int64)
+    else:
+        vals, idx = _nm_compress(w_pad, op.n)
+    shape = (op.row_tiles, engine.n_chains, seg, op.k_steps, ch.chain_len // seg)
+
+    def tile(a: np.ndarray) -> np.ndarray:
+        t = np.broadcast_to(a, vals.shape).reshape(shape).transpose(0, 3, 1, 2, 4)
+        return t.reshape(op.row_tiles * op.k_steps, engine.n_chains, ch.chain_len)
+
+    return tile(vals).astype(np.int8), tile(idx).astype(np.uint8)
+
+
 def load_linear(
     engine: EngineParams,
     buf: EngineBuffers,
@@ -348,23 +417,10 @@ def load_linear(
     bias: np.ndarray | None = None,
 ) -> None:
     """Write x (INT8 [tokens, k]), w ([rows, k], N:16 sparse) and bias into `buf` for `op`."""
-    ch, seg = engine.chain, engine.chain.segments(op.n)
+    seg = engine.chain.segments(op.n)
     kstep = engine.k_per_step(op.n)
-    rows_pad = op.row_tiles * engine.rows_per_tile(op.n)
-    w_pad = _pad2(w, rows_pad, op.k_steps * kstep)
-    if op.n == DENSE_N:
-        vals, idx = w_pad.reshape(rows_pad, op.k_steps, kstep), None
-    else:
-        vals, idx = _nm_compress(w_pad, op.n)
-    shape = (op.row_tiles, engine.n_chains, seg, op.k_steps, ch.chain_len // seg)
-
-    def tile(a: np.ndarray) -> np.ndarray:
-        t = a.reshape(shape).transpose(0, 3, 1, 2, 4)
-        return t.reshape(op.row_tiles * op.k_steps, engine.n_chains, ch.chain_len)
-
     w_rows = slice(op.w_base, op.w_base + op.row_tiles * op.k_steps)
-    buf.weight[w_rows] = tile(vals)
-    buf.index[w_rows] = 0 if idx is None else tile(idx)
+    buf.weight[w_rows], buf.index[w_rows] = weight_words(engine, op, w)
     x_pad = _pad2(x, op.tok_pairs * 2, op.k_steps * kstep)
     words = x_pad.reshape(op.tok_pairs, 2, op.k_steps, kstep).transpose(0, 2, 1, 3)
     a_rows = slice(op.act_base, op.act_base + op.tok_pairs * op.k_steps)
