@@ -127,7 +127,7 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     )  # fmt: skip
     report = api.estimate(
         model, hw, batch=args.batch, prompt_len=args.prompt, gen_len=args.gen,
-        trace_path=args.trace,
+        trace_path=args.trace, progress=not args.json and sys.stderr.isatty(),
     )  # fmt: skip
     if args.plot:
         from sparseflow.simulator.plot import plot_report
@@ -267,7 +267,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_rtl_generate(args: argparse.Namespace) -> int:
     """Write the accelerator's SystemVerilog: a target's, or one parameter set; flags override."""
+    from pathlib import Path
+
     from sparseflow.backends.fpga.rtl.generator import make_params, params_for_target, write_rtl
+    from sparseflow.backends.outdir import staged_dir
 
     nm = None if args.nm in ("dense", "16:16") else args.nm and _parse_nm(args.nm)
     if args.target:
@@ -276,9 +279,17 @@ def cmd_rtl_generate(args: argparse.Namespace) -> int:
     else:
         nm = (2, 16) if args.nm is None else nm
         params = make_params(args.chain_len or 16, nm, args.wbits or 8)
-    for path in write_rtl(args.output, params):
-        print(path)
+    out = Path(args.output)
+    with staged_dir(out, _holds_only_rtl, args.force) as staging:
+        written = write_rtl(staging, params)
+    for path in written:
+        print(out / path.name)
     return 0
+
+
+def _holds_only_rtl(folder) -> bool:
+    """Return whether a folder holds only SystemVerilog (an earlier `rtl generate`)."""
+    return all(p.suffix == ".sv" and p.is_file() and not p.is_symlink() for p in folder.iterdir())
 
 
 def _fpga_target(name: str):
@@ -610,6 +621,7 @@ def _add_rtl(commands: argparse._SubParsersAction) -> None:
     gen.add_argument("--nm", help="smallest sparse mode N:16, or 'dense' (default 2:16)")
     gen.add_argument("--wbits", type=int, help="weight bits, 8 or 4 (default 8)")
     gen.add_argument("-o", "--output", required=True, help="output folder")
+    gen.add_argument("--force", action="store_true", help="replace a folder of other files")
     gen.set_defaults(func=cmd_rtl_generate)
     synth = verbs.add_parser("synth", help="resources from open synthesis (Yosys)")
     synth.add_argument("dir", nargs="?", help="folder of generated RTL (or use --target)")

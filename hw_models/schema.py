@@ -423,6 +423,9 @@ DESCRIPTIVE_FIELDS: dict[Kind, dict[str, str]] = {
         "core.mm_parallelism": "the FlightLLM artifact's MM tiling, for comparison (as above)",
         "hbm.cross_channel_efficiency": "applies to a transfer on another core's channel; the "
         "compiler keeps every transfer on the issuing core's own channels",
+        "core.int8_macs_per_dsp_per_cycle": "the DSP packing factor scales MAC counts and the "
+        "peak alike (utilisation is their ratio); cycles follow the chain model and power the "
+        "DSPs' resource count, so no estimate reads it",
     },
     Kind.GPU: {
         "sm_count": "the roofline model works from device-wide peaks",

@@ -132,11 +132,13 @@ def estimate(
     prompt_len: int = 128,
     gen_len: int = 128,
     trace_path: str | Path | None = None,
+    progress: bool = False,
 ) -> dict[str, Any]:
     """Return the report (DESIGN.md "Report") of one request of `model` on `target`.
 
     `model` is a source (compressed here with the recipe) or a `compress` result, whose
     batch and prompt length the request must then share.
+    `progress` shows a bar over the FPGA simulator's length buckets on a terminal.
     """
     hw = _target_of(target)
     if trace_path is not None and hw.kind is not Kind.FPGA:
@@ -161,7 +163,7 @@ def estimate(
     labels = {"model": compressed.model, "target": hw.name, "recipe": compressed.recipe.name}
     graphs = (compressed.prefill, compressed.decode)
     if isinstance(hw, FpgaModel):
-        report = estimate_fpga(*graphs, hw, workload, labels, trace_path=trace_path)
+        report = estimate_fpga(*graphs, hw, workload, labels, trace_path, progress)
     else:
         report = estimate_analytical(*graphs, hw, workload, labels)
     bad = non_finite_path(report)

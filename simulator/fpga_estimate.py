@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from sparseflow.backends.fpga import isa
 from sparseflow.backends.fpga.compiler import compile_program
@@ -234,12 +235,14 @@ def estimate_fpga(
     workload: Workload,
     labels: dict[str, str],
     trace_path: str | Path | None = None,
+    progress: bool = False,
 ) -> dict[str, object]:
     """Compile the graphs for `hw` and return the report (DESIGN.md keys) of one request.
 
     The request has `gen_len` decode steps, as `estimate_analytical` counts them, so the
     program is compiled for KV lengths up to prompt_len + gen_len. With `trace_path`, also
     write the trace of the prefill and the first decode step (`trace.write_trace`).
+    `progress` shows a bar over the simulated length buckets on a terminal.
     """
     check_fits(hw, decode, workload)
     check_fit(hw)  # the design must fit the part: refused before any simulation
@@ -248,7 +251,9 @@ def estimate_fpga(
     )
     program = compile_program(request, lazy=True)
     weight_bytes = deployed_weight_bytes(decode)
-    return estimate_program(program, hw, workload, labels, weight_bytes, trace_path=trace_path)
+    return estimate_program(
+        program, hw, workload, labels, weight_bytes, trace_path=trace_path, progress=progress
+    )
 
 
 def estimate_program(
@@ -259,6 +264,7 @@ def estimate_program(
     weight_bytes: int,
     reuse: bool = True,
     trace_path: str | Path | None = None,
+    progress: bool = False,
 ) -> dict[str, object]:
     """Return the report (DESIGN.md keys) of one request running `program` on `hw`.
 
@@ -278,17 +284,20 @@ def estimate_program(
     traced_runs = {("prefill", workload.prompt_len), ("decode", first_length)}
 
     program_bytes = [0]
+    steps = Counter(program.bucket_length("decode", n) for n in lengths)
+    bar = tqdm(total=1 + len(steps), desc="buckets", disable=not progress, leave=False)
 
     def run(phase: str, length: int) -> BucketRun:
         bucket = program.bucket_for(phase, length)
         program_bytes[0] += bucket.nbytes
         traced = trace_path is not None and (phase, length) in traced_runs
         fast = run_blocks(bucket, runner) if reuse and not traced else None
+        bar.update(1)
         return fast or run_bucket(bucket, regions, hw, cache, reuse)
 
-    prefill = run("prefill", workload.prompt_len)
-    steps = Counter(program.bucket_length("decode", n) for n in lengths)
-    runs = {length: run("decode", length) for length in steps}
+    with bar:
+        prefill = run("prefill", workload.prompt_len)
+        runs = {length: run("decode", length) for length in steps}
     first = runs[first_length]
     check_program_fits(hw, program_bytes[0])
     if trace_path is not None:

@@ -51,7 +51,8 @@ def test_compile_for_the_fpga_writes_program_listing_and_rtl(capsys, tmp_path):
     assert report["program"]["programs"] >= 2
     resources = report["resources"]
     assert resources["fits"] and resources["total"]["dsp"] == 3 * 64 * 16
-    assert "Hardware model: u280.yaml sha256:" in (tmp_path / "rtl" / "sf_accel_top.sv").read_text()
+    top = (tmp_path / "rtl" / "sf_accel_top.sv").read_text()
+    assert "Hardware model: u280 (built-in) sha256:" in top
     scale = [row for row in report["layers"] if row["name"] == "v.0.scale"]
     assert scale and "rel_error" not in scale[0]  # a calibrated scale has no dense original
 

@@ -78,6 +78,10 @@ def test_output_paths_that_cannot_be_written(capsys, tmp_path):
     refused(capsys, *estimate, "--trace", tmp_path / "t.json", match="FPGA event simulator")
     fpga = ("estimate", "tiny-llama", "--target", "u280", "--prompt", "8", "--gen", "2")
     refused(capsys, *fpga, "--trace", tmp_path / "t.txt", match="--trace")
+    refused(capsys, "rtl", "generate", "-o", a_file, match="exists and is not a folder")
+    refused(capsys, "rtl", "generate", "-o", tmp_path, match="--force")  # holds other files
+    assert cli(capsys, "rtl", "generate", "-o", tmp_path / "rtl")[0] == 0
+    assert cli(capsys, "rtl", "generate", "-o", tmp_path / "rtl", "--wbits", "4")[0] == 0
 
 
 def test_compile_refuses_a_foreign_folder_and_leaves_it_untouched(capsys, tmp_path):

@@ -65,11 +65,11 @@ def test_params_from_a_hardware_model_follow_its_core_and_buffers(tmp_path: Path
     e = params.engine
     assert (e.n_chains, e.chain.chain_len, e.chain.min_n) == (64, 16, 2)
     assert (e.act_depth, e.weight_depth, e.bias_depth, e.out_depth) == (32768, 4096, 32, 256)
-    assert params.origin.startswith("u280.yaml sha256:")
+    assert params.origin.startswith("u280 (built-in) sha256:")
     assert {m.name for m in params.memories()} == set(params.styles)
     paths = write_rtl(tmp_path, params)
     text = paths[2].read_text()  # sf_matrix_engine.sv
-    assert "// Hardware model: u280.yaml sha256:" in text
+    assert "// Hardware model: u280 (built-in) sha256:" in text
     assert '(* ram_style = "ultra" *) logic [W_BITS-1:0] w_mem[W_DEPTH];' in text
     assert '(* ram_style = "block" *) logic [OUT_BITS-1:0] out_mem[OUT_DEPTH];' in text
     overridden = params_for_target(hw, chain_len=8, nm=None, wbits=4)
@@ -77,6 +77,5 @@ def test_params_from_a_hardware_model_follow_its_core_and_buffers(tmp_path: Path
 
 
 def test_a_model_with_other_dsp_groups_is_refused() -> None:
-    hw = with_overrides(load_hw("u280"), {"core.dsp_group_size": 4})
-    with pytest.raises(InputError, match="field 'core.dsp_group_size': the generator builds"):
-        params_for_target(hw)
+    with pytest.raises(InputError, match="field 'core.dsp_group_size': the generated DSP chain"):
+        with_overrides(load_hw("u280"), {"core.dsp_group_size": 4})

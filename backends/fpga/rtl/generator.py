@@ -20,7 +20,6 @@ from sparseflow.backends.fpga.engine_model import (
     ACC_BITS,
     ACT_BITS,
     DENSE_N,
-    GROUP_SIZE_DSP,
     INDEX_BITS,
     ChainParams,
     EngineParams,
@@ -166,12 +165,6 @@ def params_for_target(
     """
     from sparseflow.backends.fpga.layout import chain_for, engine_for
 
-    label = hw.source_file or hw.name
-    if hw.core.dsp_group_size != GROUP_SIZE_DSP:
-        raise InputError(
-            f"{label}: field 'core.dsp_group_size': the generator builds groups of "
-            f"{GROUP_SIZE_DSP} DSPs, the model asks for {hw.core.dsp_group_size}"
-        )
     base = chain_for(hw)
     min_n = base.min_n if nm == "target" else min_n_of(nm)  # type: ignore[arg-type]
     chain = ChainParams(chain_len or base.chain_len, min_n, wbits or base.wbits)
