@@ -19,6 +19,7 @@ from pathlib import Path
 
 from sparseflow.backends.fpga import isa
 from sparseflow.backends.fpga.columns import Block, check, listing_of, table_of
+from sparseflow.backends.fpga.emit import PassShape, consumers_of
 from sparseflow.backends.fpga.layout import (
     FP16_BYTES,
     SCALE_BYTES,
@@ -36,7 +37,6 @@ from sparseflow.backends.fpga.layout import (
     place_weight,
     rope_row_bytes,
 )
-from sparseflow.backends.fpga.emit import PassShape, consumers_of
 from sparseflow.backends.fpga.lower import (
     ACTIVATIONS,
     NORMS,
@@ -47,6 +47,7 @@ from sparseflow.backends.fpga.lower import (
 )
 from sparseflow.backends.fpga.program import Bucket, Program, Stream, WeightPlacement
 from sparseflow.backends.fpga.resources import ResourceReport, check_fit
+from sparseflow.backends.fpga.sfu_alloc import SfuFull
 from sparseflow.backends.registry import CompileRequest, register_backend
 from sparseflow.hw_models.schema import FpgaModel, Kind
 from sparseflow.ir.errors import InputError
@@ -253,12 +254,26 @@ def _boundaries(graph: Graph, starts: list[int], last: dict[str, int]) -> list[t
 
 
 def _bucket(graph: _Graph, phase, length, hw, engine, plan, layout, weights, reused) -> Bucket:
-    """Lower one bucket: a decode step at KV length `length`, or a prompt of `length` tokens."""
+    """Lower one bucket: a decode step at KV length `length`, or a prompt of `length` tokens
+    in passes of the largest chunk whose values fit the SFU buffer (`SfuFull` otherwise)."""
     if phase == "decode":
-        shapes = [PassShape("decode", 1, length)]
-    else:
-        chunk = _prefill_chunk(engine, weights, length)
-        shapes = [PassShape("prefill", chunk, end) for end in range(chunk, length + 1, chunk)]
+        return _lower_bucket(graph, [PassShape("decode", 1, length)], hw, engine, plan, layout,
+                             weights, reused)  # fmt: skip
+    chunks = _prefill_chunks(engine, weights, length)
+
+    def passes(chunk: int) -> list[PassShape]:
+        return [PassShape("prefill", chunk, end) for end in range(chunk, length + 1, chunk)]
+
+    for chunk in chunks[:-1]:
+        try:
+            return _lower_bucket(graph, passes(chunk), hw, engine, plan, layout, weights, reused)
+        except SfuFull:
+            continue
+    return _lower_bucket(graph, passes(chunks[-1]), hw, engine, plan, layout, weights, reused)
+
+
+def _lower_bucket(graph: _Graph, shapes, hw, engine, plan, layout, weights, reused) -> Bucket:
+    """Lower a bucket's passes `shapes` in order, each core's blocks ending with SYS END."""
     blocks: list[list[Block]] = [[] for _ in range(hw.cores)]
     for number, shape in enumerate(shapes):
         more = number + 1 < len(shapes)  # another pass follows: end this one with a barrier
@@ -267,22 +282,27 @@ def _bucket(graph: _Graph, phase, length, hw, engine, plan, layout, weights, reu
             blocks[core] += part
     end = table_of([isa.Sys(op=isa.SysOp.END)])
     streams = tuple(Stream((*b, end)) for b in blocks)
+    phase, length = shapes[0].phase, shapes[-1].keys
     return Bucket(phase, length, streams, shapes[0].tokens if phase == "prefill" else 0)
 
 
-def _prefill_chunk(engine, weights, length: int) -> int:
-    """Return the tokens per prefill pass: even, dividing `length`, fitting ACT and OUT."""
+def _prefill_chunks(engine, weights, length: int) -> list[int]:
+    """Return the candidate tokens per prefill pass, largest first: even, dividing `length`,
+    fitting ACT and OUT, whole HBM words of f32 key scales (8 per word) per pass where the
+    length allows. The compiler takes the first whose values fit the SFU buffer."""
     hidden_max = max(int(p.k) for p in weights.values())
     k_steps = -(-hidden_max // engine.k_per_step(16))
     act_pairs = engine.act_depth // k_steps
     out_pairs = (engine.out_depth // 2) // max(
         -(-t.rows // engine.rows_per_tile(p.n)) for p in weights.values() for t in p.tiles
     )
-    chunk = max(2, 2 * min(act_pairs, out_pairs, length // 2))
-    # whole HBM words of f32 key scales (8 per word) per pass, where the length allows
-    while length % chunk or (chunk % SCALES_PER_WORD and chunk > SCALES_PER_WORD):
-        chunk -= 2
-    return chunk
+    largest = max(2, 2 * min(act_pairs, out_pairs, length // 2))
+    chunks = [
+        c
+        for c in range(largest, 1, -2)
+        if length % c == 0 and not (c % SCALES_PER_WORD and c > SCALES_PER_WORD)
+    ]
+    return chunks or [largest]
 
 
 def _segments(graph: Graph) -> list[tuple[int | None, list[Node]]]:

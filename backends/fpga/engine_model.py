@@ -427,7 +427,7 @@ def load_linear(
     buf.act[a_rows] = 0
     buf.act[a_rows, :, :kstep] = words.reshape(-1, 2, kstep)
     if bias is not None:
-        b = np.zeros(rows_pad, np.int64)
+        b = np.zeros(op.row_tiles * engine.rows_per_tile(op.n), np.int64)
         b[: len(bias)] = bias
         b_rows = slice(op.bias_base, op.bias_base + op.row_tiles)
         buf.bias[b_rows, :, :seg] = b.reshape(op.row_tiles, engine.n_chains, seg)

@@ -79,8 +79,8 @@ class LoadLayout(IntEnum):
     - W8, W4, W8I, W4I (WEIGHT): stored engine words, each n_chains x chain_len values of 8
       or 4 bits (two's complement, entry c * chain_len + j at the lowest bits first), then
       for the indexed layouts (I) their 4-bit in-block indices in the same order. Each becomes
-      one weight word (values as INT8) and its index word at the same address; a trailing
-      partial stored word is zero-padded.
+      one weight word (values as INT8) and its index word at the same address; a transfer
+      is whole stored words.
     - ROWS (WEIGHT): the transfer is an INT8 matrix of rows of `row_bytes` bytes, packed;
       byte b of row r is weight entry (chain r % n_chains, slice b % chain_len) of word
       buf_addr + (r // n_chains) * buf_stride_outer + b // chain_len. Rows past the last one

@@ -195,7 +195,11 @@ class Lowering(AttentionLowering):
         pass's rows of the graph value) for writers on `cores` at its first write."""
         if words is None:
             words = self.shape.tokens * self.row_words(name.split("@")[0])
-        return self.sfu.alloc(name, words, list(cores))
+        addr = self.sfu.alloc(name, words, list(cores))
+        if addr is None:  # spans other cores used since the last barrier would fit it
+            self.sync()
+            addr = self.sfu.alloc(name, words, list(cores))
+        return addr
 
     def emit(self, core: int, cls: type[isa.Instruction], after: tuple = (), reads: tuple = (),
              writes: tuple = (), **fields: object) -> int:  # fmt: skip
@@ -250,6 +254,10 @@ class Lowering(AttentionLowering):
         nxt = upcoming[0] if upcoming else self.lookahead
         if nxt is not None:
             self.prefetch(nxt)
+        self.sync()
+
+    def sync(self) -> None:
+        """Emit a barrier on every core: all earlier work is done, retired SFU spans free."""
         for e in self.emitters:
             e.barrier()
         self.sfu.barrier()

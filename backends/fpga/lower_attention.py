@@ -109,8 +109,9 @@ class AttentionLowering:
                 writes.append(scales)
             in_addr, stride = self.head_view(src, head, head_dim)
             fields["imm"] = fields.get("imm", 0) | stride
-            self.emit(core, isa.Sfu, reads=tuple(reads), writes=tuple(writes), op=isa.SfuOp.PACK8,
-                      in_addr=in_addr, rows=self.shape.tokens, length=head_dim, **fields)  # fmt: skip
+            self.emit(core, isa.Sfu, reads=tuple(reads), writes=tuple(writes),
+                      op=isa.SfuOp.PACK8, in_addr=in_addr, rows=self.shape.tokens,
+                      length=head_dim, **fields)  # fmt: skip
             self.kv_stores[(kind, head)] = self.kv_store_rows(core, kind, layer, head, head_dim)
             for name in writes:
                 self.sfu.release(name)
@@ -153,8 +154,8 @@ class AttentionLowering:
                               hbm_stride=0)  # fmt: skip
         elif start % word == 0 and tokens * row_bytes % word == 0:
             fields["length"] = tokens * row_bytes // word
-        elif tokens == 1:
-            fields.update(length=1, byte_offset=start % word, byte_count=row_bytes)
+        elif start % word + tokens * row_bytes <= word:  # the rows fill part of one word
+            fields.update(length=1, byte_offset=start % word, byte_count=tokens * row_bytes)
         else:
             raise InputError(f"{region.name}: {tokens} rows of {row_bytes} bytes from row "
                              f"{self.first_token} are not whole HBM words")  # fmt: skip
@@ -171,8 +172,9 @@ class AttentionLowering:
         part = [n for n in self.nodes if n.op in ATTENTION and n.name.startswith(prefix)]
         self.done.update(n.name for n in part)
         layer = prefix.split(".")[1]
-        heads, head_dim = int(self.graph.node(node.inputs[0]).type.shape[1]), int(
-            self.graph.node(node.inputs[0]).type.shape[3]
+        heads, head_dim = (
+            int(self.graph.node(node.inputs[0]).type.shape[1]),
+            int(self.graph.node(node.inputs[0]).type.shape[3]),
         )
         q = self.source(node.inputs[0])
         q = self.source(self.graph.node(q).inputs[0]) if self.graph.node(q).op is Op.QUANTIZE else q
@@ -229,8 +231,17 @@ class AttentionLowering:
         self.sfu.release(kscales)
         self.sfu.release(names["q"])
         self.scale_scores(core, names["scores"], keys, factor, masked)
-        self.emit(core, isa.Sfu, reads=(names["scores"],), writes=(names["scores"],),
-                  op=isa.SfuOp.SOFTMAX, in_addr=out, out_addr=out, rows=tokens, length=keys)
+        self.emit(
+            core,
+            isa.Sfu,
+            reads=(names["scores"],),
+            writes=(names["scores"],),
+            op=isa.SfuOp.SOFTMAX,
+            in_addr=out,
+            out_addr=out,
+            rows=tokens,
+            length=keys,
+        )
         self.act_quantize(core, names["probs"], names["scores"], keys, imm=step_flag)
         self.sfu.release(names["scores"])
         ctx = self.kv_values_matrix(core, layer, kv, head_dim)
@@ -286,8 +297,17 @@ class AttentionLowering:
         region = parts[-1]
         words = -(-keys * SCALE_BYTES // isa.HBM_WORD_BYTES)
         buf = self.value(scales, [core], words)
-        self.emit(core, isa.Load, after=(store,), writes=(scales,), buffer=isa.Buffer.SFU,
-                  channel=region.channel, hbm_addr=region.addr, buf_addr=buf, length=words)
+        self.emit(
+            core,
+            isa.Load,
+            after=(store,),
+            writes=(scales,),
+            buffer=isa.Buffer.SFU,
+            channel=region.channel,
+            hbm_addr=region.addr,
+            buf_addr=buf,
+            length=words,
+        )
         return self.matrix(e, span, DENSE_N, 8, op), scales
 
     def kv_values_matrix(self, core: int, layer: str, kv: int, head_dim: int) -> tuple[int, int]:

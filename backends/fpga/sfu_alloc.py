@@ -20,6 +20,10 @@ from dataclasses import dataclass, field
 from sparseflow.ir.errors import InputError
 
 
+class SfuFull(InputError):
+    """The values live at some point of a pass need more SFU words than the buffer holds."""
+
+
 @dataclass
 class Span:
     """Words [addr, addr + words) and, per core, the last instruction that used them."""
@@ -55,15 +59,20 @@ class SfuAllocator:
         except KeyError:
             raise InputError(f"SFU value {name!r} is read before it is written") from None
 
-    def alloc(self, name: str, words: int, cores: Sequence[int]) -> int:
-        """Give `name` the first free span of `words` words that `cores` may write now."""
+    def alloc(self, name: str, words: int, cores: Sequence[int]) -> int | None:
+        """Give `name` the first free span of `words` words that `cores` may write now;
+        return its first word, or None when only a barrier would free enough words (spans
+        that other cores used since the last one). InputError when live values leave too
+        few words even after a barrier."""
         if name in self.live:
             return self.live[name].addr
         taken = list(self.live.values()) + [s for s in self.retired if not _free_for(s, cores)]
         addr = _first_fit(taken, words, self.depth)
         if addr is None:
+            if _first_fit(list(self.live.values()), words, self.depth) is not None:
+                return None
             used = sum(s.words for s in self.live.values())
-            raise InputError(
+            raise SfuFull(
                 f"SFU buffer: value {name} needs {words} words, {used} of {self.depth} are "
                 "held by live values (a smaller prefill chunk or model needs fewer)"
             )

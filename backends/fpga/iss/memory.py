@@ -91,8 +91,10 @@ class Tracked:
         seen = access.clock[self.writer_q[words]]
         if (seen < wt).any():
             word = int(words[np.argmax(seen < wt)])
-            raise access.error(f"reads {self.name} word {word} written by "
-                               f"{access.name(self.writer_id[word])} without waiting for it")  # fmt: skip
+            writer = access.name(int(self.writer_id[word]))
+            raise access.error(
+                f"reads {self.name} word {word} written by {writer} without waiting for it"
+            )
         self.read_t[words, access.queue] = access.time
         self.read_id[words, access.queue] = access.index
 
@@ -103,8 +105,10 @@ class Tracked:
         race = (wt > 0) & (seen < wt)
         if race.any():
             word = int(words[np.argmax(race)])
-            raise access.error(f"overwrites {self.name} word {word} written by "
-                               f"{access.name(self.writer_id[word])} without waiting for it")  # fmt: skip
+            writer = access.name(int(self.writer_id[word]))
+            raise access.error(
+                f"overwrites {self.name} word {word} written by {writer} without waiting for it"
+            )
         later = self.read_t[words] > access.clock[None, :]
         later[:, access.queue] = False
         if later.any():

@@ -103,7 +103,7 @@ def _elementwise(m, insn: isa.Sfu, op: S, access: Access) -> tuple[np.ndarray, i
         return scaled, 0
     if op == S.ROPE:
         return _rope(m, insn, access), 0
-    raise access.error(f"SFU op {op.name} is not defined")
+    raise access.error(f"SFU op code {int(op)} has no definition here")
 
 
 def _rope(m, insn: isa.Sfu, access: Access) -> np.ndarray:

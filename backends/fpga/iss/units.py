@@ -82,12 +82,16 @@ def _place_weights(m, core: int, bits: int, indexed: bool, data: np.ndarray, des
     c, e = m.cores[core], m.engine
     entries = e.n_chains * e.chain.chain_len
     size = entries * (bits + 4 * indexed) // 8
+    if len(data) % size:
+        raise access.error(f"{len(data)} bytes are not whole {size}-byte stored weight words")
     n = len(data) // size
-    stored = data[: n * size].reshape(n, size)
+    stored = data.reshape(n, size)
     values = _unpack(stored[:, : entries * bits // 8], bits)
+    shape = (n, e.n_chains, e.chain.chain_len)
     indices = _unpack(stored[:, entries * bits // 8 :], 4, signed=False) if indexed else 0
     words = span(dest, n, e.weight_depth, access, "WEIGHT buffer")
-    _write_weight(c, words, values.reshape(n, e.n_chains, -1), indices, access)
+    _write_weight(c, words, values.reshape(shape), np.reshape(indices, shape) if indexed else 0,
+                  access)  # fmt: skip
     c.weight_init[words] = True
 
 
