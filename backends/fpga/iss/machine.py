@@ -180,7 +180,10 @@ class _Run:
         time = self.clocks.tick(queue)
         gid = int(self.first[core]) + index
         access = Access(queue, time, self.clocks.vc[queue], gid, self.name)
-        EXECUTE[insn.OPCODE](self.m, core, insn, access)
+        try:
+            EXECUTE[insn.OPCODE](self.m, core, insn, access)
+        except (ValueError, IndexError) as err:  # fields no check above foresaw
+            raise access.error(f"cannot execute: {err}") from None
         self.executed += 1
         for j in range(UNITS):
             if insn.release >> j & 1:

@@ -11,6 +11,7 @@ import pytest
 
 from sparseflow.backends.fpga import isa
 from sparseflow.backends.fpga.iss.memory import ExecutionError
+from sparseflow.ir.errors import InputError
 
 from .conftest import REL_ERROR_BOUND, Streams
 
@@ -103,3 +104,29 @@ def test_deleting_any_barrier_is_reported(tiny, key) -> None:
         if not reported(tiny, streams):
             missed.append(ordinal)
     assert missed == []
+
+
+def test_random_bit_flips_give_an_error_or_a_run_never_a_crash(tiny) -> None:
+    """Flip one random bit of one instruction's words (as a corrupted DIR/program would):
+    the decoder refuses it, or the run reports an ExecutionError or ends; nothing else."""
+    rng = np.random.default_rng(7)
+    outcomes = {"refused": 0, "reported": 0, "ran": 0}
+    for _ in range(12):
+        streams = tiny.streams()
+        core = streams[PREFILL][int(rng.integers(len(streams[PREFILL])))]
+        i = int(rng.integers(len(core)))
+        data = bytearray(isa.encode([core[i]]))
+        data[int(rng.integers(len(data)))] ^= 1 << int(rng.integers(8))
+        try:
+            core[i : i + 1] = isa.decode(bytes(data))
+        except InputError:
+            outcomes["refused"] += 1
+            continue
+        try:
+            with np.errstate(all="ignore"):
+                tiny.run(streams)
+        except ExecutionError:
+            outcomes["reported"] += 1
+        else:
+            outcomes["ran"] += 1
+    assert sum(outcomes.values()) == 12 and outcomes["reported"] > 0
