@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Protocol
 
 import numpy as np
@@ -290,7 +291,8 @@ def run_matrix(op: MatrixFields, engine: EngineParams, buf: EngineBuffers) -> No
 
     The chain arithmetic is exact (the module docstring: no P or lane overflow for INT8 x
     INT8), so every output word is wrap32 of integer dot products, computed here as one
-    float64 matrix product (exact: every partial sum is an integer below 2**53).
+    float matrix product: exact, since every partial sum is an integer below 2**24 (float32,
+    when K x 128 x the largest |weight| is) or 2**53 (float64).
     """
     check_matrix_op(op, engine)
     seg, step = engine.chain.segments(op.n), engine.k_per_step(op.n)
@@ -298,8 +300,11 @@ def run_matrix(op: MatrixFields, engine: EngineParams, buf: EngineBuffers) -> No
     act = buf.act[op.act_base : op.act_base + pairs * op.k_steps, :, :step]
     x = act.reshape(pairs, op.k_steps, 2, step).transpose(0, 2, 1, 3).reshape(2 * pairs, -1)
     words = slice(op.w_base, op.w_base + tiles * op.k_steps)
-    w = dense_weights(engine, op, buf.weight[words], buf.index[words])
-    acc = np.rint(x.astype(np.float64) @ w.T).astype(np.int64)
+    values = buf.weight[words]
+    largest = int(np.abs(values.astype(np.int16)).max(initial=1))
+    exact32 = x.shape[1] * 128 * largest < 1 << 24
+    w = dense_weights(engine, op, values, buf.index[words], np.float32 if exact32 else np.float64)
+    acc = np.rint(x.astype(w.dtype) @ w.T).astype(np.int64)
     acc = acc.reshape(pairs, 2, tiles, engine.n_chains, seg).transpose(0, 2, 1, 3, 4)
     acc = acc.reshape(pairs * tiles, 2, engine.n_chains, seg)
     addrs = op.out_base + np.arange(pairs * tiles)
@@ -312,25 +317,35 @@ def run_matrix(op: MatrixFields, engine: EngineParams, buf: EngineBuffers) -> No
 
 
 def dense_weights(
-    engine: EngineParams, op: MatrixFields, values: np.ndarray, indices: np.ndarray
+    engine: EngineParams,
+    op: MatrixFields,
+    values: np.ndarray,
+    indices: np.ndarray,
+    dtype: type = np.float64,
 ) -> np.ndarray:
-    """Return the float64 matrix [row_tiles x rows_per_tile, k_steps x k step] that weight
+    """Return the `dtype` matrix [row_tiles x rows_per_tile, k_steps x k step] that weight
     words [row_tiles x k_steps, n_chains, chain_len] multiply (a sparse slot adds its value
     at its index in its 16-block; a row is chain c, segment s of row tile rt)."""
     seg, step = engine.chain.segments(op.n), engine.k_per_step(op.n)
     chains, per_seg = engine.n_chains, engine.chain.chain_len // seg
     tiles, steps = op.row_tiles, op.k_steps
-    v = values.reshape(tiles, steps, chains, seg, per_seg).astype(np.float64)
-    if op.n == DENSE_N:
-        col = np.broadcast_to(np.arange(per_seg), v.shape)
-    else:
-        col = indices.reshape(v.shape).astype(np.int64)
+    shape = (tiles, steps, chains, seg, per_seg)
+    if op.n == DENSE_N:  # slot j of a segment is column j of its k step
+        dense = values.reshape(shape).transpose(0, 2, 3, 1, 4).astype(dtype)
+        return dense.reshape(tiles * chains * seg, steps * step)
+    flat = _block_starts(tiles, steps, chains, seg, step) + indices.reshape(shape)
+    size = tiles * chains * seg * steps * step
+    dense = np.bincount(flat.ravel(), values.reshape(-1), minlength=size).astype(dtype)
+    return dense.reshape(tiles * chains * seg, steps * step)
+
+
+@lru_cache(maxsize=64)
+def _block_starts(tiles: int, steps: int, chains: int, seg: int, step: int) -> np.ndarray:
+    """Return, per (row tile, k step, chain, segment), the flat index of its k-step block in
+    the dense [rows, k] matrix (as [tiles, steps, chains, seg, 1] int64)."""
     rt, ks, c, s = np.ix_(range(tiles), range(steps), range(chains), range(seg))
     row = (rt * chains + c) * seg + s
-    flat = (row[..., None] * steps + ks[..., None]) * step + col
-    size = tiles * chains * seg * steps * step
-    dense = np.bincount(flat.ravel(), v.ravel(), minlength=size)
-    return dense.reshape(tiles * chains * seg, steps * step)
+    return (row[..., None] * steps + ks[..., None]) * step
 
 
 def check_matrix_op(op: MatrixFields, engine: EngineParams) -> None:
