@@ -89,3 +89,24 @@ def test_each_check_names_instruction_and_region(tiny, edit, message) -> None:
     text = str(err.value)
     if "deadlock" not in text and "left at SYS END" not in text:
         assert text.startswith(f"core 0 instruction {index} (word ")
+
+
+def test_the_cli_reports_a_broken_program_with_exit_2(monkeypatch, capsys) -> None:
+    """`sparseflow run` on a program that breaks a rule: one line naming the instruction."""
+    from sparseflow.backends.fpga.iss.runner import Device
+    from sparseflow.cli import main
+
+    decoded = Device.streams
+
+    def broken(device: Device, bucket) -> list[list[isa.Instruction]]:
+        streams = {bucket.key: [list(s) for s in decoded(device, bucket)]}
+        if bucket.phase == "prefill":
+            wait_for_a_missing_token({PREFILL: streams[bucket.key]})
+        return streams[bucket.key]
+
+    monkeypatch.setattr(Device, "streams", broken)
+    argv = ["run", "tiny-llama", "--target", "u280", "--prompt", "6", "--gen", "2"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "deadlock: no queue can start; core 0 instruction" in err
+    assert "Traceback" not in err
