@@ -301,6 +301,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     speed = result["tokens_per_s"]
     shown = "n/a (no decode step)" if speed is None else f"{speed:.1f}"
     print(f"  tokens/s (measured)            {shown}")
+    if result.get("instructions_executed") is not None:
+        print(f"  instructions executed          {result['instructions_executed']:,}")
     return 0
 
 

@@ -175,7 +175,8 @@ def run_request(
     compiled = None
     if has_backend(hw.kind):
         compiled = compile_model(CompileRequest(pair.prefill, pair.decode, hw, **request))
-        backend = generate(*compiled.runners(), pair.prefill, ids, gen_len, progress=progress)
+        runners = compiled.runners()
+        backend = generate(*runners, pair.prefill, ids, gen_len, progress=progress)
         ref = generate_reference(pair.prefill, pair.decode, ids, gen_len, forced=backend.tokens)
     else:
         backend = ref = generate_reference(pair.prefill, pair.decode, ids, gen_len, None, progress)
@@ -203,6 +204,10 @@ def run_request(
         "prefill_s": backend.prefill_s,
         "decode_s": backend.decode_s,
         "program": compiled.summary() if compiled else None,
+        # FPGA: the instructions the instruction-set simulator executed (every program run)
+        "instructions_executed": getattr(runners[0], "instructions_executed", None)
+        if compiled
+        else None,
     }
 
 

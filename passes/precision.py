@@ -4,7 +4,8 @@ Requires: nothing. Ensures: each node computing float values (every op except in
 quantize, cast and the layout ops that only move values) is followed by a `cast` to `dtype`
 named `<node>.<dtype>` that its readers read instead (a graph output keeps its name for the
 rounded value; its computation is renamed `<name>.unrounded`); float weights
-read by non-linear ops (norm gains, biases) are stored rounded to `dtype`. A backend whose
+read by non-linear ops (norm gains, biases) are stored rounded to `dtype`, and so is the
+constant factor of a `scale` (the SFU holds it as an FP16 immediate). A backend whose
 special-function unit computes in FP16 (FlightLLM's SFU) then matches the reference exactly.
 
 IR before -> after (dtype f16):
@@ -60,6 +61,9 @@ def round_activations(
         if node.op is Op.WEIGHT and node.attr("role") in ROUNDED_WEIGHT_ROLES:
             node = replace(node, type=node.type.with_(dtype=dtype))
             rounded_weights[node.name] = _rounded(graph, ctx, node.name, dtype)
+        if node.op is Op.SCALE:
+            factor = float(round_to_dtype(np.float32(node.attr("factor")), dtype))
+            node = replace(node, attrs=make_attrs({**node.attr_dict, "factor": factor}))
         if node.op in KEEP or not node.type.dtype.is_float:
             nodes.append(node)
             continue

@@ -137,13 +137,16 @@ def test_run_on_a_gpu_target_uses_the_gpu_kernels(capsys):
     assert result["logits_rel_error_vs_reference"] < 1e-3
 
 
-def test_run_on_the_fpga_functional_model_matches_the_reference(capsys):
+def test_run_on_the_fpga_executes_the_program_and_matches_the_reference(capsys):
     result = run_json(
         capsys, "run", "tiny-llama", "--target", "u280", "--recipe", "flightllm",
         "--prompt", "8", "--gen", "4",
     )  # fmt: skip
     assert result["executor"] == "fpga" and result["program"]["programs"] >= 2
     assert 0 < result["logits_rel_error_vs_reference"] < 1e-3
+    # one prefill and three decode steps, each a whole bucket program (all cores)
+    buckets = {b["phase"]: b["instructions"] for b in result["program"]["buckets"]}
+    assert result["instructions_executed"] == buckets["prefill"] + 3 * buckets["decode"]
 
 
 def test_run_on_the_cpu_meets_the_block_sparse_int8_bound(capsys):

@@ -19,8 +19,11 @@ from pathlib import Path
 
 from sparseflow.backends.fpga import isa
 from sparseflow.backends.fpga.columns import Block, check, listing_of, table_of
+from sparseflow.backends.fpga.emit import PassShape, consumers_of
 from sparseflow.backends.fpga.layout import (
     FP16_BYTES,
+    SCALE_BYTES,
+    SCALES_PER_WORD,
     ChannelAllocator,
     RowSplitter,
     buffer_plan,
@@ -30,17 +33,21 @@ from sparseflow.backends.fpga.layout import (
     head_core,
     kv_regions,
     linear_spec,
+    padded_rows,
     place_weight,
+    rope_row_bytes,
 )
 from sparseflow.backends.fpga.lower import (
     ACTIVATIONS,
+    NORMS,
+    SFU_OPS,
     Lowering,
-    PassShape,
-    consumers_of,
+    last_reads,
     lower_nodes,
 )
 from sparseflow.backends.fpga.program import Bucket, Program, Stream, WeightPlacement
 from sparseflow.backends.fpga.resources import ResourceReport, check_fit
+from sparseflow.backends.fpga.sfu_alloc import SfuFull
 from sparseflow.backends.registry import CompileRequest, register_backend
 from sparseflow.hw_models.schema import FpgaModel, Kind
 from sparseflow.ir.errors import InputError
@@ -84,10 +91,11 @@ def compile_program(
     meta = graph.meta_dict
     hbm = ChannelAllocator(hw)
     names = _linear_weights(graph)
+    biased = {n.inputs[1] for n in graph.nodes_of(Op.LINEAR) if len(n.inputs) > 2}
     splitter, shared = RowSplitter(hw), _shared_splits(graph)
     placements = []
     for name in names:
-        spec = linear_spec(graph, name, hw)
+        spec = linear_spec(graph, name, hw, bias=name in biased)
         row_tiles = -(-spec.rows // engine.rows_per_tile(spec.n))
         counts = splitter.split(name, row_tiles, shared.get(name))
         placements.append(place_weight(spec, hw, engine, plan, hbm, counts))
@@ -158,80 +166,143 @@ def _shared_splits(graph: Graph) -> dict[str, str]:
 
 
 def _place_tables(
-    graph: Graph, hbm: ChannelAllocator, kv_keys: int, prompt_tokens: int, output: WeightPlacement
+    graph: Graph,
+    hbm: ChannelAllocator,
+    kv_keys: int,
+    prompt_tokens: int,
+    output: WeightPlacement,
 ) -> None:
-    """Allocate norm tables, the KV cache and the host I/O areas.
+    """Allocate norm and value-scale tables, the KV cache and the host I/O areas.
 
-    Every core gets its own copy of the norm/bias tables and the RoPE table on its last
-    channel (the one its weight tiles fill least), so cores never share a channel; the
-    KV cache of each head goes to its core's channels (`layout.kv_regions`); the logits of
-    the output linear `output` are stored by each core for its rows.
+    Every core gets its own copy of the norm tables (weights and biases) and the RoPE table
+    on its last channel (the one its weight tiles fill least), so cores never share a
+    channel; the KV cache of each head goes to its core's channels (`layout.kv_regions`;
+    keys with per-row scales, values with the layer's static scale, of which each core with
+    heads holds a table of head_dim f32 copies); the logits of the output linear `output`
+    are stored by each core for its rows (`layout.output_block`).
     """
     meta = graph.meta_dict
     hidden = int(meta["hidden_size"])
     head_dim, kv_heads = int(meta["head_dim"]), int(meta["num_kv_heads"])
     cores = hbm.hw.cores
     last = [core_channels(hbm.hw, c)[-1] for c in range(cores)]
+    tables = {w for n in graph.nodes if n.op in NORMS for w in n.inputs[1:]}
     for node in graph.nodes_of(Op.WEIGHT):
-        if node.attr("role") in ("norm", "bias"):
+        if node.name in tables:
             for c in range(cores):
                 hbm.take(f"{node.name}@{c}", "table", last[c], node.type.numel() * FP16_BYTES)
+    head_cores = sorted({head_core(h, cores) for h in range(kv_heads)})
     for layer in range(int(meta["num_layers"])):
+        if f"v.{layer}.scale" in graph:
+            for c in head_cores:
+                hbm.take(f"v.{layer}.scale@{c}", "table", last[c], head_dim * SCALE_BYTES)
         for kind in ("k", "v"):
             for head in range(kv_heads):
                 core = head_core(head, cores)
                 slot = 2 * (head // cores) + (kind == "v")
-                kv_regions(hbm, f"kv.{kind}.{layer}.{head}", core, slot, kv_keys, head_dim)
+                kv_regions(hbm, f"kv.{kind}.{layer}.{head}", core, slot, kv_keys, head_dim,
+                           scales=kind == "k")  # fmt: skip
     for node in graph.nodes_of(Op.EMBEDDING):  # the host looks rows up in its own tables
         hbm.take(f"io.{node.name}", "io", last[0], prompt_tokens * hidden * FP16_BYTES)
     for c in range(cores):
-        hbm.take(f"io.rope@{c}", "io", last[c], kv_keys * head_dim * 2 * FP16_BYTES)
-        rows = sum(t.rows for t in output.tiles if t.core == c and t.k0 == 0)
+        hbm.take(f"io.rope@{c}", "io", last[c], kv_keys * rope_row_bytes(head_dim))
+        rows = sum(padded_rows(t.rows) for t in output.tiles if t.core == c and t.k0 == 0)
         hbm.take(f"io.logits@{c}", "io", last[c], prompt_tokens * max(rows, 1) * FP16_BYTES)
 
 
 @dataclass(frozen=True)
 class _Graph:
-    """A graph with what every bucket's lowering reads of it, computed once."""
+    """A graph with what every bucket's lowering reads of it, computed once: its segments
+    (with the index of each one's first node), consumers, last readers of each value and the
+    SFU values live across each segment boundary (`_boundaries`)."""
 
     graph: Graph
     segments: list[tuple[int | None, list[Node]]]
     consumers: dict[str, list[Node]]
+    starts: list[int]
+    last_read: dict[str, int]
+    boundaries: list[tuple[str, ...]]
 
     @classmethod
     def of(cls, graph: Graph) -> _Graph:
-        return cls(graph, _segments(graph), consumers_of(graph))
+        segments = _segments(graph)
+        starts = [0]
+        for _, nodes in segments:
+            starts.append(starts[-1] + len(nodes))
+        consumers = consumers_of(graph)
+        last = last_reads(graph, consumers)
+        return cls(graph, segments, consumers, starts, last,
+                   _boundaries(graph, starts, last))  # fmt: skip
+
+
+SFU_RESIDENT = {Op.EMBEDDING, Op.LINEAR, Op.ROPE, Op.MATMUL, *SFU_OPS}
+
+
+def _boundaries(graph: Graph, starts: list[int], last: dict[str, int]) -> list[tuple[str, ...]]:
+    """Return, for each segment, the SFU values it receives from earlier segments (read at or
+    after its first node), in graph order: the same layer-relative order for every layer."""
+    index = {node.name: i for i, node in enumerate(graph.nodes)}
+    bounds = []
+    for start in starts[:-1]:
+        live = [
+            n.name
+            for n in graph.nodes
+            if n.op in SFU_RESIDENT and index[n.name] < start and last.get(n.name, -1) >= start
+        ]
+        bounds.append(tuple(live))
+    return [*bounds, ()]
 
 
 def _bucket(graph: _Graph, phase, length, hw, engine, plan, layout, weights, reused) -> Bucket:
-    """Lower one bucket: a decode step at KV length `length`, or a prompt of `length` tokens."""
+    """Lower one bucket: a decode step at KV length `length`, or a prompt of `length` tokens
+    in passes of the largest chunk whose values fit the SFU buffer (`SfuFull` otherwise)."""
     if phase == "decode":
-        shapes = [PassShape("decode", 1, length)]
-    else:
-        chunk = _prefill_chunk(engine, weights, length)
-        shapes = [PassShape("prefill", chunk, end) for end in range(chunk, length + 1, chunk)]
+        return _lower_bucket(graph, [PassShape("decode", 1, length)], hw, engine, plan, layout,
+                             weights, reused)  # fmt: skip
+    chunks = _prefill_chunks(engine, weights, length)
+
+    def passes(chunk: int) -> list[PassShape]:
+        return [PassShape("prefill", chunk, end) for end in range(chunk, length + 1, chunk)]
+
+    for chunk in chunks[:-1]:
+        try:
+            return _lower_bucket(graph, passes(chunk), hw, engine, plan, layout, weights, reused)
+        except SfuFull:
+            continue
+    return _lower_bucket(graph, passes(chunks[-1]), hw, engine, plan, layout, weights, reused)
+
+
+def _lower_bucket(graph: _Graph, shapes, hw, engine, plan, layout, weights, reused) -> Bucket:
+    """Lower a bucket's passes `shapes` in order, each core's blocks ending with SYS END."""
     blocks: list[list[Block]] = [[] for _ in range(hw.cores)]
-    for shape in shapes:
-        parts = _lower_segments(graph, shape, hw, engine, plan, layout, weights, reused)
+    for number, shape in enumerate(shapes):
+        more = number + 1 < len(shapes)  # another pass follows: end this one with a barrier
+        parts = _lower_segments(graph, shape, hw, engine, plan, layout, weights, reused, more)
         for core, part in enumerate(parts):
             blocks[core] += part
     end = table_of([isa.Sys(op=isa.SysOp.END)])
     streams = tuple(Stream((*b, end)) for b in blocks)
+    phase, length = shapes[0].phase, shapes[-1].keys
     return Bucket(phase, length, streams, shapes[0].tokens if phase == "prefill" else 0)
 
 
-def _prefill_chunk(engine, weights, length: int) -> int:
-    """Return the tokens per prefill pass: even, dividing `length`, fitting ACT and OUT."""
+def _prefill_chunks(engine, weights, length: int) -> list[int]:
+    """Return the candidate tokens per prefill pass, largest first: even, dividing `length`,
+    fitting ACT and OUT, whole HBM words of f32 key scales (8 per word) per pass where the
+    length allows. The compiler takes the first whose values fit the SFU buffer."""
     hidden_max = max(int(p.k) for p in weights.values())
     k_steps = -(-hidden_max // engine.k_per_step(16))
     act_pairs = engine.act_depth // k_steps
     out_pairs = (engine.out_depth // 2) // max(
         -(-t.rows // engine.rows_per_tile(p.n)) for p in weights.values() for t in p.tiles
     )
-    chunk = max(2, 2 * min(act_pairs, out_pairs, length // 2))
-    while length % chunk:
-        chunk -= 2
-    return chunk
+    largest = max(2, 2 * min(act_pairs, out_pairs, length // 2))
+    chunks = [
+        c
+        for c in range(largest, 1, -2)
+        if length % c == 0 and not (c % SCALES_PER_WORD and c > SCALES_PER_WORD)
+    ]
+    return chunks or [largest]
 
 
 def _segments(graph: Graph) -> list[tuple[int | None, list[Node]]]:
@@ -263,28 +334,34 @@ def _kv_quant(node: Node) -> str | None:
 
 
 def _lower_segments(
-    graph: _Graph, shape, hw, engine, plan, layout, weights, reused: dict
+    graph: _Graph, shape, hw, engine, plan, layout, weights, reused: dict, more: bool
 ) -> list[list[Block]]:
     """Lower every segment for one pass in order, each starting from the tiles the one before
-    loaded ahead; derive the middle layers from explicitly lowered ones (`_Layers`). Return
-    each core's blocks, one per segment.
+    loaded ahead and the SFU spans of the values it passes on; derive the middle layers from
+    explicitly lowered ones (`_Layers`). Return each core's blocks, one per segment. With
+    `more` (another pass follows) the pass ends with a barrier.
 
-    A segment's lowering depends only on the pass's shape and the tiles loaded ahead for it;
-    one that never read the KV length (`Lowering.keys`, e.g. the epilogue) is kept in
-    `reused` and serves every decode bucket.
+    A segment's lowering depends only on the pass's shape and its carry (tiles loaded ahead,
+    SFU spans); one that never read the KV length (`Lowering.keys`, e.g. the epilogue) is
+    kept in `reused` and serves every decode bucket.
     """
     segments = graph.segments
     firsts = [next((n for n in nodes if n.op is Op.LINEAR), None) for _, nodes in segments]
 
     def lower(index: int, carry: tuple) -> tuple[list[Block], tuple]:
-        key = (shape.phase, shape.tokens, index, carry)
+        last = index + 1 == len(segments)
+        key = (shape.phase, shape.tokens, index, carry, more and last)
         if key in reused:
             return reused[key]
-        ahead = firsts[index + 1] if index + 1 < len(segments) else None
-        lowering = Lowering(graph.graph, engine, plan, layout, weights, shape, hw.cores,
-                            segments[index][1], carry, ahead, graph.consumers)  # fmt: skip
+        ahead = firsts[index + 1] if not last else None
+        ring, spans = carry or ((), ())
+        lowering = Lowering(
+            graph.graph, engine, plan, layout, weights, shape, hw.cores, segments[index][1],
+            ring, ahead, graph.consumers, dict(zip(graph.boundaries[index], spans, strict=True)),
+            graph.boundaries[index + 1], graph.starts[index], graph.last_read, more and last,
+        )  # fmt: skip
         lower_nodes(lowering, _kv_quant)
-        done = [e.block() for e in lowering.emitters], tuple(e.carry() for e in lowering.emitters)
+        done = [e.block() for e in lowering.emitters], lowering.carry()
         if not lowering.keys_read:
             reused[key] = done
         return done
@@ -421,12 +498,11 @@ class FpgaCompiled:
         }
 
     def runners(self):
-        """Return (prefill, decode) runners executing the program on the functional model."""
-        from sparseflow.backends.fpga.functional import FunctionalRunner
+        """Return (prefill, decode) runners executing the program's instructions on the
+        instruction-set simulator (`iss`), sharing one device."""
+        from sparseflow.backends.fpga.iss.runner import device_runners
 
-        r = self.request
-        decode = None if r.decode is None else FunctionalRunner(self.program, r.decode, "decode")
-        return FunctionalRunner(self.program, r.prefill, "prefill"), decode
+        return device_runners(self.program, self.request.prefill, self.request.decode)
 
 
 @register_backend(Kind.FPGA)

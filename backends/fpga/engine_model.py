@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Protocol
 
 import numpy as np
@@ -285,6 +286,68 @@ def execute_matrix(op: MatrixFields, engine: EngineParams, buf: EngineBuffers) -
             buf.out[addr, :, :, :seg] = result
 
 
+def run_matrix(op: MatrixFields, engine: EngineParams, buf: EngineBuffers) -> None:
+    """Execute one MM/MV on `buf` in place, with the result of `execute_matrix`, vectorised.
+
+    The chain arithmetic is exact (the module docstring: no P or lane overflow for INT8 x
+    INT8), so every output word is wrap32 of integer dot products, computed here as one
+    float matrix product: exact, since every partial sum is an integer below 2**24 (float32,
+    when K x 128 x the largest |weight| is) or 2**53 (float64).
+    """
+    check_matrix_op(op, engine)
+    seg, step = engine.chain.segments(op.n), engine.k_per_step(op.n)
+    pairs, tiles = op.tok_pairs, op.row_tiles
+    act = buf.act[op.act_base : op.act_base + pairs * op.k_steps, :, :step]
+    x = act.reshape(pairs, op.k_steps, 2, step).transpose(0, 2, 1, 3).reshape(2 * pairs, -1)
+    words = slice(op.w_base, op.w_base + tiles * op.k_steps)
+    values = buf.weight[words]
+    largest = int(np.abs(values.astype(np.int16)).max(initial=1))
+    exact32 = x.shape[1] * 128 * largest < 1 << 24
+    w = dense_weights(engine, op, values, buf.index[words], np.float32 if exact32 else np.float64)
+    acc = np.rint(x.astype(w.dtype) @ w.T).astype(np.int64)
+    acc = acc.reshape(pairs, 2, tiles, engine.n_chains, seg).transpose(0, 2, 1, 3, 4)
+    acc = acc.reshape(pairs * tiles, 2, engine.n_chains, seg)
+    addrs = op.out_base + np.arange(pairs * tiles)
+    if op.bias:
+        acc += buf.bias[op.bias_base + np.arange(pairs * tiles) % tiles, None, :, :seg]
+    if op.accumulate:
+        acc += buf.out[addrs, :, :, :seg]
+    result = wrap_int32(acc)
+    buf.out[addrs, :, :, :seg] = np.maximum(result, 0) if op.act == "relu" else result
+
+
+def dense_weights(
+    engine: EngineParams,
+    op: MatrixFields,
+    values: np.ndarray,
+    indices: np.ndarray,
+    dtype: type = np.float64,
+) -> np.ndarray:
+    """Return the `dtype` matrix [row_tiles x rows_per_tile, k_steps x k step] that weight
+    words [row_tiles x k_steps, n_chains, chain_len] multiply (a sparse slot adds its value
+    at its index in its 16-block; a row is chain c, segment s of row tile rt)."""
+    seg, step = engine.chain.segments(op.n), engine.k_per_step(op.n)
+    chains, per_seg = engine.n_chains, engine.chain.chain_len // seg
+    tiles, steps = op.row_tiles, op.k_steps
+    shape = (tiles, steps, chains, seg, per_seg)
+    if op.n == DENSE_N:  # slot j of a segment is column j of its k step
+        dense = values.reshape(shape).transpose(0, 2, 3, 1, 4).astype(dtype)
+        return dense.reshape(tiles * chains * seg, steps * step)
+    flat = _block_starts(tiles, steps, chains, seg, step) + indices.reshape(shape)
+    size = tiles * chains * seg * steps * step
+    dense = np.bincount(flat.ravel(), values.reshape(-1), minlength=size).astype(dtype)
+    return dense.reshape(tiles * chains * seg, steps * step)
+
+
+@lru_cache(maxsize=64)
+def _block_starts(tiles: int, steps: int, chains: int, seg: int, step: int) -> np.ndarray:
+    """Return, per (row tile, k step, chain, segment), the flat index of its k-step block in
+    the dense [rows, k] matrix (as [tiles, steps, chains, seg, 1] int64)."""
+    rt, ks, c, s = np.ix_(range(tiles), range(steps), range(chains), range(seg))
+    row = (rt * chains + c) * seg + s
+    return (row[..., None] * steps + ks[..., None]) * step
+
+
 def check_matrix_op(op: MatrixFields, engine: EngineParams) -> None:
     """Raise InputError when `op` does not fit `engine` (mode, activation, buffer bounds)."""
     engine.chain.check_mode(op.n)
@@ -339,6 +402,27 @@ def plan_linear(
     )
 
 
+def weight_words(engine: EngineParams, op: MatrixFields, w: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Return (values, indices) [row_tiles x k_steps, n_chains, chain_len] of the weight words
+    that `op` multiplies for w [rows, k] (N:16 sparse in mode op.n; rows padded to whole row
+    tiles, k to whole k steps): word rt x k_steps + s holds row tile rt, k step s."""
+    ch, seg = engine.chain, engine.chain.segments(op.n)
+    kstep = engine.k_per_step(op.n)
+    rows_pad = op.row_tiles * engine.rows_per_tile(op.n)
+    w_pad = _pad2(w, rows_pad, op.k_steps * kstep)
+    if op.n == DENSE_N:
+        vals, idx = w_pad.reshape(rows_pad, op.k_steps, kstep), np.zeros((1,), np.int64)
+    else:
+        vals, idx = _nm_compress(w_pad, op.n)
+    shape = (op.row_tiles, engine.n_chains, seg, op.k_steps, ch.chain_len // seg)
+
+    def tile(a: np.ndarray) -> np.ndarray:
+        t = np.broadcast_to(a, vals.shape).reshape(shape).transpose(0, 3, 1, 2, 4)
+        return t.reshape(op.row_tiles * op.k_steps, engine.n_chains, ch.chain_len)
+
+    return tile(vals).astype(np.int8), tile(idx).astype(np.uint8)
+
+
 def load_linear(
     engine: EngineParams,
     buf: EngineBuffers,
@@ -348,30 +432,17 @@ def load_linear(
     bias: np.ndarray | None = None,
 ) -> None:
     """Write x (INT8 [tokens, k]), w ([rows, k], N:16 sparse) and bias into `buf` for `op`."""
-    ch, seg = engine.chain, engine.chain.segments(op.n)
+    seg = engine.chain.segments(op.n)
     kstep = engine.k_per_step(op.n)
-    rows_pad = op.row_tiles * engine.rows_per_tile(op.n)
-    w_pad = _pad2(w, rows_pad, op.k_steps * kstep)
-    if op.n == DENSE_N:
-        vals, idx = w_pad.reshape(rows_pad, op.k_steps, kstep), None
-    else:
-        vals, idx = _nm_compress(w_pad, op.n)
-    shape = (op.row_tiles, engine.n_chains, seg, op.k_steps, ch.chain_len // seg)
-
-    def tile(a: np.ndarray) -> np.ndarray:
-        t = a.reshape(shape).transpose(0, 3, 1, 2, 4)
-        return t.reshape(op.row_tiles * op.k_steps, engine.n_chains, ch.chain_len)
-
     w_rows = slice(op.w_base, op.w_base + op.row_tiles * op.k_steps)
-    buf.weight[w_rows] = tile(vals)
-    buf.index[w_rows] = 0 if idx is None else tile(idx)
+    buf.weight[w_rows], buf.index[w_rows] = weight_words(engine, op, w)
     x_pad = _pad2(x, op.tok_pairs * 2, op.k_steps * kstep)
     words = x_pad.reshape(op.tok_pairs, 2, op.k_steps, kstep).transpose(0, 2, 1, 3)
     a_rows = slice(op.act_base, op.act_base + op.tok_pairs * op.k_steps)
     buf.act[a_rows] = 0
     buf.act[a_rows, :, :kstep] = words.reshape(-1, 2, kstep)
     if bias is not None:
-        b = np.zeros(rows_pad, np.int64)
+        b = np.zeros(op.row_tiles * engine.rows_per_tile(op.n), np.int64)
         b[: len(bias)] = bias
         b_rows = slice(op.bias_base, op.bias_base + op.row_tiles)
         buf.bias[b_rows, :, :seg] = b.reshape(op.row_tiles, engine.n_chains, seg)

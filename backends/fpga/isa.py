@@ -17,6 +17,21 @@ is empty; SYS END ends the program.
 Units: HBM addresses and strides count 32-byte words (the 256-bit AXI port of an HBM
 pseudo-channel, AMD PG276); buffer addresses count words of the target buffer. Matrix shape
 fields are the engine's tile counts (see `engine_model.plan_linear`).
+
+What each instruction does to the machine state (the instruction-set simulator in `iss/`
+executes exactly this; docs/fpga_compiler.md describes the state):
+- LOAD copies HBM words into a buffer. Transfer (o, i), for o < outer_count and i <
+  inner_count, reads `length` words from hbm_addr + o * hbm_stride_outer + i *
+  hbm_stride_inner; its `layout` says where the bytes go (`LoadLayout`).
+- STORE copies `count` runs of `length` buffer words (run c from buf_addr + c * buf_stride)
+  to HBM (from hbm_addr + c * hbm_stride). With byte_count > 0 each run is one word of which
+  only bytes [0, byte_count) are written, at bytes [byte_offset, byte_offset + byte_count)
+  of the HBM word (AXI write strobes): rows narrower than a word (a KV row of 16 INT8, an
+  f32 scale) are written without touching their neighbours.
+- MM/MV run `engine_model.execute_matrix` on the core's ACT, WEIGHT (with its indices, the
+  NTABLE plane at the same addresses), BIAS and OUT buffers.
+- SFU reads and writes the SFU buffer (and the OUT or ACT buffer for DEQUANT and
+  QUANTIZE), row by row: see `Sfu`.
 """
 
 from __future__ import annotations
@@ -56,6 +71,37 @@ class Buffer(IntEnum):
     SFU = 5
 
 
+class LoadLayout(IntEnum):
+    """How a LOAD places the HBM bytes of one transfer in its buffer.
+
+    - WORDS: consecutive buffer words from the transfer's buffer address, in the buffer's own
+      word format (ACT: 2 lanes x act_width INT8; SFU: 32 bytes; BIAS, OUT: int32).
+    - W8, W4, W8I, W4I (WEIGHT): stored engine words, each n_chains x chain_len values of 8
+      or 4 bits (two's complement, entry c * chain_len + j at the lowest bits first), then
+      for the indexed layouts (I) their 4-bit in-block indices in the same order. Each becomes
+      one weight word (values as INT8) and its index word at the same address; a transfer
+      is whole stored words.
+    - ROWS (WEIGHT): the transfer is an INT8 matrix of rows of `row_bytes` bytes, packed;
+      byte b of row r is weight entry (chain r % n_chains, slice b % chain_len) of word
+      buf_addr + (r // n_chains) * buf_stride_outer + b // chain_len. Rows past the last one
+      in a word it touches are zero (the keys of a KV cache as weight rows).
+    - COLS (WEIGHT): the transpose: byte b of row r goes to weight row R = buf_stride_inner +
+      b, entry (chain R % n_chains, slice r % chain_len) of word buf_addr + (R // n_chains) *
+      buf_stride_outer + r // chain_len; every entry of a word it touches in a weight row >=
+      buf_stride_inner is written (zero where no byte maps to it). (The values of a KV cache:
+      each part of their rows, from the first, fills its own weight rows.)
+    ROWS and COLS transfers must be single (outer_count = inner_count = 1).
+    """
+
+    WORDS = 0
+    W8 = 1
+    W4 = 2
+    W8I = 3
+    W4I = 4
+    ROWS = 5
+    COLS = 6
+
+
 class SfuOp(IntEnum):
     SOFTMAX = 0
     LAYERNORM = 1
@@ -69,7 +115,9 @@ class SfuOp(IntEnum):
     QUANTIZE = 9  # FP16 rows -> per-row symmetric INT8 ACT words, scales to aux_addr
     MASK = 10  # scale scores and hide keys beyond each query's position (in2_addr)
     RELU = 11
-    DEQUANT_BIAS = 12  # DEQUANT plus the FP16 bias vector at in2_addr, rounded once
+    DEQUANT_BIAS = 12  # DEQUANT plus the FP16 bias of the rows after their scales, rounded once
+    PACK8 = 13  # FP16 rows -> INT8 codes packed row after row in the SFU buffer
+    SCALE = 14  # multiply by the FP16 constant in imm
 
 
 class SysOp(IntEnum):
@@ -151,6 +199,9 @@ def _transfer_fields() -> tuple[Field, ...]:
     )
 
 
+MAX_ROW_BYTES = (1 << 9) - 1  # ROWS/COLS loads: 9-bit row size
+
+
 class Instruction:
     """Base of all instructions: encode/decode through the class's FIELDS table."""
 
@@ -217,11 +268,14 @@ def mask_letters(mask: int) -> str:
 
 @dataclass(frozen=True, kw_only=True)
 class Load(Instruction):
-    """Copy HBM -> buffer: outer_count x inner_count transfers of `length` words each."""
+    """Copy HBM -> buffer: outer_count x inner_count transfers of `length` words each, placed
+    as `layout` says (`LoadLayout`)."""
 
     OPCODE = Opcode.LOAD
     QUEUE = Queue.LOAD
     FIELDS = _transfer_fields() + (
+        Field("layout", 0, 9, 3, tuple(LoadLayout)),
+        Field("row_bytes", 0, 0, 9),  # ROWS/COLS: bytes per matrix row (see LoadLayout)
         _u16("outer_count", 3, 16, lo=1),
         _u16("inner_count", 3, 0, lo=1),
         Field("hbm_stride_inner", 4, 0, 32),
@@ -234,6 +288,8 @@ class Load(Instruction):
     hbm_addr: int = 0
     buf_addr: int = 0
     length: int = 1
+    layout: LoadLayout = LoadLayout.WORDS
+    row_bytes: int = 0
     outer_count: int = 1
     inner_count: int = 1
     hbm_stride_inner: int = 0
@@ -251,11 +307,14 @@ class Load(Instruction):
 
 @dataclass(frozen=True, kw_only=True)
 class Store(Instruction):
-    """Copy buffer -> HBM: `count` transfers of `length` words each."""
+    """Copy buffer -> HBM: `count` transfers of `length` words each (of one partial word each
+    when byte_count > 0: see the module docstring)."""
 
     OPCODE = Opcode.STORE
     QUEUE = Queue.STORE
     FIELDS = _transfer_fields() + (
+        Field("byte_offset", 0, 6, 5),  # partial-word runs: first byte written in the word
+        Field("byte_count", 0, 0, 6, hi=HBM_WORD_BYTES),  # 0: whole words
         _u16("count", 3, 16, lo=1),
         _u16("buf_stride", 3, 0),
         Field("hbm_stride", 4, 0, 32),
@@ -265,6 +324,8 @@ class Store(Instruction):
     hbm_addr: int = 0
     buf_addr: int = 0
     length: int = 1
+    byte_offset: int = 0
+    byte_count: int = 0
     count: int = 1
     buf_stride: int = 0
     hbm_stride: int = 0
@@ -312,13 +373,34 @@ class MV(MM):
 
 @dataclass(frozen=True, kw_only=True)
 class Sfu(Instruction):
-    """Run a special function over `rows` rows of `length` FP16 elements.
+    """Run a special function over `rows` rows of `length` elements.
 
-    Addresses count 16-element SFU-buffer words, except DEQUANT's (and DEQUANT_BIAS's)
-    `in_addr` (an OUT-buffer word) and QUANTIZE's `out_addr` (an ACT-buffer word). `imm` is
-    op-specific: the FP16 bits of eps for the norms; for DEQUANT and DEQUANT_BIAS [15:14]
-    the N:16 mode code of the OUT words (as MM.n), bit 13 accumulate, [12:0] the
-    destination row stride in SFU words.
+    Operands live in the device-wide SFU buffer, whose 32-byte words hold 16 FP16, 8 f32 or
+    32 INT8 values; addresses count its words, except DEQUANT's `in_addr` (an OUT-buffer
+    word of the core) and QUANTIZE's `out_addr` (an ACT-buffer word). Row t of an operand
+    starts `t x stride` words after its address; a stride of 0 means the row's own words
+    (rows back to back). FP16 inputs are read as FP16, arithmetic is f32, FP16 results are
+    rounded once. By op (imm is op-specific):
+    - SOFTMAX in -> out. RMSNORM: in2 = weights (FP16 [length]); LAYERNORM: in2 = weights,
+      aux = bias; imm = FP16 bits of eps.
+    - SILU, RELU (in -> out), ADD, MUL (in, in2 -> out): imm = the stride of all operands;
+      GELU: imm[15] = tanh approximation, imm[14:0] the stride.
+    - SCALE in -> out: imm = FP16 bits of the factor. MASK: the same, then key j of row t
+      becomes -inf when j > aux_addr + t (aux_addr: the first row's position).
+    - ROPE: in (stride imm) x the table rows at in2 (f32 [rows, 2 x length]: cos, then sin)
+      -> out: x cos + rotate_half(x) sin.
+    - QUANTIZE: FP16 rows (stride imm[11:0]) -> per-row symmetric INT8 in ACT words from
+      out_addr (row t in lane t % 2 of words out_addr + (t // 2) x k_steps + s, k step s
+      holding elements [s x step, (s + 1) x step), zero beyond `length`; step = chain_len
+      if imm[12] else 16), f32 scales to aux [rows].
+    - PACK8: FP16 rows (stride imm[11:0]) -> INT8 codes packed row after row from byte 0 of
+      out; imm[15]: one static f32 scale at in2 (codes clipped to +-127), else per-row
+      scales to aux [rows].
+    - DEQUANT: int32 results from OUT words in_addr + (t // 2) x row_tiles + r //
+      rows_per_tile (lane t % 2; row_tiles = ceil(length / rows_per_tile) in mode imm[15:14],
+      the N:16 code of MM.n) x token scale aux[t] x row scale in2[r] (f32) -> FP16 out
+      (stride imm[12:0]); imm[13] accumulate: add the FP16 already at out. DEQUANT_BIAS also
+      adds the FP16 bias of the rows, stored in the words right after their scales.
     """
 
     OPCODE = Opcode.SFU

@@ -14,6 +14,7 @@ them at once. `kv_regions` spreads each KV head's cache over its core's channels
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,6 +43,7 @@ FP16_BYTES = 2  # the SFU datapath, its buffer and host I/O hold FP16 (FlightLLM
 SFU_WORD_ELEMENTS = 16  # FP16 elements per SFU-buffer word: the SFU's 16 lanes [P][A]
 ADDRESS_WORDS = 1 << 16  # 16-bit buffer address fields of the ISA
 SCALE_BYTES = 4  # f32 weight scales
+SCALES_PER_WORD = isa.HBM_WORD_BYTES // SCALE_BYTES  # f32 per HBM / SFU word
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,7 @@ class LinearSpec:
     k_group: int  # K span of one partial sum
     sparse: bool
     block_n_bytes: int
+    bias: bool = False  # the linear adds a bias (kept with the scales, see `const_layout`)
 
     @property
     def groups(self) -> int:
@@ -137,9 +140,9 @@ def buffer_plan(hw: FpgaModel, chain: ChainParams, n_chains: int) -> BufferPlan:
     return BufferPlan(depth, word_bytes, b.double_buffering)
 
 
-def linear_spec(graph: Graph, name: str, hw: FpgaModel) -> LinearSpec:
-    """Return the engine view of linear weight `name`; InputError naming the layer if the
-    target cannot run its sparsity or quantization."""
+def linear_spec(graph: Graph, name: str, hw: FpgaModel, bias: bool = False) -> LinearSpec:
+    """Return the engine view of linear weight `name` (`bias`: its linear adds a bias);
+    InputError naming the layer if the target cannot run its sparsity or quantization."""
     t = graph.node(name).type
     rows, k = (int(d) for d in t.shape)
     supported = tuple(hw.core.nm_supported_n)
@@ -156,7 +159,7 @@ def linear_spec(graph: Graph, name: str, hw: FpgaModel) -> LinearSpec:
     group = t.quant.group_size if t.quant.granularity == "group" else k
     if group < k and group % FLIGHTLLM_BLOCK:
         raise InputError(f"layer {name}: quantization group {group} is not a multiple of 16")
-    return LinearSpec(name, rows, k, n, t.quant.bits, group, n != DENSE_N, block_n_bytes)
+    return LinearSpec(name, rows, k, n, t.quant.bits, group, n != DENSE_N, block_n_bytes, bias)
 
 
 def _mode(name: str, t, value: object, supported: tuple[int, ...]) -> tuple[int, int]:
@@ -280,13 +283,14 @@ def place_weight(
     rpt = engine.rows_per_tile(spec.n)
     k_steps = -(-spec.k_group // engine.k_per_step(spec.n))
     half = plan.weight_half_words()
+    word_bytes = engine.n_chains * engine.chain.chain_len * _stored_bits(spec) // 8
+    align = isa.HBM_WORD_BYTES // math.gcd(isa.HBM_WORD_BYTES, word_bytes)
     if k_steps > half:
         raise InputError(
             f"layer {spec.name}: one row tile of K group {spec.k_group} needs {k_steps} weight "
             f"words, more than half the weight buffer ({half}; core.buffers.weight_buffer_bytes)"
         )
     max_rt = half // k_steps
-    word_bytes = engine.n_chains * engine.chain.chain_len * _stored_bits(spec) // 8
     row_tiles = -(-spec.rows // rpt)
     if counts is None:
         counts = np.diff(np.linspace(0, row_tiles, hw.cores + 1).round().astype(int)).tolist()
@@ -297,9 +301,16 @@ def place_weight(
         for rt0 in range(int(bounds[core]), int(bounds[core + 1]), max_rt):
             rt = min(max_rt, int(bounds[core + 1]) - rt0)
             row0, rows = rt0 * rpt, min(rt * rpt, spec.rows - rt0 * rpt)
+            if row0 % SFU_WORD_ELEMENTS:
+                raise InputError(
+                    f"layer {spec.name}: a tile starts at row {row0}, not on an SFU word of "
+                    f"{SFU_WORD_ELEMENTS} FP16 (core.dsp_chains x rows per chain must be a "
+                    f"multiple of {SFU_WORD_ELEMENTS})"
+                )
             for k0 in range(0, spec.k, spec.k_group):
                 words = rt * k_steps
-                parts = [w for w in _split(words, len(channels)) if w]
+                parts = [w * align for w in _split(-(-words // align), len(channels)) if w]
+                parts[-1] -= sum(parts) - words  # whole HBM words in every part but the last
                 label = f"{spec.name}[{row0}:{row0 + rows},{k0}]"
                 regions = tuple(
                     hbm.take(label, "weight", ch, w * word_bytes)
@@ -308,36 +319,113 @@ def place_weight(
                 k = min(spec.k_group, spec.k - k0)
                 tiles.append(WeightTile(core, row0, rows, k0, k, words, tuple(parts), regions))
     scales_bytes = spec.rows * spec.groups * SCALE_BYTES
-    scales = hbm.take(f"{spec.name}.scales", "weight", tiles[0].parts[0].channel, scales_bytes)
+    consts = []
+    for core in sorted({t.core for t in tiles}):
+        _, words = const_layout([t for t in tiles if t.core == core], spec.bias)
+        channel = core_channels(hw, core)[-1]
+        consts.append(hbm.take(f"{spec.name}.consts@{core}", "weight", channel, words * 32))
     return WeightPlacement(
         spec.name, spec.rows, spec.k, spec.n, spec.wbits, spec.k_group, spec.values_bytes(),
-        spec.indices_bytes(), spec.block_n_bytes, scales_bytes, tuple(tiles), scales,
+        spec.indices_bytes(), spec.block_n_bytes, scales_bytes, tuple(tiles), tuple(consts),
+        spec.bias,
     )  # fmt: skip
 
 
+def const_layout(tiles: list[WeightTile], bias: bool) -> tuple[list[int], int]:
+    """Return the word offset of each tile's constants in its core's block, and the block's
+    words: per tile in order, the f32 scales of its rows for its K group (8 per word), then
+    for a first-K-group tile of a linear with a bias the FP16 bias of its rows (16 per word).
+    One LOAD brings a core's block into the SFU buffer; DEQUANT reads a tile's scales at its
+    offset and DEQUANT_BIAS the bias right after them."""
+    offsets, top = [], 0
+    for t in tiles:
+        offsets.append(top)
+        top += -(-t.rows // SCALES_PER_WORD)
+        if bias and t.k0 == 0:
+            top += -(-t.rows // SFU_WORD_ELEMENTS)
+    return offsets, top
+
+
+def rope_row_bytes(head_dim: int) -> int:
+    """Return the bytes of one position's RoPE table row: f32 cos, then f32 sin, of the
+    rotate-half angles of each of head_dim features (f32, as the reference computes them:
+    FP16 angles would move q and k by up to half an FP16 step)."""
+    return 2 * head_dim * SCALE_BYTES
+
+
+def padded_rows(rows: int) -> int:
+    """Return `rows` rounded up to whole SFU words (a block of FP16 rows in host I/O)."""
+    return -(-rows // SFU_WORD_ELEMENTS) * SFU_WORD_ELEMENTS
+
+
+def output_block(placement: WeightPlacement, tile: WeightTile, tokens: int) -> int:
+    """Return the FP16 element where `tile`'s block starts in its core's output region.
+
+    The region holds, for each first-K-group tile of the core in row order, a block of
+    [tokens, padded_rows(tile.rows)] FP16 (the logits of the tile's rows)."""
+    mine = [t for t in placement.tiles if t.core == tile.core and t.k0 == 0]
+    return sum(padded_rows(t.rows) for t in mine if t.row0 < tile.row0) * tokens
+
+
+def kv_parts(head_dim: int, channels: int) -> list[int]:
+    """Return the row bytes of each part of a KV head's INT8 rows over `channels` channels:
+    whole 32-byte words (the HBM word), one part per channel but one; a row narrower than a
+    word stays in one part. InputError unless rows pack into whole words (head_dim a multiple
+    of 32, or 16: two rows per word)."""
+    if head_dim % isa.HBM_WORD_BYTES and (head_dim != SFU_WORD_ELEMENTS):
+        raise InputError(
+            f"head_dim {head_dim}: KV-cache rows must fill whole {isa.HBM_WORD_BYTES}-byte HBM "
+            f"words (a multiple of {isa.HBM_WORD_BYTES}, or {SFU_WORD_ELEMENTS})"
+        )
+    words = max(1, head_dim // isa.HBM_WORD_BYTES)
+    n_parts = min(words, channels - 1) if channels > 1 else 1
+    sizes = [w * isa.HBM_WORD_BYTES for w in _split(words, n_parts)]
+    sizes[-1] += head_dim - sum(sizes)
+    return sizes
+
+
 def kv_regions(
-    hbm: ChannelAllocator, name: str, core: int, slot: int, keys: int, head_dim: int
+    hbm: ChannelAllocator,
+    name: str,
+    core: int,
+    slot: int,
+    keys: int,
+    head_dim: int,
+    scales: bool = True,
 ) -> None:
     """Allocate one KV head's cache for `keys` rows, spread over the channels of `core`.
 
-    Each INT8 row is split column-wise into parts of whole 32-byte words (the HBM word), one
-    part per channel, and the rows' f32 scales form one more part, so a head's keys (or values)
-    stream from several channels at once instead of one (a single channel's port would bound
-    a step's attention). `slot` (the region's index among its core's KV regions of a layer)
-    rotates the channels so that heads spread evenly. Parts are named `name.p`.
+    Each INT8 row is split column-wise into parts (`kv_parts`), one part per channel, and
+    with `scales` (per-row quantization) the rows' f32 scales form one more part, so a head's
+    keys (or values) stream from several channels at once instead of one (a single channel's
+    port would bound a step's attention). `slot` (the region's index among its core's KV
+    regions of a layer) rotates the channels so that heads spread evenly. Parts are named
+    `name.p`; each holds its rows packed, row r at byte r x row bytes.
     """
     channels = core_channels(hbm.hw, core)
-    words = max(1, head_dim // isa.HBM_WORD_BYTES)
-    n_parts = min(words, len(channels) - 1) if len(channels) > 1 else 1
-    sizes = [w * isa.HBM_WORD_BYTES for w in _split(words, n_parts)]
-    sizes[-1] += head_dim - sum(sizes)  # rows narrower than a word stay in one part
-    for p, row_bytes in enumerate([*sizes, SCALE_BYTES]):
+    sizes = kv_parts(head_dim, len(channels))
+    n_parts = len(sizes)
+    for p, row_bytes in enumerate([*sizes, SCALE_BYTES] if scales else sizes):
         channel = channels[(slot * (n_parts + 1) + p) % len(channels)]
         hbm.take(f"{name}.{p}", "kv", channel, keys * row_bytes)
 
 
 def _stored_bits(spec: LinearSpec) -> int:
     return spec.wbits + (INDEX_BITS if spec.sparse else 0)
+
+
+def stored_word_bytes(engine: EngineParams, placement: WeightPlacement) -> int:
+    """Return the HBM bytes of one stored engine word of `placement` (values and indices)."""
+    bits = placement.wbits + (INDEX_BITS if placement.n != DENSE_N else 0)
+    return engine.n_chains * engine.chain.chain_len * bits // 8
+
+
+def tile_span_words(engine: EngineParams, placement: WeightPlacement, tile: WeightTile) -> int:
+    """Return the weight-buffer words the loads of `tile` write: its engine words, plus any
+    whole zero words in the last part's padding to a whole HBM word."""
+    word_bytes = stored_word_bytes(engine, placement)
+    last = tile.parts[-1].words * isa.HBM_WORD_BYTES // word_bytes
+    return sum(tile.part_words[:-1]) + last
 
 
 def _split(words: int, parts: int) -> list[int]:

@@ -1,28 +1,29 @@
 """Lower graph nodes to per-core instruction lists for one pass of `tokens` tokens.
 
 Requires the `LinearSpec`s and `HbmLayout` of `layout.py`. Ensures instruction lists (one per
-core) whose token masks order every producer before its consumers (see `Emitter`), with:
-- linears as weight tiles on every core: LOAD (one per channel part) -> MM/MV -> SFU DEQUANT
-  over the tile's rows (DEQUANT_BIAS, adding the FP16 bias rows loaded once per core, for
-  the first K group of a linear with a bias). Tiles live in a ring over the weight buffer
-  (`WeightRing`): a load waits only for the matrix ops that last read the words it
-  overwrites, so loads run ahead of the matrix engine by up to a buffer (double buffering
-  for half-buffer tiles);
-- fusion linear -> activation / eltwise: a silu, gelu, relu, add or mul reading a linear's output
-  runs per tile on that tile's core over the tile's rows, right after its DEQUANT, once its
-  other inputs exist (mul(silu(gate), up) fuses into up, whose rows split like gate's);
+core) that compute the graph on the machine `isa` describes, with token masks ordering every
+producer before its consumers and every reuse of a buffer word after its last reader:
+- values live in the device-wide SFU buffer as FP16 rows, one row per token (token-major), or
+  per head (head-major: RoPE outputs); spans are allocated by liveness (`sfu_alloc`): taken
+  at a value's first write, handed back after its last reader; values that outlive the
+  segment (the residual stream) are carried to the next one at the same words;
+- linears as weight tiles on every core: one LOAD of the core's constants (row scales, bias),
+  then per tile LOADs (one per channel part) -> MM/MV -> SFU DEQUANT over the tile's rows at
+  the tile's row offset (DEQUANT_BIAS for the first K group of a linear with a bias). Tiles
+  live in a ring over the weight buffer (`emit.WeightRing`): a load waits only for the matrix
+  ops that last read the words it overwrites, so loads run ahead of the matrix engine;
+- fusion linear -> activation / eltwise: a silu, gelu, relu, add or mul reading a linear's
+  output runs per tile on that tile's core over the tile's rows, right after its DEQUANT, once
+  its other inputs exist (mul(silu(gate), up) fuses into up, whose rows split like gate's);
 - norms run on every core on a core-local copy (each core needs the whole normalised vector
-  to QUANTIZE its matrix engine's input), RoPE, the KV-cache stores and attention per head on
-  the head's core (`layout.head_core`): LOAD K parts -> MM/MV scores -> DEQUANT -> MASK ->
-  SOFTMAX -> QUANTIZE -> LOAD V parts -> MM/MV -> DEQUANT, every SFU op over one head's
-  elements; K/V loads wait for the store of the pass's new rows;
+  to QUANTIZE its matrix engine's input); RoPE, the KV-cache stores and attention per head on
+  the head's core (`lower_attention`);
 - decode keeps activations on chip: the only STOREs are KV-cache rows and the logits.
 Barriers: cores exchange vectors only through the device-wide SFU buffer, so a SYS BARRIER
 (on every core) goes exactly before a node that reads, on some core, a value another core
 wrote since the last barrier (`Lowering.reads`). Before each barrier every core prefetches
-the first tiles of the next linear into free weight-buffer words: those loads overlap the
-tail of the epoch (the last matrix op, DEQUANT and fused SFU work), and the next epoch's
-matrix engine starts on data already on chip. Other SFU work runs on core 0.
+the first tiles of the next linear into free weight-buffer words. Other SFU work runs on
+core 0.
 """
 
 from __future__ import annotations
@@ -31,24 +32,34 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sparseflow.backends.fpga import isa
-from sparseflow.backends.fpga.columns import Block, block_of
-from sparseflow.backends.fpga.engine_model import EngineParams, plan_linear
-from sparseflow.backends.fpga.layout import ADDRESS_WORDS, FP16_BYTES, SFU_WORD_ELEMENTS, head_core
+from sparseflow.backends.fpga.emit import (
+    PENDING,
+    QUANT_CHAIN_STEP,
+    Emitter,
+    PassShape,
+    WeightRing,
+    fp16_bits,
+)
+from sparseflow.backends.fpga.engine_model import N_CODES, EngineParams, plan_linear
+from sparseflow.backends.fpga.layout import (
+    ADDRESS_WORDS,
+    FP16_BYTES,
+    SCALES_PER_WORD,
+    SFU_WORD_ELEMENTS,
+    const_layout,
+    output_block,
+    padded_rows,
+    tile_span_words,
+)
+from sparseflow.backends.fpga.lower_attention import AttentionLowering
 from sparseflow.backends.fpga.program import BufferPlan, HbmLayout, WeightPlacement, WeightTile
+from sparseflow.backends.fpga.sfu_alloc import SfuAllocator
 from sparseflow.ir.errors import InputError
 from sparseflow.ir.formats import FLIGHTLLM_BLOCK
 from sparseflow.ir.graph import Graph
 from sparseflow.ir.node import Node
 from sparseflow.ir.ops import Op
 
-Q = isa.Queue
-QUEUE_OF = {
-    isa.Load: Q.LOAD,
-    isa.Store: Q.STORE,
-    isa.MM: Q.MATRIX,
-    isa.MV: Q.MATRIX,
-    isa.Sfu: Q.SFU,
-}
 SFU_OPS = {
     Op.RMSNORM: isa.SfuOp.RMSNORM,
     Op.LAYERNORM: isa.SfuOp.LAYERNORM,
@@ -57,10 +68,7 @@ SFU_OPS = {
     Op.RELU: isa.SfuOp.RELU,
     Op.ADD: isa.SfuOp.ADD,
     Op.MUL: isa.SfuOp.MUL,
-    Op.ROPE: isa.SfuOp.ROPE,
-    Op.SOFTMAX: isa.SfuOp.SOFTMAX,
-    Op.SCALE: isa.SfuOp.MASK,
-    Op.CAUSAL_MASK: isa.SfuOp.MASK,
+    Op.SCALE: isa.SfuOp.SCALE,
 }
 NORMS = {Op.RMSNORM, Op.LAYERNORM}
 ACTIVATIONS = {Op.SILU, Op.GELU, Op.RELU}  # single-input functions fused after a DEQUANT
@@ -68,158 +76,52 @@ FUSABLE = ACTIVATIONS | {Op.ADD, Op.MUL}
 # cast (rounding to FP16) is free: the SFU already holds its results in FP16.
 FREE = {Op.INPUT, Op.WEIGHT, Op.RESHAPE, Op.TRANSPOSE, Op.REPEAT_KV, Op.KV_APPEND, Op.CAST}
 ALIASES = {Op.RESHAPE, Op.TRANSPOSE, Op.REPEAT_KV, Op.CAST}  # reading one reads its input
-ATTENTION = {Op.MATMUL, Op.SCALE, Op.CAUSAL_MASK, Op.SOFTMAX}
-PENDING = -2  # reader of ring words loaded ahead for a matrix op not emitted yet
 LOCAL = ("local",)  # partition key: every core holds its own copy
-HEADS = ("heads",)  # partition key: per head, on the head's core
+GELU_TANH = 1 << 15  # GELU imm: tanh approximation
+
+
+def source_of(graph: Graph, value: str) -> str:
+    """Return the value whose data `value` views (through reshapes, transposes and casts)."""
+    while value in graph and graph.node(value).op in ALIASES:
+        value = graph.node(value).inputs[0]
+    return value
+
+
+def feeds_attention(node: Node, consumers: dict[str, list[Node]]) -> bool:
+    """Return whether `node` quantizes an attention operand (done per head by `attention`)."""
+    users = consumers.get(node.name, [])
+    return node.op is Op.QUANTIZE and bool(users) and all(u.op is Op.MATMUL for u in users)
+
+
+def last_reads(graph: Graph, consumers: dict[str, list[Node]]) -> dict[str, int]:
+    """Return source value -> index in graph.nodes of the last node reading it (reading a
+    view reads its source, and attention reads what its quantizers quantize; a value
+    nothing reads maps to its own index)."""
+
+    def physical(value: str) -> str:
+        value = source_of(graph, value)
+        node = graph.node(value) if value in graph else None
+        return physical(node.inputs[0]) if node and feeds_attention(node, consumers) else value
+
+    last = {}
+    for index, node in enumerate(graph.nodes):
+        last.setdefault(node.name, index)
+        if node.op not in ALIASES and not feeds_attention(node, consumers):
+            for value in node.inputs:
+                last[physical(value)] = index
+    return last
 
 
 @dataclass
-class WeightRing:
-    """Weight-buffer words as a ring of tile spans [start, end, reader].
-
-    `reader` is the index of the matrix op reading the span, PENDING for a tile loaded ahead
-    whose matrix op comes later, or None once a barrier has retired its reader. A new tile
-    goes at the ring's top (wrapping to 0, never over a PENDING span) and its load waits for
-    the latest matrix op that read any word it overwrites.
-    """
-
-    depth: int
-    spans: list[list] = field(default_factory=list)
-    top: int = 0
-
-    def place(self, words: int) -> int | None:
-        """Return where the next `words` words go, or None if PENDING spans leave no room."""
-        base = self.top
-        for _ in range(len(self.spans) + 2):
-            if base + words > self.depth:
-                base = 0
-            clash = [s[1] for s in self.spans if s[2] == PENDING and _overlap(s, base, words)]
-            if not clash:
-                return base
-            base = max(clash)
-        return None
-
-    def take(self, base: int, words: int, reader: int | None) -> tuple[list, int | None]:
-        """Occupy [base, base + words); return the new span and the reader to wait for."""
-        latest, kept = None, []
-        for s in self.spans:
-            if not _overlap(s, base, words):
-                kept.append(s)
-                continue
-            if s[2] is not None:
-                latest = s[2] if latest is None else max(latest, s[2])
-            kept += [p for p in ([s[0], base, s[2]], [base + words, s[1], s[2]]) if p[0] < p[1]]
-        span = [base, base + words, reader]
-        self.spans = [*kept, span]
-        self.top = base + words
-        return span, latest
-
-    def pending_words(self) -> int:
-        return sum(s[1] - s[0] for s in self.spans if s[2] == PENDING)
-
-    def after_barrier(self) -> None:
-        """Forget retired readers; keep PENDING spans, the top right after them."""
-        self.spans = [s for s in self.spans if s[2] == PENDING]
-        self.top = max((s[1] for s in self.spans), default=0)
-
-
-def consumers_of(graph: Graph) -> dict[str, list[Node]]:
-    """Return value -> the nodes reading it, in graph order."""
-    consumers: dict[str, list[Node]] = {}
-    for node in graph.nodes:
-        for value in node.inputs:
-            consumers.setdefault(value, []).append(node)
-    return consumers
-
-
-def _overlap(span: list, base: int, words: int) -> bool:
-    return span[0] < base + words and base < span[1]
-
-
-@dataclass
-class Emitter:
-    """Collect one core's instructions and derive their token masks from data dependencies.
-
-    `emit(..., after=[i, j])` makes the new instruction wait for instructions i and j of
-    other queues: the latest of them per queue gets a release bit for the new instruction's
-    queue and the new instruction a wait bit, unless an earlier instruction of this queue
-    already waited for it or a later one (queues run in order, so that covers it).
-    """
-
-    ring: WeightRing
-    classes: list[type[isa.Instruction]] = field(default_factory=list)  # one per instruction
-    fields: list[dict] = field(default_factory=list)  # its non-default fields
-    queues: list[int | None] = field(default_factory=list)
-    waits: list[int] = field(default_factory=list)
-    releases: list[int] = field(default_factory=list)
-    synced: dict = field(default_factory=dict)  # (to queue, from queue) -> index
-    prefetched: dict = field(default_factory=dict)  # (weight, tile ordinal) -> ring span
-    act_writer: int | None = None  # last QUANTIZE into the ACT buffer
-    act_reader: int | None = None  # last matrix op reading the ACT buffer
-    out_readers: dict = field(default_factory=dict)  # OUT half -> last SFU reading it
-    matrix_ops: int = 0
-
-    def emit(self, cls: type[isa.Instruction], after: tuple = (), **fields: object) -> int:
-        q = QUEUE_OF.get(cls)
-        latest: dict[int, int] = {}
-        queues = self.queues
-        for dep in after:
-            if dep is not None and dep >= 0:
-                p = queues[dep]
-                if p != q and dep > latest.get(p, -1):
-                    latest[p] = dep
-        wait = 0
-        for p, dep in latest.items():
-            if dep > self.synced.get((q, p), -1):
-                self.releases[dep] |= 1 << q
-                wait |= 1 << p
-                self.synced[(q, p)] = dep
-        return self._append(cls, fields, q, wait)
-
-    def _append(self, cls: type[isa.Instruction], fields: dict, queue, wait: int) -> int:
-        self.classes.append(cls)
-        self.fields.append(fields)
-        self.queues.append(queue)
-        self.waits.append(wait)
-        self.releases.append(0)
-        return len(self.classes) - 1
-
-    def barrier(self) -> None:
-        self._append(isa.Sys, {"op": isa.SysOp.BARRIER}, None, 0)
-        self.synced = {(q, p): len(self.classes) for q in Q for p in Q}
-        self.ring.after_barrier()
-        self.act_writer = self.act_reader = None
-        self.out_readers = {}
-
-    def block(self) -> Block:
-        """Return the instructions as field columns (`columns.Block`; encoded on writing)."""
-        return block_of(self.classes, self.fields, self.waits, self.releases)
-
-    def carry(self) -> tuple:
-        """Return the tiles loaded ahead: ((tile ordinal, base, words), ...) in ring order."""
-        return tuple(
-            (ordinal, span[0], span[1] - span[0])
-            for (_, ordinal), span in sorted(self.prefetched.items(), key=lambda kv: kv[1][0])
-        )
-
-
-@dataclass
-class PassShape:
-    """One pass through the model: `tokens` new tokens, attention over `keys` keys."""
-
-    phase: str
-    tokens: int
-    keys: int
-
-
-@dataclass
-class Lowering:
+class Lowering(AttentionLowering):
     """Lower the nodes of one segment of `graph` for one pass; one Emitter per core.
 
     `carry_in` (per core, see `Emitter.carry`) names the tiles of the segment's first linear
-    that the previous segment loaded ahead; `lookahead` is the first linear after the
-    segment, whose first tiles `finish` loads ahead before the closing barrier.
+    that the previous segment loaded ahead, `live_in` the SFU spans of the values it reads
+    from earlier segments; `lookahead` is the first linear after the segment, whose first
+    tiles `finish` loads ahead before the closing barrier. `start` is the index of the
+    segment's first node in graph.nodes and `last_read` is `last_reads(graph)`: a value is
+    handed back after its last reader unless it is in `live_out` (read by a later segment).
     """
 
     graph: Graph
@@ -232,22 +134,29 @@ class Lowering:
     nodes: list[Node]
     carry_in: tuple = ()
     lookahead: Node | None = None
-    consumers: dict[str, list[Node]] | None = None  # `consumers_of(graph)`, if known
+    consumers: dict[str, list[Node]] = field(default_factory=dict)
+    live_in: dict[str, tuple[int, int]] = field(default_factory=dict)
+    live_out: tuple[str, ...] = ()
+    start: int = 0
+    last_read: dict[str, int] = field(default_factory=dict)
+    end_barrier: bool = False  # close with a barrier even without a lookahead (a pass ends)
     emitters: list[Emitter] = field(default_factory=list)
-    vec: dict[str, int] = field(default_factory=dict)  # value -> SFU-buffer word
-    vec_top: int = 0
+    sfu: SfuAllocator = field(init=False)
+    writers: dict = field(default_factory=dict)  # (SFU value, core) -> last writer
+    users: dict = field(default_factory=dict)  # (SFU value, core) -> last reader or writer
+    head_major: set = field(default_factory=set)  # values laid out [heads, tokens, head_dim]
     done: set = field(default_factory=set)
-    scratch: dict[str, int] = field(default_factory=dict)  # SFU vectors outside the graph
     written: dict = field(default_factory=dict)  # value -> (cores, partition) this epoch
     kv_stores: dict = field(default_factory=dict)  # (kind, kv head) -> STORE index
+    value_tables: dict = field(default_factory=dict)  # layer -> core -> value-scale table
     position: int = 0  # index in `nodes` of the node being lowered
     keys_read: bool = False  # whether the lowering read `shape.keys` (see `keys`)
 
     def __post_init__(self) -> None:
         depth = self.plan.depth_words[isa.Buffer.WEIGHT]
-        self.emitters = [Emitter(WeightRing(depth)) for _ in range(self.cores)]
-        if self.consumers is None:
-            self.consumers = consumers_of(self.graph)
+        half = self.engine.out_depth // 2
+        self.emitters = [Emitter(WeightRing(depth), out_half=half) for _ in range(self.cores)]
+        self.sfu = SfuAllocator(ADDRESS_WORDS, self.live_in)
         first = next((n for n in self.nodes if n.op is Op.LINEAR), None)
         for e, carried in zip(self.emitters, self.carry_in, strict=False):
             for ordinal, base, words in carried:
@@ -262,38 +171,69 @@ class Lowering:
         self.keys_read = True
         return self.shape.keys
 
-    # ------------------------------------------------------------------ buffers
-    def addr(self, value: str) -> int:
-        """Return the SFU-buffer word of `value` (bump allocation, wrapping the buffer)."""
-        if value not in self.vec:
-            base = value.split("@")[0]
-            words = -(-self.row_elements(base) * self.shape.tokens // SFU_WORD_ELEMENTS)
-            if self.vec_top + words > ADDRESS_WORDS:
-                self.vec_top = 0
-            self.vec[value] = self.vec_top
-            self.vec_top += words
-        return self.vec[value]
-
+    # ------------------------------------------------------------------ SFU values
     def row_elements(self, value: str) -> int:
-        """Return the elements per token of a graph value or of a named SFU scratch vector."""
-        if value not in self.graph:
-            return self.scratch[value]
+        """Return the elements per token of graph value `value` (symbolic dims: the keys)."""
         t = self.graph.node(value).type
         seq = self.graph.meta_dict.get("seq")
+        graph_tokens = int(seq) if str(seq).isdigit() else 1
         numel = 1
-        for d in t.shape[1:]:
-            if d != seq:  # the graph's symbolic token count stands for one token
+        for d in t.shape:
+            if str(d) == str(seq):
+                numel *= graph_tokens
+            else:
                 numel *= d if isinstance(d, int) else self.keys
-        # A prefill pass covers `shape.tokens` of the graph's tokens (a chunk): per-token sizes
-        # divide by the graph's own count, not the pass's.
-        return max(1, numel // (int(seq) if str(seq).isdigit() else 1))
+        batch = int(self.graph.meta_dict.get("batch", 1))
+        return max(1, numel // (graph_tokens * batch))
+
+    def row_words(self, value: str) -> int:
+        """Return the SFU words of one token's row of (the source of) `value`."""
+        return -(-self.row_elements(self.source(value)) // SFU_WORD_ELEMENTS)
+
+    def value(self, name: str, cores: list[int] | range, words: int | None = None) -> int:
+        """Return the SFU word of value `name`, taking a span of `words` (default: the
+        pass's rows of the graph value) for writers on `cores` at its first write."""
+        if words is None:
+            words = self.shape.tokens * self.row_words(name.split("@")[0])
+        addr = self.sfu.alloc(name, words, list(cores))
+        if addr is None:  # spans other cores used since the last barrier would fit it
+            self.sync()
+            addr = self.sfu.alloc(name, words, list(cores))
+        return addr
+
+    def emit(self, core: int, cls: type[isa.Instruction], after: tuple = (), reads: tuple = (),
+             writes: tuple = (), **fields: object) -> int:  # fmt: skip
+        """Emit on `core` an instruction reading and writing SFU values `reads`, `writes`;
+        it waits for their last writers (and a write for their last users) on the core."""
+        deps = list(after)
+        deps += [self.writers.get((n, core)) for n in reads]
+        for n in writes:
+            deps += [self.users.get((n, core)), self.sfu.war(n, core)]
+        index = self.emitters[core].emit(cls, after=tuple(deps), **fields)
+        for n in (*reads, *writes):
+            self.users[(n, core)] = index
+            self.sfu.touch(n, core, index)
+        for n in writes:
+            self.writers[(n, core)] = index
+        return index
+
+    def release_dead(self) -> None:
+        """Hand back the SFU spans of values whose last reader has been lowered."""
+        now = self.start + self.position
+        for name in list(self.sfu.live):
+            base = name.split("@")[0]  # scratch values (not graph values) go explicitly
+            if base in self.graph and base not in self.live_out and self.last_read[base] <= now:
+                self.sfu.release(name)
+
+    def carry(self) -> tuple:
+        """Return (ring carry per core, SFU spans of `live_out`): what the next segment
+        starts from, free of names (layers that repeat have equal carries)."""
+        return tuple(e.carry() for e in self.emitters), self.sfu.spans(self.live_out)
 
     # ------------------------------------------------------------------ epochs
     def source(self, value: str) -> str:
         """Return the value whose data `value` views (through reshapes and transposes)."""
-        while value in self.graph and self.graph.node(value).op in ALIASES:
-            value = self.graph.node(value).inputs[0]
-        return value
+        return source_of(self.graph, value)
 
     def reads(self, values: list[str], cores: list[int], partition: tuple | None = None) -> None:
         """Barrier first if a core of `cores` reads (its `partition` part of) a value that
@@ -314,14 +254,20 @@ class Lowering:
         nxt = upcoming[0] if upcoming else self.lookahead
         if nxt is not None:
             self.prefetch(nxt)
+        self.sync()
+
+    def sync(self) -> None:
+        """Emit a barrier on every core: all earlier work is done, retired SFU spans free."""
         for e in self.emitters:
             e.barrier()
+        self.sfu.barrier()
         self.written = {}
 
     def finish(self) -> None:
-        """Close the segment: load ahead and barrier when a linear follows it."""
+        """Close the segment: load ahead and barrier when a linear or a pass follows it."""
         self.position = len(self.nodes)
-        if self.lookahead is not None:
+        self.release_dead()
+        if self.lookahead is not None or self.end_barrier:
             self.barrier()
 
     def prefetch(self, node: Node) -> None:
@@ -333,10 +279,11 @@ class Lowering:
                 key = (placement.name, ordinal)
                 if key in e.prefetched:
                     continue
-                base = e.ring.place(tile.words)
-                if base is None or e.ring.pending_words() + tile.words > budget:
+                words = tile_span_words(self.engine, placement, tile)
+                base = e.ring.place(words)
+                if base is None or e.ring.pending_words() + words > budget:
                     break
-                e.prefetched[key] = self.load_tile(e, tile, base, PENDING)[0]
+                e.prefetched[key] = self.load_tile(e, placement, tile, base, PENDING)[0]
 
     # ------------------------------------------------------------------ nodes
     def lower(self, node: Node) -> None:
@@ -345,9 +292,7 @@ class Lowering:
         if op in FREE or node.name in self.done:
             return
         if op is Op.EMBEDDING:
-            elements = self.row_elements(node.name)
-            self.io_load(self.emitters[0], f"io.{node.name}", node.name, elements, self.host_row)
-            self.wrote(node.name, [0], None)
+            self.embedding(node)
         elif op is Op.QUANTIZE:
             self.quantize(node)
         elif op is Op.LINEAR:
@@ -361,7 +306,7 @@ class Lowering:
         elif op in SFU_OPS:
             self.sfu_node(node)
         else:
-            lowered = {Op.EMBEDDING, Op.QUANTIZE, Op.LINEAR, Op.MATMUL, *SFU_OPS, *FREE}
+            lowered = {Op.EMBEDDING, Op.QUANTIZE, Op.LINEAR, Op.MATMUL, Op.ROPE, *SFU_OPS, *FREE}
             supported = sorted(o.value for o in lowered)
             raise InputError(
                 f"node %{node.name}: op '{op}' has no FPGA lowering (the accelerator runs "
@@ -373,8 +318,9 @@ class Lowering:
         """Return the position of the pass's first token (its keys end with its tokens).
 
         A decode bucket serves every KV length up to its own, so its step's position is the
-        bucket's last one; the host moves the step's KV-store and RoPE-table addresses to
-        the actual position (length-adaptive compilation keeps one program per bucket).
+        bucket's last one; the host moves the step's KV-store and RoPE-table addresses and
+        the mask's position to the actual ones (length-adaptive compilation keeps one
+        program per bucket; `iss.host.relocate`).
         """
         return self.keys - self.shape.tokens
 
@@ -384,13 +330,22 @@ class Lowering:
         logits): the prompt position in prefill, row 0 in decode (the step's one token)."""
         return self.first_token if self.shape.phase == "prefill" else 0
 
-    def io_load(self, e: Emitter, region: str, value: str, elements: int, first: int) -> int:
-        """LOAD the pass's tokens of an I/O region holding `elements` FP16 per row, from row
-        `first` on, into the SFU buffer."""
-        row_bytes = elements * FP16_BYTES
+    def embedding(self, node: Node) -> None:
+        """LOAD the pass's rows of the host's lookup (FP16, `io.<node>`) on core 0."""
+        elements = self.row_elements(node.name)
+        if elements % SFU_WORD_ELEMENTS:
+            raise InputError(f"node %{node.name}: {elements} elements per token are not whole "
+                             f"SFU words of {SFU_WORD_ELEMENTS}")  # fmt: skip
+        self.io_load(0, f"io.{node.name}", node.name, elements * FP16_BYTES, self.host_row)
+        self.wrote(node.name, [0], None)
+
+    def io_load(self, core: int, region: str, value: str, row_bytes: int, first: int) -> int:
+        """LOAD the pass's tokens of an I/O region of `row_bytes` per row, from row `first`
+        on, into SFU value `value`."""
         addr, words = self.io_span(region, first * row_bytes, self.shape.tokens * row_bytes)
-        return e.emit(isa.Load, buffer=isa.Buffer.SFU, channel=addr[0], hbm_addr=addr[1],
-                      buf_addr=self.addr(value), length=words)  # fmt: skip
+        buf = self.value(value, [core], words)
+        return self.emit(core, isa.Load, writes=(value,), buffer=isa.Buffer.SFU,
+                         channel=addr[0], hbm_addr=addr[1], buf_addr=buf, length=words)  # fmt: skip
 
     def io_span(self, region: str, offset: int, nbytes: int) -> tuple[tuple[int, int], int]:
         """Return ((channel, word address), words) of `nbytes` at byte `offset` of a region."""
@@ -403,40 +358,37 @@ class Lowering:
             )
         return (r.channel, r.addr + offset // isa.HBM_WORD_BYTES), words
 
-    def sfu(self, e: Emitter, op: isa.SfuOp, out: str, ins: list[str], after: tuple = (),
-            length: int | None = None, **extra: int) -> int:  # fmt: skip
-        """Emit one SFU op over `length` elements per token (default: all of `out`)."""
-        length = self.row_elements(out.split("@")[0]) if length is None else length
-        if length > 0xFFFF:
-            raise InputError(f"node %{out.split('@')[0]}: {length} elements per token exceed "
-                             "the SFU instruction's 16-bit length")  # fmt: skip
-        fields = {"in_addr": self.addr(ins[0]), "out_addr": self.addr(out),
-                  "rows": self.shape.tokens, "length": length}  # fmt: skip
-        if len(ins) > 1:
-            fields["in2_addr"] = self.addr(ins[1])
-        fields.update(extra)
-        return e.emit(isa.Sfu, after=after, op=op, **fields)
-
     def local(self, value: str, core: int) -> str:
         """Return the name of `core`'s copy of `value` if cores hold copies, else `value`."""
         value = self.source(value)
         return f"{value}@{core}" if self.written.get(value, ((), None))[1] == LOCAL else value
 
-    def table_load(self, e: Emitter, core: int, weight: str) -> int:
-        """LOAD a norm/bias table from the copy on `core`'s channels into the SFU buffer."""
+    def table_load(self, core: int, weight: str) -> str:
+        """LOAD a table (norm weights and biases, value scales) from the copy on `core`'s
+        channels into the SFU buffer; return its SFU name."""
         r = self.layout.region(f"{weight}@{core}")
-        return e.emit(isa.Load, buffer=isa.Buffer.SFU, channel=r.channel, hbm_addr=r.addr,
-                      buf_addr=self.addr(weight), length=min(r.words, 0xFFFF))  # fmt: skip
+        name = f"{weight}.table@{core}"  # scratch: handed back explicitly
+        buf = self.value(name, [core], r.words)
+        self.emit(core, isa.Load, writes=(name,), buffer=isa.Buffer.SFU, channel=r.channel,
+                  hbm_addr=r.addr, buf_addr=buf, length=r.words)  # fmt: skip
+        return name
 
     def norm(self, node: Node) -> None:
         """Normalise on every core into a core-local copy (no barrier before its QUANTIZE)."""
-        value, weights = self.split_inputs(node)
+        values, weights = self.split_inputs(node)
         cores = list(range(self.cores))
-        self.reads(value, cores)
-        for core, e in enumerate(self.emitters):
-            after = tuple(self.table_load(e, core, w) for w in weights)
-            ins = [self.local(v, core) for v in value] + weights
-            self.sfu(e, SFU_OPS[node.op], f"{node.name}@{core}", ins, after)
+        self.reads(values, cores)
+        eps = fp16_bits(float(node.attr("eps")))
+        for core in cores:
+            tables = [self.table_load(core, w) for w in weights]
+            ins = [self.local(v, core) for v in values]
+            out = f"{node.name}@{core}"
+            fields = {"in2_addr": self.sfu.addr(tables[0])}
+            if len(tables) > 1:
+                fields["aux_addr"] = self.sfu.addr(tables[1])
+            self.sfu_op(core, SFU_OPS[node.op], out, [*ins, *tables], imm=eps, **fields)
+            for name in tables:
+                self.sfu.release(name)
         self.wrote(node.name, cores, LOCAL)
 
     def split_inputs(self, node: Node) -> tuple[list[str], list[str]]:
@@ -444,14 +396,39 @@ class Lowering:
         weights = [i for i in node.inputs if self.graph.node(i).op is Op.WEIGHT]
         return [i for i in node.inputs if i not in weights], weights
 
+    def sfu_op(self, core: int, op: isa.SfuOp, out: str, ins: list[str], after: tuple = (),
+               length: int | None = None, offset: int = 0, **extra: int) -> int:  # fmt: skip
+        """Emit one SFU op over the pass's tokens: `length` elements per token (default: all
+        of `out`) from element `offset` (a tile's rows) of values `ins` (in, in2) into `out`."""
+        base = out.split("@")[0]
+        length = self.row_elements(base) if length is None else length
+        if length > 0xFFFF:
+            raise InputError(f"node %{base}: {length} elements per token exceed the SFU "
+                             "instruction's 16-bit length")  # fmt: skip
+        words = offset // SFU_WORD_ELEMENTS
+        fields = {"out_addr": self.value(out, [core]) + words, "rows": self.shape.tokens,
+                  "length": length, "in_addr": self.sfu.addr(ins[0]) + words}  # fmt: skip
+        if len(ins) > 1 and op in (isa.SfuOp.ADD, isa.SfuOp.MUL):
+            fields["in2_addr"] = self.sfu.addr(ins[1]) + words
+        fields.update(extra)
+        return self.emit(core, isa.Sfu, after=after, reads=tuple(ins), writes=(out,), op=op,
+                         **fields)  # fmt: skip
+
     def sfu_node(self, node: Node) -> None:
         """Run an unfused SFU node on core 0 over all its elements."""
-        values, weights = self.split_inputs(node)
+        values, _ = self.split_inputs(node)
         self.reads(values, [0])
-        e = self.emitters[0]
-        after = tuple(self.table_load(e, 0, w) for w in weights)
-        self.sfu(e, SFU_OPS[node.op], node.name, values + weights, after)
+        ins = [self.source(v) for v in values]
+        self.sfu_op(0, SFU_OPS[node.op], node.name, ins, imm=self.sfu_imm(node, 0))
         self.wrote(node.name, [0], None)
+
+    def sfu_imm(self, node: Node, stride: int) -> int:
+        """Return the imm field of an SFU op computing `node` with row stride `stride`."""
+        if node.op is Op.SCALE:
+            return fp16_bits(float(node.attr("factor")))
+        if node.op is Op.GELU and node.attr("approximate", "none") == "tanh":
+            return GELU_TANH | stride
+        return stride
 
     def quantize(self, node: Node) -> None:
         """QUANTIZE on every core: linears need their input in each core's ACT buffer.
@@ -459,18 +436,43 @@ class Lowering:
         Quantizers feeding attention are done per head by `attention` instead.
         """
         users = self.consumers.get(node.name, [])
-        if users and all(u.op is Op.MATMUL for u in users):
+        if feeds_attention(node, self.consumers):
             return
         cores = list(range(self.cores))
         self.reads([node.inputs[0]], cores, LOCAL)
-        for core, e in enumerate(self.emitters):
-            self.act_quantize(e, node.name, self.local(node.inputs[0], core), None)
+        imm, groups = self.act_format(node, users)
+        for core in cores:
+            value = self.local(node.inputs[0], core)
+            self.act_quantize(core, f"{node.name}@{core}", value, None, imm=imm,
+                              in2_addr=groups)  # fmt: skip
 
-    def act_quantize(self, e: Emitter, out: str, value: str, length: int | None,
-                     after: tuple = ()) -> int:  # fmt: skip
-        """QUANTIZE into the ACT buffer once the matrix ops reading it are done."""
-        e.act_writer = self.sfu(e, isa.SfuOp.QUANTIZE, out, [value], (*after, e.act_reader),
-                                length, out_addr=0)  # fmt: skip
+    def act_format(self, node: Node, users: list[Node]) -> tuple[int, int]:
+        """Return (QUANTIZE imm, k steps per K group) for the linears reading `node`."""
+        formats = set()
+        for user in users:
+            placement = self.weights[user.inputs[1]]
+            step = self.engine.k_per_step(placement.n)
+            groups = placement.k_group // step if placement.k_group < placement.k else 0
+            formats.add((QUANT_CHAIN_STEP if step != FLIGHTLLM_BLOCK else 0, groups))
+        if len(formats) > 1:
+            raise InputError(
+                f"node %{node.name}: its linears need different activation layouts {formats} "
+                "(k steps of different widths or K groups)"
+            )
+        return formats.pop() if formats else (0, 0)
+
+    def act_quantize(self, core: int, scales: str, value: str, length: int | None,
+                     after: tuple = (), **extra: int) -> int:  # fmt: skip
+        """QUANTIZE `value` into the ACT buffer once the matrix ops reading it are done; its
+        per-token scales go to SFU value `scales`."""
+        e = self.emitters[core]
+        length = self.row_elements(value.split("@")[0]) if length is None else length
+        aux = self.value(scales, [core], -(-self.shape.tokens // SCALES_PER_WORD))
+        e.act_writer = self.emit(
+            core, isa.Sfu, after=(*after, e.act_reader), reads=(value,), writes=(scales,),
+            op=isa.SfuOp.QUANTIZE, in_addr=extra.pop("in_addr", self.sfu.addr(value)),
+            out_addr=0, aux_addr=aux, rows=self.shape.tokens, length=length, **extra,
+        )  # fmt: skip
         return e.act_writer
 
     # ------------------------------------------------------------------ linears
@@ -482,59 +484,98 @@ class Lowering:
         for user in fused:
             others = [i for i in user.inputs if self.source(i) not in chain]
             self.reads(others, list(range(self.cores)), partition)
-        bias = node.inputs[2] if len(node.inputs) > 2 else None
-        for core, e in enumerate(self.emitters):
-            tiles = [t for t in placement.tiles if t.core == core]
-            bias_load = self.table_load(e, core, bias) if bias and tiles else None
-            for ordinal, tile in enumerate(tiles):
-                mv, half = self.weight_tile(e, placement, ordinal, tile)
-                imm = self.dequant_imm(placement, tile)
-                op, after, extra = isa.SfuOp.DEQUANT, (mv,), {}
-                if bias and tile.k0 == 0:  # the bias joins the first K group's sums
-                    in2 = self.addr(bias) + tile.row0 // SFU_WORD_ELEMENTS
-                    op, after, extra = isa.SfuOp.DEQUANT_BIAS, (mv, bias_load), {"in2_addr": in2}
-                last = self.sfu(e, op, node.name, [node.name], after, tile.rows, in_addr=0,
-                                imm=imm, **extra)  # fmt: skip
-                if tile.k0 + tile.k == placement.k:
-                    for user in fused:
-                        last = self.sfu(e, SFU_OPS[user.op], user.name, list(user.inputs),
-                                        (last,), tile.rows)  # fmt: skip
-                if not self.consumers.get(node.name):
-                    last = self.store_output(e, core, node.name, placement, tile, last)
-                e.out_readers[half] = last
         cores_used = sorted({t.core for t in placement.tiles})
+        for value in [node.name] + [u.name for u in fused]:
+            self.value(value, cores_used)
+        output = self.graph_output(node, fused)
+        for core in cores_used:
+            self.linear_core(node, placement, core, fused, output)
         for value in [node.name] + [u.name for u in fused]:
             self.wrote(value, cores_used, partition)
             self.done.add(value)
 
-    def store_output(self, e: Emitter, core: int, value: str, placement: WeightPlacement,
-                     tile: WeightTile, after: int) -> int:  # fmt: skip
-        """STORE a graph output's tile rows (the logits) to the core's I/O region: one block of
-        [prompt tokens, tile rows] FP16 per tile of the core, the pass's tokens at their rows
-        (decode: row 0)."""
-        region = f"io.logits@{core}"
-        mine = [t for t in placement.tiles if t.core == core and t.k0 == 0]
-        tokens = self.layout.region(region).nbytes // (sum(t.rows for t in mine) * FP16_BYTES)
-        before = sum(t.rows for t in mine if t.row0 < tile.row0)
-        offset = (before * tokens + self.host_row * tile.rows) * FP16_BYTES
-        addr, words = self.io_span(region, offset, self.shape.tokens * tile.rows * FP16_BYTES)
-        return e.emit(isa.Store, after=(after,), buffer=isa.Buffer.SFU, channel=addr[0],
-                      hbm_addr=addr[1], buf_addr=self.addr(value), length=words)  # fmt: skip
+    def linear_core(self, node: Node, placement: WeightPlacement, core: int, fused: list[Node],
+                    output: str | None) -> None:  # fmt: skip
+        """Emit one core's tiles of a linear: constants, then per tile loads, matrix op,
+        DEQUANT at the tile's rows and the fused ops; STORE the rows of a graph output."""
+        e = self.emitters[core]
+        tiles = [t for t in placement.tiles if t.core == core]
+        consts = self.consts_load(core, placement)
+        offsets, _ = const_layout(tiles, placement.bias)
+        scales = f"{self.source(node.inputs[0])}@{core}"
+        stride = self.row_words(node.name)
+        for ordinal, (tile, offset) in enumerate(zip(tiles, offsets, strict=True)):
+            mv, half = self.weight_tile(e, placement, ordinal, tile)
+            op = isa.SfuOp.DEQUANT_BIAS if placement.bias and tile.k0 == 0 else isa.SfuOp.DEQUANT
+            last = self.sfu_op(core, op, node.name, [consts, scales], (mv,), tile.rows,
+                               tile.row0, imm=self.dequant_imm(placement, tile, stride),
+                               in_addr=e.out_base(half), in2_addr=self.sfu.addr(consts) + offset,
+                               aux_addr=self.sfu.addr(scales))  # fmt: skip
+            if tile.k0 + tile.k == placement.k:
+                for user in fused:
+                    ins = [self.source(i) for i in user.inputs]
+                    last = self.sfu_op(core, SFU_OPS[user.op], user.name, ins, (), tile.rows,
+                                       tile.row0, imm=self.sfu_imm(user, stride))  # fmt: skip
+                if output is not None:
+                    last = self.store_output(core, output, placement, tile, last)
+            e.out_readers[half] = last
+        self.sfu.release(consts)
 
-    def dequant_imm(self, placement: WeightPlacement, tile: WeightTile) -> int:
-        stride = -(-placement.rows // SFU_WORD_ELEMENTS) & 0x1FFF
-        code = {2: 0, 4: 1, 8: 2, 16: 3}[placement.n]
-        return code << 14 | (tile.k0 > 0) << 13 | stride
+    def graph_output(self, node: Node, fused: list[Node]) -> str | None:
+        """Return the value the host reads (the logits) if this linear (or its last fused op)
+        is a graph output, through casts and reshapes."""
+        value = fused[-1].name if fused else node.name
+        outputs = {self.source(o) for o in self.graph.outputs}
+        return value if value in outputs else None
 
-    def load_tile(self, e: Emitter, tile: WeightTile, base: int, reader: int | None) -> tuple:
+    def consts_load(self, core: int, placement: WeightPlacement) -> str:
+        """LOAD the core's row scales (and bias) of a linear into the SFU buffer."""
+        region = next(r for r in placement.consts if r.name.endswith(f"@{core}"))
+        name = f"{placement.name}.consts@{core}"
+        buf = self.value(name, [core], region.words)
+        self.emit(core, isa.Load, writes=(name,), buffer=isa.Buffer.SFU, channel=region.channel,
+                  hbm_addr=region.addr, buf_addr=buf, length=region.words)  # fmt: skip
+        return name
+
+    def store_output(self, core: int, value: str, placement: WeightPlacement, tile: WeightTile,
+                     after: int) -> int:  # fmt: skip
+        """STORE a graph output's tile rows (the logits) to the core's I/O region: one block
+        of [prompt tokens, padded tile rows] FP16 per tile of the core, the pass's tokens at
+        their rows (decode: row 0; `layout.output_block`)."""
+        region = self.layout.region(f"io.logits@{core}")
+        words = padded_rows(tile.rows) // SFU_WORD_ELEMENTS
+        tokens = region.nbytes // (FP16_BYTES * max(1, self.output_rows(placement, core)))
+        start = output_block(placement, tile, tokens) * FP16_BYTES // isa.HBM_WORD_BYTES
+        addr, _ = self.io_span(region.name, (start + self.host_row * words) * 32,
+                               self.shape.tokens * words * isa.HBM_WORD_BYTES)  # fmt: skip
+        buf = self.sfu.addr(value) + tile.row0 // SFU_WORD_ELEMENTS
+        return self.emit(core, isa.Store, after=(after,), reads=(value,), buffer=isa.Buffer.SFU,
+                         channel=addr[0], hbm_addr=addr[1], buf_addr=buf, length=words,
+                         count=self.shape.tokens, buf_stride=self.row_words(value),
+                         hbm_stride=words)  # fmt: skip
+
+    def output_rows(self, placement: WeightPlacement, core: int) -> int:
+        """Return the padded rows of the first-K-group tiles of `core` (its output region)."""
+        return sum(padded_rows(t.rows) for t in placement.tiles if t.core == core and t.k0 == 0)
+
+    def dequant_imm(self, placement: WeightPlacement, tile: WeightTile, stride: int) -> int:
+        if stride >= 1 << 13:
+            raise InputError(f"layer {placement.name}: rows of {stride} SFU words exceed the "
+                             "13-bit DEQUANT row stride")  # fmt: skip
+        return N_CODES[placement.n] << 14 | (tile.k0 > 0) << 13 | stride
+
+    def load_tile(self, e: Emitter, placement: WeightPlacement, tile: WeightTile, base: int,
+                  reader: int | None) -> tuple:  # fmt: skip
         """Emit the loads of one weight tile at ring word `base`; return (span, last load)."""
-        span, wait = e.ring.take(base, tile.words, reader)
+        words = tile_span_words(self.engine, placement, tile)
+        span, wait = e.ring.take(base, words, reader)
+        layout = stored_layout(placement)
         loads, offset = [], base
-        for part, words in zip(tile.parts, tile.part_words, strict=True):
+        for part, part_words in zip(tile.parts, tile.part_words, strict=True):
             loads.append(e.emit(isa.Load, after=(wait,), buffer=isa.Buffer.WEIGHT,
                                 channel=part.channel, hbm_addr=part.addr, buf_addr=offset,
-                                length=part.words))  # fmt: skip
-            offset += words
+                                length=part.words, layout=layout))  # fmt: skip
+            offset += part_words
         span.append(loads[-1])
         return span, loads[-1]
 
@@ -544,13 +585,17 @@ class Lowering:
         matrix op and the OUT-buffer half it writes."""
         span = e.prefetched.pop((placement.name, ordinal), None)
         if span is None:
-            span, _ = self.load_tile(e, tile, e.ring.place(tile.words), None)
+            words = tile_span_words(self.engine, placement, tile)
+            span, _ = self.load_tile(e, placement, tile, e.ring.place(words), None)
         block = FLIGHTLLM_BLOCK  # nmblock pads K to whole 16-blocks
         k_padded = -(-tile.k // block) * block
         op = plan_linear(self.engine, placement.n, self.shape.tokens, tile.rows, k_padded)
-        return self.matrix(e, span, placement.n, placement.wbits, op)
+        groups = placement.k // placement.k_group if placement.k_group < placement.k else 1
+        act_base = tile.k0 // placement.k_group * op.tok_pairs * op.k_steps if groups > 1 else 0
+        return self.matrix(e, span, placement.n, placement.wbits, op, act_base)
 
-    def matrix(self, e: Emitter, span: list, n: int, wbits: int, op) -> tuple[int, int]:
+    def matrix(self, e: Emitter, span: list, n: int, wbits: int, op,
+               act_base: int = 0) -> tuple[int, int]:  # fmt: skip
         """Emit the MM/MV reading ring `span`; it waits for its loads, its ACT input and the
         SFU op that last read the OUT half it overwrites."""
         half = e.matrix_ops % 2
@@ -559,7 +604,7 @@ class Lowering:
         after = (span[3], e.act_writer, e.out_readers.get(half))
         mv = e.emit(cls, after=after, n=n, wbits=wbits, k_steps=op.k_steps,
                     row_tiles=op.row_tiles, tok_pairs=op.tok_pairs, w_base=span[0],
-                    out_base=half * (self.engine.out_depth // 2))  # fmt: skip
+                    act_base=act_base, out_base=e.out_base(half))  # fmt: skip
         span[2] = mv
         e.act_reader = mv
         return mv, half
@@ -591,117 +636,18 @@ class Lowering:
         later = {n.name for n in self.nodes[self.position + 1 :]}
         return value in later and value not in self.done
 
-    # ------------------------------------------------------------------ attention
-    def kv_heads(self) -> int:
-        return int(self.graph.meta_dict.get("num_kv_heads", 1))
 
-    def head_dims(self, node: Node) -> tuple[int, int]:
-        t = self.graph.node(node.inputs[0]).type
-        return int(t.shape[1]), int(t.shape[3])
-
-    def rope(self, node: Node) -> None:
-        """RoPE per head on the head's core (the heads the core attends to)."""
-        heads, head_dim = int(node.type.shape[1]), int(node.type.shape[-1])
-        groups = max(1, heads // self.kv_heads())
-        self.reads([node.inputs[0]], list(range(self.cores)))
-        self.scratch["rope.table"] = 2 * head_dim
-        tables: dict[int, int] = {}
-        for head in range(heads):
-            core = head_core(head // groups if heads > self.kv_heads() else head, self.cores)
-            e = self.emitters[core]
-            if core not in tables:
-                tables[core] = self.io_load(e, f"io.rope@{core}", "rope.table", 2 * head_dim,
-                                            self.first_token)  # fmt: skip
-            self.sfu(e, isa.SfuOp.ROPE, node.name, [node.inputs[0], "rope.table"],
-                     (tables[core],), head_dim)  # fmt: skip
-        self.wrote(node.name, list(range(self.cores)), HEADS)
-
-    def store_kv(self, node: Node, kind: str, layer: str) -> None:
-        """QUANTIZE and STORE the pass's new keys/values per KV head on the head's core."""
-        head_dim = int(node.type.shape[-1])
-        self.reads([node.inputs[0]], list(range(self.cores)), HEADS)
-        for head in range(self.kv_heads()):
-            core = head_core(head, self.cores)
-            e = self.emitters[core]
-            self.scratch[f"{node.name}.{head}"] = head_dim
-            quant = self.sfu(e, isa.SfuOp.QUANTIZE, f"{node.name}.{head}", [node.inputs[0]],
-                             length=head_dim, out_addr=0)  # fmt: skip
-            stores = []
-            for region in self.kv_parts(kind, layer, head):
-                row_bytes = region.nbytes // self.layout.kv_keys
-                # the pass's rows; a row narrower than a word (the scales) writes its word
-                first = self.first_token * row_bytes // isa.HBM_WORD_BYTES
-                words = max(1, self.shape.tokens * row_bytes // isa.HBM_WORD_BYTES)
-                stores.append(e.emit(isa.Store, after=(quant,), buffer=isa.Buffer.ACT,
-                                     channel=region.channel, hbm_addr=region.addr + first,
-                                     length=words))  # fmt: skip
-            self.kv_stores[(kind, head)] = stores[-1]
-        self.done.add(node.name)
-
-    def kv_parts(self, kind: str, layer: str, head: int) -> list:
-        """Return the HBM regions of one KV head's cache (`layout.kv_regions`)."""
-        return self.layout.parts(f"kv.{kind}.{layer}.{head}")
-
-    def attention(self, node: Node) -> None:
-        """Lower scores -> (scale, mask) -> softmax -> context of one layer, per head."""
-        prefix = node.name.rsplit(".", 1)[0] + "."
-        part = [n for n in self.nodes if n.op in ATTENTION and n.name.startswith(prefix)]
-        self.done.update(n.name for n in part)
-        layer = prefix.split(".")[1]
-        heads, head_dim = self.head_dims(node)
-        groups = max(1, heads // self.kv_heads())
-        q = self.source(node.inputs[0])
-        q = self.graph.node(q).inputs[0] if self.graph.node(q).op is Op.QUANTIZE else q
-        self.reads([q], list(range(self.cores)), HEADS)
-        for head in range(heads):
-            kv = head // groups
-            e = self.emitters[head_core(kv, self.cores)]
-            self.head(e, prefix, q, head, head_dim, layer, kv)
-        self.wrote(f"{prefix}context", list(range(self.cores)), HEADS)
-
-    def head(self, e: Emitter, prefix: str, q: str, head: int, head_dim: int, layer: str,
-             kv: int) -> None:  # fmt: skip
-        keys = self.keys
-        self.scratch[f"{prefix}q.{head}"] = head_dim
-        self.scratch["positions"] = 1
-        self.act_quantize(e, f"{prefix}q.{head}", q, head_dim)
-        scores = self.kv_matrix(e, "k", layer, kv, rows=keys, k=head_dim)
-        name = f"{prefix}scores"
-        dq = self.sfu(e, isa.SfuOp.DEQUANT, name, [name], (scores[0],), keys, in_addr=0)
-        mask = self.sfu(e, isa.SfuOp.MASK, name, [name, "positions"], (dq,), keys)
-        sm = self.sfu(e, isa.SfuOp.SOFTMAX, f"{prefix}probs", [name], (mask,), keys)
-        e.out_readers[scores[1]] = sm
-        self.act_quantize(e, f"{prefix}probs", f"{prefix}probs", keys, (sm,))
-        ctx = self.kv_matrix(e, "v", layer, kv, rows=head_dim, k=keys)
-        out = f"{prefix}context"
-        e.out_readers[ctx[1]] = self.sfu(e, isa.SfuOp.DEQUANT, out, [out], (ctx[0],), head_dim,
-                                         in_addr=0)  # fmt: skip
-
-    def kv_matrix(self, e: Emitter, kind: str, layer: str, kv: int, rows: int,
-                  k: int) -> tuple[int, int]:  # fmt: skip
-        """LOAD one head's cached keys (or values) from its parts and multiply (dense INT8)."""
-        op = plan_linear(self.engine, 16, self.shape.tokens, rows, k)
-        parts = self.kv_parts(kind, layer, kv)
-        kv_rows = self.keys
-        nbytes = [kv_rows * r.nbytes // self.layout.kv_keys for r in parts]
-        word_bytes = self.plan.word_bytes[isa.Buffer.WEIGHT]
-        words = max(1, -(-sum(nbytes) // word_bytes))
-        span, wait = e.ring.take(e.ring.place(words), words, None)
-        store = self.kv_stores.get((kind, kv))
-        last = None
-        for region, size in zip(parts, nbytes, strict=True):
-            last = e.emit(isa.Load, after=(wait, store), buffer=isa.Buffer.WEIGHT,
-                          channel=region.channel, hbm_addr=region.addr, buf_addr=span[0],
-                          length=max(1, size // isa.HBM_WORD_BYTES))  # fmt: skip
-        span.append(last)
-        return self.matrix(e, span, 16, 8, op)
+def stored_layout(placement: WeightPlacement) -> isa.LoadLayout:
+    """Return the LOAD layout of a weight's stored engine words."""
+    sparse = placement.n != 16
+    if placement.wbits == 8:
+        return isa.LoadLayout.W8I if sparse else isa.LoadLayout.W8
+    return isa.LoadLayout.W4I if sparse else isa.LoadLayout.W4
 
 
 def lower_nodes(lowering: Lowering, kv_quant: Callable[[Node], str | None]) -> None:
-    """Lower the segment's nodes in order, then close it (`Lowering.finish`).
-
-    `kv_quant(node)` names 'k'/'v' for quantizers of new KV rows.
-    """
+    """Lower the segment's nodes in order, handing back dead SFU values, then close it
+    (`Lowering.finish`). `kv_quant(node)` names 'k'/'v' for quantizers of new KV rows."""
     for position, node in enumerate(lowering.nodes):
         lowering.position = position
         kind = kv_quant(node)
@@ -709,4 +655,5 @@ def lower_nodes(lowering: Lowering, kv_quant: Callable[[Node], str | None]) -> N
             lowering.store_kv(node, kind, node.name.split(".")[1])
         else:
             lowering.lower(node)
+        lowering.release_dead()
     lowering.finish()

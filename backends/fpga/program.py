@@ -87,7 +87,8 @@ class WeightPlacement:
     `n` is the N:16 mode its tiles run in (16 = dense): the largest per-block N of the
     weight, smaller blocks padded with zero weights. `wbits` is the stored weight width and
     `k_group` the K span of one int32 partial sum (the quantization group, or K for
-    per-channel scales). `scales` holds the f32 scale of every (row, group).
+    per-channel scales). `consts` holds, per core with tiles (in core order), the f32 scales
+    of its tiles' rows and, with `bias`, their FP16 bias (`layout.const_layout`).
     """
 
     name: str
@@ -101,12 +102,15 @@ class WeightPlacement:
     block_n_bytes: int
     scales_bytes: int
     tiles: tuple[WeightTile, ...]
-    scales: HbmRegion
+    consts: tuple[HbmRegion, ...]
+    bias: bool = False
 
     @property
     def nbytes(self) -> int:
         """Return the bytes this weight occupies in HBM (tiles padded to whole words)."""
-        return sum(p.nbytes for t in self.tiles for p in t.parts) + self.scales.nbytes
+        return sum(p.nbytes for t in self.tiles for p in t.parts) + sum(
+            c.nbytes for c in self.consts
+        )
 
     @property
     def packed_bytes(self) -> int:

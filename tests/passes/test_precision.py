@@ -5,7 +5,8 @@ from dataclasses import replace
 import numpy as np
 
 from sparseflow.ir.interpreter import Interpreter, prefill_inputs
-from sparseflow.ir.models.zoo import load_model
+from sparseflow.ir.models.config import BUILTINS
+from sparseflow.ir.models.zoo import build_graph, load_model
 from sparseflow.ir.ops import Op
 from sparseflow.passes.recipe import recipe_from_dict
 
@@ -53,3 +54,13 @@ def test_static_value_scale_is_calibrated_once_and_shared():
     np.testing.assert_allclose(codes, np.round(codes), atol=1e-3)
     assert np.abs(codes).max() <= 127
     assert str(decode.node("past_v.0").type).endswith("q=int8:tensor")
+
+
+def test_scale_factors_are_held_in_fp16():
+    """The SFU multiplies by an FP16 immediate: 1/sqrt(32) becomes its nearest FP16 value."""
+    config = replace(BUILTINS["tiny-llama"], name="hd32", num_heads=2, num_kv_heads=2, head_dim=32)
+    recipe = recipe_from_dict({"passes": [{"pass": "round_activations"}]}, "test.yaml")
+    graph = recipe.apply(build_graph(config, "prefill"))
+    factors = [float(n.attr("factor")) for n in graph.nodes_of(Op.SCALE)]
+    exact = np.float32(1 / np.sqrt(32))
+    assert factors and all(f == float(np.float16(exact)) != float(exact) for f in factors)

@@ -1,6 +1,12 @@
 """`compile` writes the same program bytes as before the compiler built column blocks: hashes
 of DIR/program for tiny-llama and of one llama2-7b decode bucket, recorded from the
-word-by-word encoder."""
+word-by-word encoder.
+
+Re-recorded when the programs became what the instruction-set simulator executes: SFU
+values allocated by liveness (barriers where only one frees a span), DEQUANT and fused ops at
+each tile's row offset, LOAD layouts for stored weight words and KV rows, per-row key scales
+and partial-word STOREs for KV rows. The tiny-llama bytes are checked by running them
+(tests/backends/fpga/iss)."""
 
 from __future__ import annotations
 
@@ -17,22 +23,22 @@ from sparseflow.ir.models.zoo import load_model
 from sparseflow.passes.recipe import load_recipe
 
 # sha256 of DIR/program after `sparseflow compile tiny-llama --target u280 -o DIR`.
-TINY_PROGRAM = "ce1e5ec0ef0915e83bea9ec7dc30b7f6debd7a44e45357d732d628d5025ca935"
-TINY_LISTING = "44c773cbcc4b89f97fac7dc3cda6cbd543e72d3e51026f87a32c2816c22f1552"  # DIR/program.lst
+TINY_PROGRAM = "45d29e5a8d08ecc0ce8caa46e44d61c32ae234167be083a973cc0dbc6d660f83"
+TINY_LISTING = "cffde8a80fb6e7b3414539b717ca13e0e3db234042c8edd82b5a1059c5666c1b"  # DIR/program.lst
 # sha256 of each core's stream of the decode bucket 144 of llama2-7b (prompt 128, gen 16),
 # as DIR/program holds them. Both parts now run the same 64-chain core with 4 MiB weight
 # buffers (docs/fpga_resources.md), so their buckets are the same bytes. The values were
 # checked equal to the compiler before block-wise lowering on the same hardware models.
 LLAMA_DECODE_144 = {
     "u280": (
-        "2bfc0a2cae2ce70b188911f62c6d15b9fae50d839ba2664b2b52402c8a791e7f",
-        "df148133b07f75d26532b13c6bd83cfd892b3a69f9fa32a51ac03583edd1ee74",
-        "8085ab552bde05956f89232b849d3e0d2bd5620e85d70389286e2d3ceea5630e",
+        "60c52dc8e6be56ea0437b5eb8cadcdf28d07b4c6ec6b80984503cab0e37da26c",
+        "b7fc6bcdd663cb42bbcf5952deabaa70e6c1e4abf35dbbd02c332c7fdcbc8320",
+        "ccca0a5f2468f015aed7d737b910f8673eff0bfb1dd9e2bf918a37473154f924",
     ),
     "vhk158": (
-        "2bfc0a2cae2ce70b188911f62c6d15b9fae50d839ba2664b2b52402c8a791e7f",
-        "df148133b07f75d26532b13c6bd83cfd892b3a69f9fa32a51ac03583edd1ee74",
-        "8085ab552bde05956f89232b849d3e0d2bd5620e85d70389286e2d3ceea5630e",
+        "60c52dc8e6be56ea0437b5eb8cadcdf28d07b4c6ec6b80984503cab0e37da26c",
+        "b7fc6bcdd663cb42bbcf5952deabaa70e6c1e4abf35dbbd02c332c7fdcbc8320",
+        "ccca0a5f2468f015aed7d737b910f8673eff0bfb1dd9e2bf918a37473154f924",
     ),
 }
 
