@@ -20,6 +20,7 @@ from sparseflow.backends.fpga.rtl import words
 CLOCK_PERIOD_NS = 4  # 250 MHz, above the U280 design's 225 MHz (FlightLLM [P])
 PARAMS_ENV = "SPARSEFLOW_RTL_PARAMS"  # JSON of the build's parameters, set by the pytest side
 RESULTS_ENV = "SPARSEFLOW_RTL_RESULTS"  # file the bench writes its measured cycles to
+CASES_ENV = "SPARSEFLOW_RTL_CASES"  # folder of the cases a bench runs (agreement.Share files)
 
 
 def bench_params() -> dict:
