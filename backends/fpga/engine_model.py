@@ -369,6 +369,17 @@ def check_matrix_op(op: MatrixFields, engine: EngineParams) -> None:
             raise InputError(f"matrix {field}: span ends at word {end}, buffer depth {depth}")
 
 
+def matrix_words(op: MatrixFields) -> dict[str, range]:
+    """Return the words of each buffer one MM/MV reads (act, weight, bias: empty without the
+    bias flag) and writes (out)."""
+    return {
+        "act": range(op.act_base, op.act_base + op.tok_pairs * op.k_steps),
+        "weight": range(op.w_base, op.w_base + op.row_tiles * op.k_steps),
+        "bias": range(op.bias_base, op.bias_base + (op.row_tiles if op.bias else 0)),
+        "out": range(op.out_base, op.out_base + op.tok_pairs * op.row_tiles),
+    }
+
+
 @dataclass(frozen=True)
 class MatrixOp:
     """Carry the engine-level fields of one MM/MV instruction (see `MatrixFields`)."""

@@ -58,17 +58,6 @@ def linear_program(engine: em.EngineParams, rng: np.random.Generator):
     return program, data
 
 
-async def load_program(dut, words: list[int]) -> None:
-    """Write 32-bit program words into the instruction memory from address 0."""
-    for addr, word in enumerate(words):
-        await FallingEdge(dut.clk)
-        dut.imem_we.value = 1
-        dut.imem_waddr.value = addr
-        dut.imem_wdata.value = word
-    await FallingEdge(dut.clk)
-    dut.imem_we.value = 0
-
-
 def program_words(program: list[isa.Instruction]) -> list[int]:
     data = isa.encode(program)
     return [int.from_bytes(data[i : i + 4], "little") for i in range(0, len(data), 4)]
@@ -87,30 +76,13 @@ async def busy_bursts(dut, bursts: list[int]) -> None:
             run = 0
 
 
-async def run_program(dut) -> int:
-    """Pulse run and return the cycles the controller spends running."""
-    counter = cocotb.start_soon(bench.count_high_cycles(dut, dut.running, 100_000))
-    await FallingEdge(dut.clk)
-    dut.run.value = 1
-    await FallingEdge(dut.clk)
-    dut.run.value = 0
-    return await counter
-
-
-async def reset_top(dut, clock_running: bool = False) -> None:
-    """Clear the inputs, then reset (starting the clock unless it runs already)."""
-    for name in ("run", "imem_we", "act_we", "w_we", "bias_we"):
-        getattr(dut, name).value = 0
-    await (bench.reset(dut) if clock_running else bench.start(dut))
-
-
 @cocotb.test(timeout_time=5, timeout_unit="ms")
 async def linear_layer_program(dut) -> None:
     """Run MM (N:16 sparse, bias, ReLU) + MV + MV accumulate; check outputs and cycles."""
     engine = engine_from_params()
     buf = em.EngineBuffers.zeros(engine)
     program, data = linear_program(engine, np.random.default_rng(11))
-    await reset_top(dut)
+    await bench.reset_top(dut)
     for op, (x, w, bias) in data.items():
         em.load_linear(engine, buf, op, x, w, bias)
         await bench.load_buffers(
@@ -123,10 +95,10 @@ async def linear_layer_program(dut) -> None:
                 "bias": range(op.bias_base, op.bias_base + op.row_tiles),
             },
         )
-    await load_program(dut, program_words(program))
+    await bench.load_program(dut, program_words(program))
     bursts: list[int] = []
     cocotb.start_soon(busy_bursts(dut, bursts))
-    total = await run_program(dut)
+    total = await bench.run_program(dut)
     await RisingEdge(dut.clk)
     assert int(dut.halted.value) and not int(dut.error.value)
     matrix = [insn for insn in program if isinstance(insn, isa.MM)]
@@ -170,9 +142,9 @@ async def rejects_what_the_engine_cannot_run(dut) -> None:
     for i, words in enumerate(bad_programs):
         if i:
             await FallingEdge(dut.clk)  # leave the ReadOnly phase of the last check
-        await reset_top(dut, clock_running=i > 0)
-        await load_program(dut, words)
-        await run_program(dut)
+        await bench.reset_top(dut, clock_running=i > 0)
+        await bench.load_program(dut, words)
+        await bench.run_program(dut)
         await RisingEdge(dut.clk)
         await ReadOnly()
         assert int(dut.error.value) and not int(dut.halted.value)

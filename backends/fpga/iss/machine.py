@@ -15,11 +15,15 @@ every queue of every core to drain and for all cores to reach it; SYS END ends a
 program once its queues are empty. A state where no queue can start while some hold
 instructions is a deadlock, and tokens left over at the end are an unbalanced release:
 both raise `ExecutionError`.
+
+A probe (`Probe`), when given, is called around every executed instruction: benches read the
+state there (the RTL agreement bench takes the buffers an MM reads and writes).
 """
 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,6 +45,7 @@ EXECUTE = {
     isa.Opcode.MV: matrix,
     isa.Opcode.SFU: run_sfu,
 }
+Probe = Callable[["Machine", int, int, bool], None]  # (machine, core, index, done); reads only
 
 
 @dataclass
@@ -62,10 +67,12 @@ class CoreState:
 
 
 class Machine:
-    """The state of one device running `program`'s streams over `hbm` (module docstring)."""
+    """The state of one device running `program`'s streams over `hbm` (module docstring);
+    `probe(machine, core, index, done)` is called before (done False) and after (done True) each
+    executed instruction other than SYS."""
 
-    def __init__(self, program: Program, hbm: HbmImage) -> None:
-        self.program, self.engine, self.hbm = program, program.engine, hbm
+    def __init__(self, program: Program, hbm: HbmImage, probe: Probe | None = None) -> None:
+        self.program, self.engine, self.hbm, self.probe = program, program.engine, hbm, probe
         self.queues = program.cores * UNITS
         self.sfu = np.zeros((ADDRESS_WORDS, isa.HBM_WORD_BYTES), np.uint8)
         self.sfu_track = Tracked("SFU buffer", ADDRESS_WORDS, self.queues)
@@ -180,10 +187,14 @@ class _Run:
         time = self.clocks.tick(queue)
         gid = int(self.first[core]) + index
         access = Access(queue, time, self.clocks.vc[queue], gid, self.name)
+        if self.m.probe:
+            self.m.probe(self.m, core, index, False)
         try:
             EXECUTE[insn.OPCODE](self.m, core, insn, access)
         except (ValueError, IndexError) as err:  # fields no check above foresaw
             raise access.error(f"cannot execute: {err}") from None
+        if self.m.probe:
+            self.m.probe(self.m, core, index, True)
         self.executed += 1
         for j in range(UNITS):
             if insn.release >> j & 1:

@@ -6,7 +6,7 @@ decode programs read. A call runs its length bucket's program once on every core
 pads the prompt to the bucket (token 0 at the padded positions, whose logits the host
 drops), a decode step runs the bucket of its KV length moved to its position
 (`host.relocate`). Every program is decoded from the bytes `compile` writes
-(`Stream.to_bytes`), or from a DIR/program file (`streams_from_file`).
+(`Stream.to_bytes`), or from a DIR/program file (`streams_from_file`, `split_program`).
 """
 
 from __future__ import annotations
@@ -22,38 +22,45 @@ from sparseflow.backends.fpga.iss.host import (
     relocate,
     write_embeddings,
 )
-from sparseflow.backends.fpga.iss.machine import UNITS, Machine
+from sparseflow.backends.fpga.iss.machine import UNITS, Machine, Probe
 from sparseflow.backends.fpga.program import Bucket, Program
 from sparseflow.ir.errors import InputError
 from sparseflow.ir.graph import Graph
 from sparseflow.ir.ops import Op
 
 
-def streams_from_file(data: bytes, program: Program) -> dict[tuple[str, int], list]:
-    """Return {bucket key: per-core instructions} decoded from DIR/program's bytes (every
-    bucket's streams back to back, in the program's order)."""
+def split_program(data: bytes, program: Program) -> dict[tuple[str, int], list[bytes]]:
+    """Return {bucket key: per-core bytes} of DIR/program (every bucket's streams back to
+    back, in the program's order)."""
     out, offset = {}, 0
     for bucket in program.buckets:
-        streams = []
+        out[bucket.key] = []
         for stream in bucket.streams:
-            streams.append(isa.decode(data[offset : offset + stream.nbytes]))
+            out[bucket.key].append(data[offset : offset + stream.nbytes])
             offset += stream.nbytes
-        out[bucket.key] = streams
     if offset != len(data):
         raise InputError(f"program: {len(data)} bytes, the buckets hold {offset}")
     return out
 
 
+def streams_from_file(data: bytes, program: Program) -> dict[tuple[str, int], list]:
+    """Return {bucket key: per-core instructions} decoded from DIR/program's bytes."""
+    split = split_program(data, program).items()
+    return {key: [isa.decode(part) for part in parts] for key, parts in split}
+
+
 class Device:
-    """One accelerator running `program`: its HBM image, machine and decoded programs."""
+    """One accelerator running `program`: its HBM image, machine and decoded programs
+    (`probe`: see `machine.Machine`)."""
 
     def __init__(self, program: Program, graph: Graph, seed: int = 0,
-                 programs: Mapping[tuple[str, int], list] | None = None) -> None:  # fmt: skip
+                 programs: Mapping[tuple[str, int], list] | None = None,
+                 probe: Probe | None = None) -> None:  # fmt: skip
         if str(program.meta.get("sfu_precision", "fp16")) != "fp16":
             raise InputError("the instruction-set simulator runs FP16 SFU words")
         self.program, self.graph, self.seed = program, graph, seed
         self.image = build_image(program, graph, program.cores * UNITS)
-        self.machine = Machine(program, self.image)
+        self.machine = Machine(program, self.image, probe)
         self.programs = dict(programs or {})
         self.executed = 0
         self.runs = 0

@@ -1,7 +1,9 @@
 """Generate, lint and verify the accelerator's SystemVerilog (see generator and runner).
 
 `templates/*.sv` are the blocks, `generator` fills their parameters, `runner` lints them and
-runs the cocotb benches on Verilator, `bench` and `words` drive the benches.
+runs the cocotb benches on Verilator, `bench` and `words` drive the benches, `agreement` cuts
+a compiled layer into the cases of the bench that compares the RTL with the instruction-set
+simulator.
 
 Imports: sparseflow.ir and sparseflow.backends.fpga.
 """

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable
 
 import cocotb
 from cocotb.clock import Clock
@@ -19,6 +20,7 @@ from sparseflow.backends.fpga.rtl import words
 CLOCK_PERIOD_NS = 4  # 250 MHz, above the U280 design's 225 MHz (FlightLLM [P])
 PARAMS_ENV = "SPARSEFLOW_RTL_PARAMS"  # JSON of the build's parameters, set by the pytest side
 RESULTS_ENV = "SPARSEFLOW_RTL_RESULTS"  # file the bench writes its measured cycles to
+CASES_ENV = "SPARSEFLOW_RTL_CASES"  # folder of the cases a bench runs (agreement.Share files)
 
 
 def bench_params() -> dict:
@@ -67,16 +69,46 @@ async def load_buffers(dut: object, engine: EngineParams, buf: EngineBuffers, ro
         getattr(dut, f"{port}_we").value = 0
 
 
-async def read_out(dut: object, engine: EngineParams, addresses: range) -> dict[int, object]:
+async def read_out(
+    dut: object, engine: EngineParams, addresses: Iterable[int]
+) -> dict[int, object]:
     """Return {address: int32 [2, chains, segments]} read through the output read port."""
     result = {}
-    for addr in addresses:
+    for addr in map(int, addresses):
         await FallingEdge(dut.clk)
         dut.out_raddr.value = addr
         await RisingEdge(dut.clk)
         await ReadOnly()
         result[addr] = words.out_row(engine, dut.out_rdata.value.to_unsigned())
     return result
+
+
+async def reset_top(dut: object, clock_running: bool = False) -> None:
+    """Clear sf_accel_top's inputs, then reset (starting the clock unless it runs already)."""
+    for name in ("run", "imem_we", "act_we", "w_we", "bias_we"):
+        getattr(dut, name).value = 0
+    await (reset(dut) if clock_running else start(dut))
+
+
+async def load_program(dut: object, program_words: list[int]) -> None:
+    """Write 32-bit program words into sf_accel_top's instruction memory from address 0."""
+    for addr, word in enumerate(program_words):
+        await FallingEdge(dut.clk)
+        dut.imem_we.value = 1
+        dut.imem_waddr.value = addr
+        dut.imem_wdata.value = int(word)
+    await FallingEdge(dut.clk)
+    dut.imem_we.value = 0
+
+
+async def run_program(dut: object) -> int:
+    """Pulse sf_accel_top's run and return the cycles its controller spends running."""
+    counter = cocotb.start_soon(count_high_cycles(dut, dut.running, 100_000))
+    await FallingEdge(dut.clk)
+    dut.run.value = 1
+    await FallingEdge(dut.clk)
+    dut.run.value = 0
+    return await counter
 
 
 async def count_high_cycles(dut: object, signal: object, timeout_cycles: int) -> int:

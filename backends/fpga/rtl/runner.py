@@ -55,10 +55,12 @@ def build_and_test(
     test_dir: Path,
     extra_env: dict[str, str] | None = None,
     waves: bool | None = None,
+    build_args: list[str] | None = None,
 ) -> Path:
     """Build `top` with Verilator into build_dir and run the cocotb `test_module` on it.
 
-    Return the results file; raise AssertionError when a cocotb test failed.
+    `build_args` are added to Verilator's. Return the results file; raise AssertionError
+    when a cocotb test failed.
     """
     ensure_verilator_on_path()
     from cocotb_tools.check_results import get_results
@@ -72,7 +74,7 @@ def build_and_test(
         build_dir=build_dir,
         always=True,
         waves=waves,
-        build_args=["-Wno-fatal", "-O2", "--x-assign", "0"],
+        build_args=["-Wno-fatal", "-O2", "--x-assign", "0", *(build_args or [])],
         timescale=("1ns", "1ps"),
     )
     env = {"PYTHONPATH": os.pathsep.join([str(test_dir), *sys.path]), **(extra_env or {})}
