@@ -20,8 +20,8 @@ from sparseflow.ir.models.zoo import build_graph
 from sparseflow.passes.recipe import load_recipe
 
 # The flightllm graph carries every rounding point of the accelerator (INT8 attention
-# operands, a static value-cache scale, FP16 special functions), so only float summation
-# order differs: the bound.
+# operands, a static value-cache scale, FP16 special functions), so only the float32 rounding
+# of scaled sums differs (docs/fpga_compiler.md): the bound.
 REL_ERROR_BOUND = 1e-3
 
 
