@@ -75,12 +75,34 @@ class Linear:
 
     @staticmethod
     def reference(xs: list[np.ndarray], a: AttrDict) -> np.ndarray:
-        # asarray: no copy of a float32 weight on every call (a large share of eval's time)
-        x, w = np.asarray(xs[0], np.float32), np.asarray(xs[1], np.float32)
-        y = np.matmul(x.reshape(-1, x.shape[-1]), w.T).reshape(*x.shape[:-1], w.shape[0])
+        x = np.asarray(xs[0], np.float32)
+        w = xs[1]
+        y = exact_dot(x.reshape(-1, x.shape[-1]), w).reshape(*x.shape[:-1], w.shape[0])
         if len(xs) == 3:
             y = y + xs[2]
         return y.astype(np.float32)
+
+
+# Weight rows converted to float64 at a time by `exact_dot` (64 MiB at K = 4096).
+EXACT_DOT_ELEMENTS = 1 << 23
+
+
+def exact_dot(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Return x [M, K] @ w [N, K]^T accumulated in float64 and rounded once to float32.
+
+    Products of float32 numbers are exact in float64 and their sums nearly so, so the result
+    is the exact dot product of the operands rounded once, whatever the summation order; an
+    accelerator summing integer codes exactly comes within a rounding or two of it. A float32
+    BLAS misses some sums by a few ulps (its order is its own), and after the FP16 rounding
+    and INT8 quantization of the next layer's input such a miss can move a code by one: in a
+    768-wide 12-layer INT8 graph those moves alone changed the logits by 1e-2.
+    """
+    x64 = np.asarray(x, np.float64)
+    out = np.empty((x.shape[0], w.shape[0]), np.float32)
+    rows = max(1, EXACT_DOT_ELEMENTS // max(1, w.shape[1]))
+    for r in range(0, w.shape[0], rows):
+        out[:, r : r + rows] = x64 @ np.asarray(w[r : r + rows], np.float64).T
+    return out
 
 
 @register(Op.MATMUL, OpClass.ATTENTION, (2, 2))

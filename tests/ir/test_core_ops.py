@@ -188,6 +188,18 @@ def test_embedding_rejects_ids_out_of_range():
         run("embedding", np.array([[0, 11]]), np.zeros((11, 2), np.float32))
 
 
+def test_linear_reference_rounds_the_exact_sums_once():
+    """INT8 activations x INT4 weights, each code times a float32 scale: every output is the
+    exact sum of the products rounded once to float32, independent of summation order (a
+    float32 BLAS misses some of these sums by a few ulps)."""
+    rng = np.random.default_rng(0)
+    x = rng.integers(-127, 128, (8, 768)) * np.float32(0.0317)
+    w = rng.integers(-7, 8, (64, 768)) * rng.uniform(0.01, 0.1, (64, 1)).astype(np.float32)
+    x, w = x.astype(np.float32), w.astype(np.float32)
+    exact = [[math.fsum(np.float64(row) * col) for col in w.astype(np.float64)] for row in x]
+    assert np.array_equal(run("linear", x, w), np.float32(exact))
+
+
 def test_linear_cost_counts_sparse_flops_and_packed_bytes():
     x = t(1, 128, 4096)
     dense = t(4096, 4096)
