@@ -40,14 +40,16 @@ class Span:
 class SfuAllocator:
     """Spans of the SFU buffer's `depth` words held by named values (see the module doc).
 
-    A retired span is kept as (addr, end, core, users): `core` is the only core that used
-    it since the last barrier, None when several did; spans nobody used are free at once.
+    Retired spans are kept by (addr, end, core) -> users: `core` is the only core that used
+    the span since the last barrier, None when several did, and spans retired again at the
+    same key merge their users (the latest use per core: all that waits need); spans nobody
+    used are free at once.
     """
 
     def __init__(self, depth: int, live: Mapping[str, tuple[int, int]] | None = None) -> None:
         self.depth = depth
         self.live = {name: Span(addr, words) for name, (addr, words) in (live or {}).items()}
-        self.retired: list[tuple[int, int, int | None, dict[int, int]]] = []
+        self.retired: dict[tuple[int, int, int | None], dict[int, int]] = {}
         self.waits: dict[str, dict[int, int]] = {}  # value -> core -> instruction to wait for
 
     def __contains__(self, name: str) -> bool:
@@ -70,7 +72,7 @@ class SfuAllocator:
         held = [(s.addr, s.addr + s.words) for s in self.live.values()]
         # a retired span is free for a value that only the span's one user core writes
         sole = cores[0] if len(cores) == 1 else None
-        busy = [(a, end) for a, end, core, _ in self.retired if sole is None or core != sole]
+        busy = [(a, end) for a, end, core in self.retired if sole is None or core != sole]
         addr = _first_fit(held + busy, words, self.depth)
         if addr is None:
             if _first_fit(held, words, self.depth) is not None:
@@ -81,7 +83,7 @@ class SfuAllocator:
                 "held by live values (a smaller prefill chunk or model needs fewer)"
             )
         waits: dict[int, int] = {}
-        for a, end, _, users in self.retired:
+        for (a, end, _), users in self.retired.items():
             if a < addr + words and addr < end:
                 for core, user in users.items():
                     if user > waits.get(core, -1):
@@ -107,12 +109,14 @@ class SfuAllocator:
         span = self.live.pop(name, None)
         if span is not None and span.users:
             only = next(iter(span.users)) if len(span.users) == 1 else None
-            self.retired.append((span.addr, span.end, only, span.users))
+            users = self.retired.setdefault((span.addr, span.end, only), {})
+            for core, user in span.users.items():
+                users[core] = max(users.get(core, -1), user)
         self.waits.pop(name, None)
 
     def barrier(self) -> None:
         """Forget every use before a barrier: retired spans are free for any core."""
-        self.retired = []
+        self.retired = {}
         self.waits = {}
         for span in self.live.values():
             span.users = {}
