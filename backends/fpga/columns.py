@@ -110,15 +110,18 @@ def block_of(
     for row, (cls, f) in enumerate(zip(classes, fields, strict=True)):
         groups.setdefault((cls, *f), []).append(row)
     for (cls, *names), rows in groups.items():
+        at = np.array(rows, np.int64)
         if names:
-            values = zip(*(tuple(fields[r].values()) for r in rows), strict=True)
-            for name, column in zip(names, values, strict=True):
-                if name == ACT_FIELD:
-                    column = [_act_code(cls, v) for v in column]
-                cols[name][rows] = column
+            table = [tuple(fields[r].values()) for r in rows]
+            if ACT_FIELD in names:
+                a = names.index(ACT_FIELD)
+                table = [(*t[:a], _act_code(cls, t[a]), *t[a + 1 :]) for t in table]
+            values = np.array(table, np.int64)
+            for j, name in enumerate(names):
+                cols[name][at] = values[:, j]
         for name, default in DEFAULTS[cls].items():
             if default and name not in names:
-                cols[name][rows] = default if name != ACT_FIELD else _act_code(cls, default)
+                cols[name][at] = default if name != ACT_FIELD else _act_code(cls, default)
     check(cols)
     _derive(cols)
     return Block(cols)
