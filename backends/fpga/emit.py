@@ -138,12 +138,9 @@ class Emitter:
                 self.releases[dep] |= 1 << q
                 wait |= 1 << p
                 synced[(q, p)] = dep
-        return self._append(cls, fields, q, wait)
-
-    def _append(self, cls: type[isa.Instruction], fields: dict, queue, wait: int) -> int:
         self.classes.append(cls)
         self.fields.append(fields)
-        self.queues.append(queue)
+        self.queues.append(q)
         self.waits.append(wait)
         self.releases.append(0)
         return len(self.classes) - 1
@@ -153,7 +150,7 @@ class Emitter:
         return half * self.out_half
 
     def barrier(self) -> None:
-        self._append(isa.Sys, {"op": isa.SysOp.BARRIER}, None, 0)
+        self.emit(isa.Sys, op=isa.SysOp.BARRIER)
         # everything before the barrier is done: no token needed for it (its index and below)
         self.synced = {(int(q), int(p)): len(self.classes) - 1 for q in Q for p in Q}
         self.ring.after_barrier()
