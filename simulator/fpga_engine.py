@@ -439,8 +439,16 @@ class _EventLoop:
 
     def _barrier(self) -> bool:
         """Pass the device-wide barrier once every running core waits at it, drained."""
-        running = [c for c in self.cores if not c.finished or c.barrier_s is not None]
-        if not running or any(c.barrier_s is None or c.pending for c in running):
+        running = []
+        for c in self.cores:
+            if c.barrier_s is None:
+                if not c.finished:
+                    return False  # still running, not at the barrier
+            elif c.pending:
+                return False  # at the barrier, not drained
+            else:
+                running.append(c)
+        if not running:
             return False
         resume = max([self.now] + [c.barrier_s for c in running])
         for core in running:
@@ -479,17 +487,19 @@ class _EventLoop:
 
     def _next_event(self) -> tuple[float, object]:
         best, what = self.hbm.next_finish()
+        now = self.now
         for core in self.cores:
+            fixed_end, queues, ready_s = core.fixed_end, core.queues, core.ready_s
             for unit in FIXED_UNITS:
-                pair = core.fixed_end[unit]
+                pair = fixed_end[unit]
                 if pair is not None and pair[0] < best:
                     best, what = pair[0], (core, unit)
-            for unit in range(N_UNITS):
-                if core.queues[unit]:
-                    ready = core.ready_s[core.queues[unit][0]]
-                    if self.now < ready < best:
+            for queue in queues:
+                if queue:
+                    ready = ready_s[queue[0]]
+                    if now < ready < best:
                         best, what = ready, "ready"
-            if core.barrier_s is not None and self.now < core.barrier_s < best:
+            if core.barrier_s is not None and now < core.barrier_s < best:
                 best, what = core.barrier_s, "ready"
         return best, what
 
