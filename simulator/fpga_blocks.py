@@ -171,7 +171,7 @@ class BlockRunner:
         retire = [0.0] * n_cores
         sems = [NO_TOKENS] * n_cores
         total = ChargeSum(self.n_classes)
-        busy_s = np.zeros(N_UNITS)
+        busy_s = np.zeros((n_cores, N_UNITS))  # per core, added up as the full path does
         for k in range(len(epochs[0])):
             spans = [epochs[c][k] for c in range(n_cores)]
             resume, timelines, keys = 0.0, [None] * n_cores, []
@@ -185,13 +185,13 @@ class BlockRunner:
                 keys.append(key)
                 for c, t, sem in zip(group, *hit, strict=True):
                     timelines[c] = t
-                    busy_s += t.busy_s
+                    busy_s[c] += t.busy_s
                     retire[c] = max(retire[c], offset + t.retire_s)
                     sems[c] = sem
                     resume = max(resume, t.resume_s, t.retire_s)
             total.add(self._charge(tuple(keys), timelines, infos, spans, starts, classes), offset)
             offset += resume
-        return max(retire + [0.0]), total.class_time_s, total.pair_time_s, busy_s
+        return max(retire + [0.0]), total.class_time_s, total.pair_time_s, busy_s.sum(axis=0)
 
     def _simulate(self, group, infos, spans, sems):
         streams = []

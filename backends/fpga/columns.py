@@ -110,15 +110,18 @@ def block_of(
     for row, (cls, f) in enumerate(zip(classes, fields, strict=True)):
         groups.setdefault((cls, *f), []).append(row)
     for (cls, *names), rows in groups.items():
+        at = np.array(rows, np.int64)
         if names:
-            values = zip(*(tuple(fields[r].values()) for r in rows), strict=True)
-            for name, column in zip(names, values, strict=True):
-                if name == ACT_FIELD:
-                    column = [_act_code(cls, v) for v in column]
-                cols[name][rows] = column
+            table = [tuple(fields[r].values()) for r in rows]
+            if ACT_FIELD in names:
+                a = names.index(ACT_FIELD)
+                table = [(*t[:a], _act_code(cls, t[a]), *t[a + 1 :]) for t in table]
+            values = np.array(table, np.int64)
+            for j, name in enumerate(names):
+                cols[name][at] = values[:, j]
         for name, default in DEFAULTS[cls].items():
             if default and name not in names:
-                cols[name][rows] = default if name != ACT_FIELD else _act_code(cls, default)
+                cols[name][at] = default if name != ACT_FIELD else _act_code(cls, default)
     check(cols)
     _derive(cols)
     return Block(cols)
@@ -158,7 +161,9 @@ def check(cols: Mapping[str, np.ndarray], names: set[str] | None = None) -> None
     all) that its instruction cannot encode: an estimate rejects what `compile` could not
     write."""
     opcode = cols["opcode"]
-    for cls in CLASSES:
+    if _encodable(cols, names):
+        return
+    for cls in CLASSES:  # find the first bad value class by class, as `pack` would
         rows = np.flatnonzero(opcode == cls.OPCODE)
         if not len(rows):
             continue
@@ -166,6 +171,61 @@ def check(cols: Mapping[str, np.ndarray], names: set[str] | None = None) -> None
             if names is None or field.name in names:
                 _field_code(cls, field, cols[field.name][rows])
         _check_own_queue(cls, cols, rows)
+
+
+def _encodable(cols: Mapping[str, np.ndarray], names: set[str] | None) -> bool:
+    """Return whether every field value (of `names`) encodes, whole columns at once."""
+    opcode = cols["opcode"]
+    if len(opcode) and (opcode.min() < 0 or opcode.max() >= len(N_WORDS)):
+        return False
+    lo, hi, member, own = _limits()
+    for name, lowest in lo.items():
+        if names is not None and name not in names:
+            continue
+        values = cols[name]
+        bad = (values < lowest[opcode]) | (values > hi[name][opcode])
+        if name in member:
+            allowed = member[name]
+            bad |= ~allowed[opcode, np.clip(values, 0, allowed.shape[1] - 1)]
+        if bad.any():
+            return False
+    queue = own[opcode]
+    return not ((cols["wait"] & queue).any() or (cols["release"] & queue).any())
+
+
+@cache
+def _limits() -> tuple[dict, dict, dict, np.ndarray]:
+    """Return per field name the lowest and highest value each opcode's field takes (no
+    limit where the opcode lacks the field), per choice field which values each opcode's
+    field allows, and per opcode the bit of its own queue in wait/release masks."""
+    unlimited = np.iinfo(np.int64)
+    lo: dict[str, np.ndarray] = {}
+    hi: dict[str, np.ndarray] = {}
+    member: dict[str, np.ndarray] = {}
+    own = np.zeros(len(N_WORDS), np.int64)
+    for cls in CLASSES:
+        op = int(cls.OPCODE)
+        own[op] = 0 if cls.QUEUE is None else 1 << cls.QUEUE
+        for field in isa.HEADER + cls.FIELDS:
+            lo.setdefault(field.name, np.full(len(N_WORDS), unlimited.min))
+            hi.setdefault(field.name, np.full(len(N_WORDS), unlimited.max))
+            if field.name == ACT_FIELD:
+                lo[field.name][op], hi[field.name][op] = 0, len(field.values) - 1
+            elif field.values is not None:
+                lookup = _codes_of(field)
+                lo[field.name][op], hi[field.name][op] = 0, len(lookup) - 1
+                allowed = member.get(field.name)
+                if allowed is None or allowed.shape[1] < len(lookup):
+                    wider = np.ones((len(N_WORDS), len(lookup)), bool)
+                    if allowed is not None:
+                        wider[:, : allowed.shape[1]] = allowed
+                    member[field.name] = allowed = wider
+                allowed[op] = False
+                allowed[op, : len(lookup)] = lookup >= 0
+            else:
+                top = (1 << field.width) - 1 if field.hi is None else field.hi
+                lo[field.name][op], hi[field.name][op] = field.lo, top
+    return lo, hi, member, own
 
 
 def pack(cols: Mapping[str, np.ndarray]) -> np.ndarray:

@@ -17,6 +17,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from sparseflow.backends.fpga import isa
 from sparseflow.backends.fpga.columns import Block, check, listing_of, table_of
 from sparseflow.backends.fpga.emit import PassShape, consumers_of
@@ -114,7 +116,7 @@ def compile_program(
         steps = {-(-n // options.decode_step) * options.decode_step for n in kv_lengths}
         keys += [("decode", length) for length in sorted(steps)]
 
-    reused: dict = {}  # segments whose lowering never read the KV length (`_lower_segments`)
+    reused = _Reuse()
 
     def lower(phase: str, length: int) -> Bucket:
         return _bucket(graphs[phase], phase, length, hw, engine, plan, layout, weights, reused)
@@ -253,6 +255,15 @@ def _boundaries(graph: Graph, starts: list[int], last: dict[str, int]) -> list[t
     return [*bounds, ()]
 
 
+@dataclass
+class _Reuse:
+    """What the buckets of one program share: lowered segments that never read the KV length
+    (`_lower_segments`), and per pass shape the period its layers repeat with (`_Layers`)."""
+
+    segments: dict = field(default_factory=dict)
+    periods: dict[tuple, _Period] = field(default_factory=dict)
+
+
 def _bucket(graph: _Graph, phase, length, hw, engine, plan, layout, weights, reused) -> Bucket:
     """Lower one bucket: a decode step at KV length `length`, or a prompt of `length` tokens
     in passes of the largest chunk whose values fit the SFU buffer (`SfuFull` otherwise)."""
@@ -334,7 +345,7 @@ def _kv_quant(node: Node) -> str | None:
 
 
 def _lower_segments(
-    graph: _Graph, shape, hw, engine, plan, layout, weights, reused: dict, more: bool
+    graph: _Graph, shape, hw, engine, plan, layout, weights, reused: _Reuse, more: bool
 ) -> list[list[Block]]:
     """Lower every segment for one pass in order, each starting from the tiles the one before
     loaded ahead and the SFU spans of the values it passes on; derive the middle layers from
@@ -343,7 +354,8 @@ def _lower_segments(
 
     A segment's lowering depends only on the pass's shape and its carry (tiles loaded ahead,
     SFU spans); one that never read the KV length (`Lowering.keys`, e.g. the epilogue) is
-    kept in `reused` and serves every decode bucket.
+    kept in `reused` and serves every decode bucket, and so does the period the layers of a
+    pass shape repeat with (`_Layers`).
     """
     segments = graph.segments
     firsts = [next((n for n in nodes if n.op is Op.LINEAR), None) for _, nodes in segments]
@@ -351,8 +363,8 @@ def _lower_segments(
     def lower(index: int, carry: tuple) -> tuple[list[Block], tuple]:
         last = index + 1 == len(segments)
         key = (shape.phase, shape.tokens, index, carry, more and last)
-        if key in reused:
-            return reused[key]
+        if key in reused.segments:
+            return reused.segments[key]
         ahead = firsts[index + 1] if not last else None
         ring, spans = carry or ((), ())
         lowering = Lowering(
@@ -363,17 +375,21 @@ def _lower_segments(
         lower_nodes(lowering, _kv_quant)
         done = [e.block() for e in lowering.emitters], lowering.carry()
         if not lowering.keys_read:
-            reused[key] = done
+            reused.segments[key] = done
         return done
 
     out, carry = [], ()
-    layers = _Layers([i for i, (layer, _) in enumerate(segments) if layer is not None], lower)
+    period_key = (shape.phase, shape.tokens, more)
+    indices = [i for i, (layer, _) in enumerate(segments) if layer is not None]
+    layers = _Layers(indices, lower, reused.periods.get(period_key))
     for index in range(len(segments)):
         if index in layers:
             blocks, carry = layers.get(index, carry)
         else:
             blocks, carry = lower(index, carry)
         out.append(blocks)
+    if layers.found is not None:
+        reused.periods.setdefault(period_key, layers.found)
     return [[parts[c] for parts in out] for c in range(hw.cores)]
 
 
@@ -388,13 +404,20 @@ class _Layers:
     j of the middle is then layer 1 + (j - 1) % p plus (j - 1) // p steps of (layer 1 + p -
     layer 1), field by field (`columns.Block.shifted`). The last layer is lowered too: its
     lookahead is the epilogue's linear. Without a period every layer is lowered.
+
+    A period `known` from another lowering of the same pass shape (a decode bucket of another
+    KV length) holds here too once layers 0 .. p are lowered with the same instructions (up
+    to field values) and carries: the layers then start from what they started from there,
+    and step by the same addresses. Only the KV length differs, which is the same in every
+    layer of a pass. Then layers p + 1 .. are derived with its steps, unchecked.
     """
 
-    def __init__(self, indices: list[int], lower) -> None:
-        self.indices, self.lower = indices, lower
+    def __init__(self, indices: list[int], lower, known: _Period | None = None) -> None:
+        self.indices, self.lower, self.known = indices, lower, known
         self.done: dict[int, tuple[list[Block], tuple]] = {}
         self.period: int | None = None
         self.steps: dict[int, list[dict | None]] = {}  # p -> per core: layer 1 + p - layer 1
+        self.found: _Period | None = None  # the period this lowering checked
 
     def __contains__(self, index: int) -> bool:
         return index in self.indices
@@ -403,8 +426,12 @@ class _Layers:
         j = self.indices.index(index)
         if self.period is None or j == len(self.indices) - 1:
             self.done[j] = self.lower(index, carry)
+            if self.period is None and self.known is not None and j == self.known.p:
+                self._adopt(self.known)
             if self.period is None and j in (3, 4):
                 self.period = self._check(j - 2)
+                if self.period is not None:
+                    self.found = self._found(self.period)
             return self.done[j]
         p = self.period
         base = 1 + (j - 1) % p
@@ -421,6 +448,22 @@ class _Layers:
         blocks = [a.shifted(d, steps) for a, d in pairs]
         return None if any(b is None for b in blocks) else blocks
 
+    def _adopt(self, known: _Period) -> None:
+        """Take the period `known` if layers 0 .. p lowered as they did where it was found."""
+        d, p = self.done, known.p
+        same = all(d[i][1] == known.carries[i] for i in range(p + 1)) and all(
+            np.array_equal(block.cols["opcode"], opcodes)
+            for i in range(1, p + 1)
+            for block, opcodes in zip(d[i][0], known.opcodes[i - 1], strict=True)
+        )
+        if same:
+            self.period, self.steps[p] = p, known.steps
+
+    def _found(self, p: int) -> _Period:
+        d = self.done
+        opcodes = [[b.cols["opcode"] for b in d[i][0]] for i in range(1, p + 1)]
+        return _Period(p, self.steps[p], [d[i][1] for i in range(p + 1)], opcodes)
+
     def _check(self, p: int) -> int | None:
         """Return `p` if layer p + 2 derives from layers 1 .. p + 1 and carries repeat."""
         d, last = self.done, p + 2
@@ -429,6 +472,18 @@ class _Layers:
             a.same(b) for a, b in zip(derived, d[last][0], strict=True)
         )
         return p if same and all(d[j][1] == d[j + p][1] for j in range(1, last - p + 1)) else None
+
+
+@dataclass(frozen=True)
+class _Period:
+    """Layers that repeat with period `p` (`_Layers`): per core the field steps from layer 1
+    to layer 1 + p, the carries out of layers 0 .. p and per core the opcodes of layers
+    1 .. p, as the lowering that checked it found them."""
+
+    p: int
+    steps: list[dict]
+    carries: list[tuple]
+    opcodes: list[list[np.ndarray]]
 
 
 @dataclass

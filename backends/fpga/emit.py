@@ -7,6 +7,7 @@ used by `lower.Lowering`, which decides what to emit.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -17,12 +18,13 @@ from sparseflow.ir.graph import Graph
 from sparseflow.ir.node import Node
 
 Q = isa.Queue
+# Queue numbers as plain ints: they key the emitter's dicts (an IntEnum hashes in Python).
 QUEUE_OF = {
-    isa.Load: Q.LOAD,
-    isa.Store: Q.STORE,
-    isa.MM: Q.MATRIX,
-    isa.MV: Q.MATRIX,
-    isa.Sfu: Q.SFU,
+    isa.Load: int(Q.LOAD),
+    isa.Store: int(Q.STORE),
+    isa.MM: int(Q.MATRIX),
+    isa.MV: int(Q.MATRIX),
+    isa.Sfu: int(Q.SFU),
 }
 PENDING = -2  # reader of ring words loaded ahead for a matrix op not emitted yet
 QUANT_CHAIN_STEP = 1 << 12  # QUANTIZE imm: k steps of chain_len elements (else 16)
@@ -120,7 +122,7 @@ class Emitter:
     out_readers: dict = field(default_factory=dict)  # OUT half -> last SFU reading it
     matrix_ops: int = 0
 
-    def emit(self, cls: type[isa.Instruction], after: tuple = (), **fields: object) -> int:
+    def emit(self, cls: type[isa.Instruction], after: Sequence = (), **fields: object) -> int:
         q = QUEUE_OF.get(cls)
         latest: dict[int, int] = {}
         queues = self.queues
@@ -130,17 +132,15 @@ class Emitter:
                 if p != q and dep > latest.get(p, -1):
                     latest[p] = dep
         wait = 0
+        synced = self.synced
         for p, dep in latest.items():
-            if dep > self.synced.get((q, p), -1):
+            if dep > synced.get((q, p), -1):
                 self.releases[dep] |= 1 << q
                 wait |= 1 << p
-                self.synced[(q, p)] = dep
-        return self._append(cls, fields, q, wait)
-
-    def _append(self, cls: type[isa.Instruction], fields: dict, queue, wait: int) -> int:
+                synced[(q, p)] = dep
         self.classes.append(cls)
         self.fields.append(fields)
-        self.queues.append(queue)
+        self.queues.append(q)
         self.waits.append(wait)
         self.releases.append(0)
         return len(self.classes) - 1
@@ -150,9 +150,9 @@ class Emitter:
         return half * self.out_half
 
     def barrier(self) -> None:
-        self._append(isa.Sys, {"op": isa.SysOp.BARRIER}, None, 0)
+        self.emit(isa.Sys, op=isa.SysOp.BARRIER)
         # everything before the barrier is done: no token needed for it (its index and below)
-        self.synced = {(q, p): len(self.classes) - 1 for q in Q for p in Q}
+        self.synced = {(int(q), int(p)): len(self.classes) - 1 for q in Q for p in Q}
         self.ring.after_barrier()
         self.act_writer = self.act_reader = None
         self.out_readers = {}

@@ -151,6 +151,8 @@ class Lowering(AttentionLowering):
     value_tables: dict = field(default_factory=dict)  # layer -> core -> value-scale table
     position: int = 0  # index in `nodes` of the node being lowered
     keys_read: bool = False  # whether the lowering read `shape.keys` (see `keys`)
+    elements: dict = field(default_factory=dict)  # value -> `row_elements`, once computed
+    sources: dict = field(default_factory=dict)  # value -> `source`, once computed
 
     def __post_init__(self) -> None:
         depth = self.plan.depth_words[isa.Buffer.WEIGHT]
@@ -174,6 +176,12 @@ class Lowering(AttentionLowering):
     # ------------------------------------------------------------------ SFU values
     def row_elements(self, value: str) -> int:
         """Return the elements per token of graph value `value` (symbolic dims: the keys)."""
+        elements = self.elements.get(value)
+        if elements is None:
+            elements = self.elements[value] = self._row_elements(value)
+        return elements
+
+    def _row_elements(self, value: str) -> int:
         t = self.graph.node(value).type
         seq = self.graph.meta_dict.get("seq")
         graph_tokens = int(seq) if str(seq).isdigit() else 1
@@ -205,16 +213,17 @@ class Lowering(AttentionLowering):
              writes: tuple = (), **fields: object) -> int:  # fmt: skip
         """Emit on `core` an instruction reading and writing SFU values `reads`, `writes`;
         it waits for their last writers (and a write for their last users) on the core."""
-        deps = list(after)
-        deps += [self.writers.get((n, core)) for n in reads]
+        writers, users, sfu = self.writers, self.users, self.sfu
+        deps = [*after, *(writers.get((n, core)) for n in reads)]
         for n in writes:
-            deps += [self.users.get((n, core)), self.sfu.war(n, core)]
-        index = self.emitters[core].emit(cls, after=tuple(deps), **fields)
+            deps.append(users.get((n, core)))
+            deps.append(sfu.war(n, core))
+        index = self.emitters[core].emit(cls, deps, **fields)
         for n in (*reads, *writes):
-            self.users[(n, core)] = index
-            self.sfu.touch(n, core, index)
+            users[(n, core)] = index
+            sfu.touch(n, core, index)
         for n in writes:
-            self.writers[(n, core)] = index
+            writers[(n, core)] = index
         return index
 
     def release_dead(self) -> None:
@@ -233,7 +242,10 @@ class Lowering(AttentionLowering):
     # ------------------------------------------------------------------ epochs
     def source(self, value: str) -> str:
         """Return the value whose data `value` views (through reshapes and transposes)."""
-        return source_of(self.graph, value)
+        source = self.sources.get(value)
+        if source is None:
+            source = self.sources[value] = source_of(self.graph, value)
+        return source
 
     def reads(self, values: list[str], cores: list[int], partition: tuple | None = None) -> None:
         """Barrier first if a core of `cores` reads (its `partition` part of) a value that

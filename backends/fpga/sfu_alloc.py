@@ -36,18 +36,21 @@ class Span:
     def end(self) -> int:
         return self.addr + self.words
 
-    def overlaps(self, addr: int, words: int) -> bool:
-        return self.addr < addr + words and addr < self.end
-
 
 class SfuAllocator:
-    """Spans of the SFU buffer's `depth` words held by named values (see the module doc)."""
+    """Spans of the SFU buffer's `depth` words held by named values (see the module doc).
+
+    Retired spans are kept by (addr, end, core) -> users: `core` is the only core that used
+    the span since the last barrier, None when several did, and spans retired again at the
+    same key merge their users (the latest use per core: all that waits need); spans nobody
+    used are free at once.
+    """
 
     def __init__(self, depth: int, live: Mapping[str, tuple[int, int]] | None = None) -> None:
         self.depth = depth
         self.live = {name: Span(addr, words) for name, (addr, words) in (live or {}).items()}
-        self.retired: list[Span] = []
-        self.waits: dict[tuple[str, int], int] = {}  # (value, core) -> instruction to wait for
+        self.retired: dict[tuple[int, int, int | None], dict[int, int]] = {}
+        self.waits: dict[str, dict[int, int]] = {}  # value -> core -> instruction to wait for
 
     def __contains__(self, name: str) -> bool:
         return name in self.live
@@ -66,44 +69,54 @@ class SfuAllocator:
         few words even after a barrier."""
         if name in self.live:
             return self.live[name].addr
-        taken = list(self.live.values()) + [s for s in self.retired if not _free_for(s, cores)]
-        addr = _first_fit(taken, words, self.depth)
+        held = [(s.addr, s.addr + s.words) for s in self.live.values()]
+        # a retired span is free for a value that only the span's one user core writes
+        sole = cores[0] if len(cores) == 1 else None
+        busy = [(a, end) for a, end, core in self.retired if sole is None or core != sole]
+        addr = _first_fit(held + busy, words, self.depth)
         if addr is None:
-            if _first_fit(list(self.live.values()), words, self.depth) is not None:
+            if _first_fit(held, words, self.depth) is not None:
                 return None
             used = sum(s.words for s in self.live.values())
             raise SfuFull(
                 f"SFU buffer: value {name} needs {words} words, {used} of {self.depth} are "
                 "held by live values (a smaller prefill chunk or model needs fewer)"
             )
-        for span in self.retired:
-            if span.overlaps(addr, words):
-                for core, user in span.users.items():
-                    key = (name, core)
-                    self.waits[key] = max(self.waits.get(key, -1), user)
+        waits: dict[int, int] = {}
+        for (a, end, _), users in self.retired.items():
+            if a < addr + words and addr < end:
+                for core, user in users.items():
+                    if user > waits.get(core, -1):
+                        waits[core] = user
+        if waits:
+            self.waits[name] = waits
         self.live[name] = Span(addr, words)
         return addr
 
     def war(self, name: str, core: int) -> int | None:
         """Return the instruction of `core` that a write of `name` there must wait for."""
-        return self.waits.get((name, core))
+        waits = self.waits.get(name)
+        return None if waits is None else waits.get(core)
 
     def touch(self, name: str, core: int, index: int) -> None:
         """Note that instruction `index` of `core` reads or writes value `name`."""
-        if name in self.live:
-            self.live[name].users[core] = index
+        span = self.live.get(name)
+        if span is not None:
+            span.users[core] = index
 
     def release(self, name: str) -> None:
         """Hand `name`'s span back (no-op for a value that holds none)."""
         span = self.live.pop(name, None)
-        if span is not None:
-            self.retired.append(span)
-        for key in [k for k in self.waits if k[0] == name]:
-            del self.waits[key]
+        if span is not None and span.users:
+            only = next(iter(span.users)) if len(span.users) == 1 else None
+            users = self.retired.setdefault((span.addr, span.end, only), {})
+            for core, user in span.users.items():
+                users[core] = max(users.get(core, -1), user)
+        self.waits.pop(name, None)
 
     def barrier(self) -> None:
         """Forget every use before a barrier: retired spans are free for any core."""
-        self.retired = []
+        self.retired = {}
         self.waits = {}
         for span in self.live.values():
             span.users = {}
@@ -113,17 +126,12 @@ class SfuAllocator:
         return tuple((self.live[n].addr, self.live[n].words) for n in names)
 
 
-def _free_for(span: Span, cores: Sequence[int]) -> bool:
-    """Return whether a retired span may be written now by values that `cores` write."""
-    users = set(span.users)
-    return not users or (len(cores) == 1 and users <= set(cores))
-
-
-def _first_fit(taken: list[Span], words: int, depth: int) -> int | None:
-    """Return the lowest address with `words` words clear of every span in `taken`."""
+def _first_fit(taken: list[tuple[int, int]], words: int, depth: int) -> int | None:
+    """Return the lowest address with `words` words clear of every [start, end) in `taken`."""
     addr = 0
-    for span in sorted(taken, key=lambda s: s.addr):
-        if span.addr >= addr + words:
+    for start, end in sorted(taken):
+        if start >= addr + words:
             break
-        addr = max(addr, span.end)
+        if end > addr:
+            addr = end
     return addr if addr + words <= depth else None

@@ -78,6 +78,18 @@ def test_llama2_7b_shape_only_compiles_quickly() -> None:
     assert 3.0e9 < program.layout.used_bytes("weight") < 3.6e9  # artifact image: 3.43 GB
 
 
+def test_a_bucket_taking_another_buckets_layer_period_lowers_as_alone() -> None:
+    """A decode bucket lowered after another takes the period its layers were checked with
+    there; it must equal the same bucket lowered first (checking its own period)."""
+    req = request("llama2-7b", prompt_len=128, gen_len=40)
+    after = compile_program(req, lazy=True)
+    after.bucket_for("decode", 144)
+    for length in (160, 176):
+        alone = compile_program(req, lazy=True).bucket_for("decode", length)
+        taken = after.bucket_for("decode", length)
+        assert [s.to_bytes() for s in taken.streams] == [s.to_bytes() for s in alone.streams]
+
+
 def test_unsupported_sparsity_names_layer_and_modes() -> None:
     r = recipe_from_dict({"passes": [
         {"pass": "sparsify_nm", "options": {"n": 2, "m": 4}},
