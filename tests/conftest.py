@@ -1,10 +1,12 @@
 """Session-wide test setup: pick the CUDA target (real GPU or numba's simulator) before any
-test module imports numba.cuda; the real checkpoints that accuracy tests share."""
+test module imports numba.cuda; Ctrl-C for the commands the interrupt tests start; the real
+checkpoints that accuracy tests share."""
 
 import hashlib
 import importlib.metadata
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +16,14 @@ import pytest
 import sparseflow.backends.gpu  # noqa: F401
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """A run started in the background of a non-interactive shell inherits SIGINT ignored,
+    and so would every command a test starts (it would never see its Ctrl-C): a handler,
+    unlike SIG_IGN, is reset to the default when a child starts."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")
