@@ -357,16 +357,17 @@ def check_matrix_op(op: MatrixFields, engine: EngineParams) -> None:
         raise InputError("matrix per_block_n: the engine runs one N per instruction")
     if getattr(op, "wbits", engine.chain.wbits) > engine.chain.wbits:
         raise InputError(f"matrix wbits={op.wbits}: engine built for {engine.chain.wbits}")
+    words = matrix_words(op)
     spans = {
-        "act_base": (op.act_base + op.tok_pairs * op.k_steps, engine.act_depth),
-        "w_base": (op.w_base + op.row_tiles * op.k_steps, engine.weight_depth),
-        "out_base": (op.out_base + op.tok_pairs * op.row_tiles, engine.out_depth),
+        "act_base": (words["act"], engine.act_depth),
+        "w_base": (words["weight"], engine.weight_depth),
+        "out_base": (words["out"], engine.out_depth),
     }
     if op.bias:
-        spans["bias_base"] = (op.bias_base + op.row_tiles, engine.bias_depth)
-    for field, (end, depth) in spans.items():
-        if end > depth:
-            raise InputError(f"matrix {field}: span ends at word {end}, buffer depth {depth}")
+        spans["bias_base"] = (words["bias"], engine.bias_depth)
+    for field, (span, depth) in spans.items():
+        if span.stop > depth:
+            raise InputError(f"matrix {field}: span ends at word {span.stop}, buffer depth {depth}")
 
 
 def matrix_words(op: MatrixFields) -> dict[str, range]:
