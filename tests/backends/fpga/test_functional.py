@@ -8,11 +8,13 @@ import numpy as np
 import pytest
 
 from sparseflow.backends.fpga import isa
+from sparseflow.backends.fpga.compiler import FpgaCompiled
 from sparseflow.backends.fpga.functional import engine_matmul
 from sparseflow.backends.fpga.layout import engine_for
 from sparseflow.backends.registry import CompileRequest, compile_model
 from sparseflow.backends.runner import generate, prompt_ids, rel_error
 from sparseflow.hw_models import load_hw
+from sparseflow.ir.graph import Graph
 from sparseflow.ir.interpreter import Interpreter
 from sparseflow.ir.models import load_model
 from sparseflow.ir.models.config import BUILTINS
@@ -23,6 +25,17 @@ from sparseflow.passes.recipe import load_recipe
 # operands, a static value-cache scale, FP16 special functions), so only the float32 rounding
 # of scaled sums differs (docs/fpga_compiler.md): the issue's bound.
 REL_ERROR_BOUND = 1e-3
+
+
+def error_vs_reference(prefill: Graph, decode: Graph) -> tuple[FpgaCompiled, float]:
+    """Compress with flightllm, compile for the u280 (prompt 6, 3 generated tokens) and
+    return the compiled model and its logits' error against the reference's."""
+    pre, dec = load_recipe("flightllm").apply_model(prefill, decode)
+    compiled = compile_model(CompileRequest(pre, dec, load_hw("u280"), prompt_len=6, gen_len=3))
+    ids = prompt_ids(int(pre.meta_dict["vocab_size"]), 1, 6)
+    ref = generate(Interpreter(pre), Interpreter(dec), pre, ids, 3)
+    fpga = generate(*compiled.runners(), pre, ids, 3, forced=ref.tokens)
+    return compiled, rel_error(fpga, ref)
 
 
 def test_engine_matmul_is_the_integer_product() -> None:
@@ -37,15 +50,10 @@ def test_engine_matmul_is_the_integer_product() -> None:
 
 
 def test_tiny_llama_logits_track_the_reference() -> None:
-    recipe = load_recipe("flightllm")
-    pre, dec = recipe.apply_model(
+    _, error = error_vs_reference(
         load_model("tiny-llama", "prefill"), load_model("tiny-llama", "decode")
     )
-    compiled = compile_model(CompileRequest(pre, dec, load_hw("u280"), prompt_len=6, gen_len=3))
-    ids = prompt_ids(256, 1, 6)
-    ref = generate(Interpreter(pre), Interpreter(dec), pre, ids, 3)
-    fpga = generate(*compiled.runners(), pre, ids, 3, forced=ref.tokens)
-    assert 0 < rel_error(fpga, ref) < REL_ERROR_BOUND
+    assert 0 < error < REL_ERROR_BOUND
 
 
 @pytest.mark.parametrize("family", ["gpt2", "opt-125m"])
@@ -56,18 +64,14 @@ def test_biased_tied_models_track_the_reference(family: str) -> None:
         num_heads=4, num_kv_heads=4, head_dim=16, intermediate_size=256, max_positions=128,
         random_seed=1,
     )  # fmt: skip
-    pre, dec = load_recipe("flightllm").apply_model(
+    compiled, error = error_vs_reference(
         build_graph(config, "prefill"), build_graph(config, "decode")
     )
-    compiled = compile_model(CompileRequest(pre, dec, load_hw("u280"), prompt_len=6, gen_len=3))
     tables = [s.table() for b in compiled.program.buckets for s in b.streams]
     ops = {int(op) for t in tables for op in t["op"][t["opcode"] == isa.Opcode.SFU]}
     assert isa.SfuOp.DEQUANT_BIAS in ops
     assert (isa.SfuOp.RELU in ops) == (config.activation == "relu")
-    ids = prompt_ids(128, 1, 6)
-    ref = generate(Interpreter(pre), Interpreter(dec), pre, ids, 3)
-    fpga = generate(*compiled.runners(), pre, ids, 3, forced=ref.tokens)
-    assert rel_error(fpga, ref) < REL_ERROR_BOUND
+    assert error < REL_ERROR_BOUND
 
 
 def test_a_full_width_opt_tracks_the_reference() -> None:
@@ -77,11 +81,5 @@ def test_a_full_width_opt_tracks_the_reference() -> None:
         BUILTINS["opt-125m"], name="opt-768x2", vocab_size=512, num_layers=2, max_positions=128,
         random_seed=1,
     )  # fmt: skip
-    pre, dec = load_recipe("flightllm").apply_model(
-        build_graph(config, "prefill"), build_graph(config, "decode")
-    )
-    compiled = compile_model(CompileRequest(pre, dec, load_hw("u280"), prompt_len=6, gen_len=3))
-    ids = prompt_ids(512, 1, 6)
-    ref = generate(Interpreter(pre), Interpreter(dec), pre, ids, 3)
-    fpga = generate(*compiled.runners(), pre, ids, 3, forced=ref.tokens)
-    assert rel_error(fpga, ref) < REL_ERROR_BOUND
+    _, error = error_vs_reference(build_graph(config, "prefill"), build_graph(config, "decode"))
+    assert error < REL_ERROR_BOUND
