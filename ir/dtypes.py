@@ -64,3 +64,24 @@ def parse_dtype(text: str) -> DType:
     except KeyError:
         known = ", ".join(_BY_SHORT)
         raise InputError(f"unknown dtype {text!r} (known: {known})") from None
+
+
+ABSMAX_FLOOR = 1e-5  # smallest absmax a symmetric scale is computed from
+SCALE_SIGNIFICAND_BITS = 11  # FP16's precision, in f32's exponent range
+
+
+def symmetric_scale(absmax: np.ndarray | float, qmax: int) -> np.ndarray:
+    """Return the symmetric quantization scale max(absmax, 1e-5) / qmax as f32, rounded (to
+    nearest, ties to even) to an 11-bit significand.
+
+    With 11-bit scales and codes of at most 8 bits, code x scale and the product of two scales
+    are exact in f32, and an integer dot product dequantized by one multiply with (scale x
+    scale) equals the exact dot product of the dequantized operands rounded once: the
+    accelerator and the reference then compute the same number, not two roundings apart.
+    """
+    scale = np.asarray(np.maximum(absmax, np.float32(ABSMAX_FLOOR)) / qmax, np.float32)
+    drop = 23 - (SCALE_SIGNIFICAND_BITS - 1)
+    bits = scale.view(np.uint32)
+    half = np.uint32((1 << (drop - 1)) - 1)
+    rounded = bits + half + ((bits >> np.uint32(drop)) & np.uint32(1))
+    return (rounded & np.uint32(~((1 << drop) - 1) & 0xFFFFFFFF)).view(np.float32)

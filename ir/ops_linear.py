@@ -107,7 +107,8 @@ def exact_dot(x: np.ndarray, w: np.ndarray) -> np.ndarray:
 
 @register(Op.MATMUL, OpClass.ATTENTION, (2, 2))
 class Matmul:
-    """Batched a @ b (a [..., M, K], b [..., K, N]), or a @ b^T with attr `transpose_b`."""
+    """Batched a @ b (a [..., M, K], b [..., K, N]), or a @ b^T with attr `transpose_b`;
+    summed in float64 and rounded once to float32, as `exact_dot`."""
 
     @staticmethod
     def infer(ins: Sequence[TensorType], a: AttrDict) -> TensorType:
@@ -132,7 +133,7 @@ class Matmul:
         x, y = (v.astype(np.float32) for v in xs)
         if a.get("transpose_b", False):
             y = np.swapaxes(y, -1, -2)
-        return np.matmul(x, y).astype(np.float32)
+        return np.matmul(x.astype(np.float64), y.astype(np.float64)).astype(np.float32)
 
 
 def rope_tables(positions: np.ndarray, rotary_dim: int, theta: float) -> tuple[np.ndarray, ...]:

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from sparseflow.ir.dims import Dim, same_dim
-from sparseflow.ir.dtypes import DType, parse_dtype
+from sparseflow.ir.dtypes import DType, parse_dtype, symmetric_scale
 from sparseflow.ir.ops import (
     AttrDict,
     Cost,
@@ -178,7 +178,10 @@ class Softmax:
         x = xs[0].astype(np.float32)
         axis = int(a.get("axis", -1))
         e = np.exp(x - x.max(axis=axis, keepdims=True))
-        return (e / e.sum(axis=axis, keepdims=True)).astype(np.float32)
+        # a float64 sum: the result depends on neither the summation order nor on padding
+        # (a float32 sum of a row changes in 4 of 10 rows when zeros are appended to it)
+        total = e.sum(axis=axis, keepdims=True, dtype=np.float64)
+        return (e / total).astype(np.float32)
 
 
 def _norm_infer(ins: Sequence[TensorType], a: AttrDict) -> TensorType:
@@ -225,8 +228,8 @@ class Quantize:
     """Quantize symmetrically to attr `bits` (default 8). With one input, one absmax scale per
     token (row over the last axis): s = max|x| / (2^(b-1) - 1), q = round(x / s). With a
     second input, that static scale [1] (calibrated ahead of time) serves the whole tensor and
-    q is clipped to +-(2^(b-1) - 1). The value held is q * s, the real number the integer
-    tensor represents."""
+    q is clipped to +-(2^(b-1) - 1). Scales are `symmetric_scale`'s. The value held is q * s,
+    the real number the integer tensor represents."""
 
     cost = staticmethod(pointwise_cost(3))
 
@@ -247,7 +250,7 @@ class Quantize:
         if len(xs) == 2:
             scale = np.float32(xs[1].reshape(()))
         else:
-            scale = np.maximum(np.abs(x).max(axis=-1, keepdims=True), np.float32(1e-5)) / qmax
+            scale = symmetric_scale(np.abs(x).max(axis=-1, keepdims=True), qmax)
         return (np.clip(np.round(x / scale), -qmax, qmax) * scale).astype(np.float32)
 
 

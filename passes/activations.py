@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from sparseflow.ir.dtypes import DType
+from sparseflow.ir.dtypes import DType, symmetric_scale
 from sparseflow.ir.errors import InputError
 from sparseflow.ir.graph import Graph, infer_types
 from sparseflow.ir.node import Node, make_attrs
@@ -155,9 +155,7 @@ def _value_scales(
         return {v: np.asarray(ctx.reuse[f"{v}.scale"]) for v in values}
     seen = collect_values(graph, values, ctx)
     qmax = 2 ** (bits - 1) - 1
-    return {
-        v: np.array([max(float(np.abs(x).max()), 1e-5) / qmax], np.float32) for v, x in seen.items()
-    }
+    return {v: symmetric_scale(np.abs(x).max(), qmax).reshape(1) for v, x in seen.items()}
 
 
 def _scale_weights(scales: dict[str, np.ndarray | None]) -> dict[str, np.ndarray]:

@@ -4,8 +4,9 @@ Requires: nothing. Ensures: each node computing float values (every op except in
 quantize, cast and the layout ops that only move values) is followed by a `cast` to `dtype`
 named `<node>.<dtype>` that its readers read instead (a graph output keeps its name for the
 rounded value; its computation is renamed `<name>.unrounded`); float weights
-read by non-linear ops (norm gains, biases) are stored rounded to `dtype`, and so is the
-constant factor of a `scale` (the SFU holds it as an FP16 immediate). A backend whose
+read by non-linear ops (norm gains, biases) are stored rounded to `dtype`, and so are the
+constant factor of a `scale` and the eps of a norm (the SFU holds them as FP16 immediates:
+LLaMA's eps 1e-6 is 1.0133e-6 there). A backend whose
 special-function unit computes in FP16 (FlightLLM's SFU) then matches the reference exactly.
 
 IR before -> after (dtype f16):
@@ -32,6 +33,8 @@ from sparseflow.passes.manager import PassContext, register_pass
 KEEP = {Op.INPUT, Op.WEIGHT, Op.QUANTIZE, Op.CAST}
 KEEP |= {Op.RESHAPE, Op.TRANSPOSE, Op.REPEAT_KV, Op.KV_APPEND, Op.CONCAT, Op.SLICE}
 ROUNDED_WEIGHT_ROLES = ("norm", "bias")
+# The constant attribute of an op that the SFU holds as an immediate of the datapath's dtype.
+IMMEDIATES = {Op.SCALE: "factor", Op.RMSNORM: "eps", Op.LAYERNORM: "eps"}
 
 
 @dataclass(frozen=True)
@@ -49,7 +52,8 @@ class PrecisionOptions:
 def round_activations(
     graph: Graph, layers: tuple[str, ...], ctx: PassContext, opts: PrecisionOptions
 ) -> Graph:
-    """Hold every computed float activation (and norm/bias weight) in `dtype`."""
+    """Hold every computed float activation (and norm/bias weight, scale factor and norm eps)
+    in `dtype`."""
     dtype = parse_dtype(opts.dtype)
     cast, attrs = Op.CAST, make_attrs({"dtype": opts.dtype})
     outputs = set(graph.outputs)
@@ -61,9 +65,10 @@ def round_activations(
         if node.op is Op.WEIGHT and node.attr("role") in ROUNDED_WEIGHT_ROLES:
             node = replace(node, type=node.type.with_(dtype=dtype))
             rounded_weights[node.name] = _rounded(graph, ctx, node.name, dtype)
-        if node.op is Op.SCALE:
-            factor = float(round_to_dtype(np.float32(node.attr("factor")), dtype))
-            node = replace(node, attrs=make_attrs({**node.attr_dict, "factor": factor}))
+        constant = IMMEDIATES.get(node.op)
+        if constant is not None:
+            value = float(round_to_dtype(np.float32(node.attr(constant)), dtype))
+            node = replace(node, attrs=make_attrs({**node.attr_dict, constant: value}))
         if node.op in KEEP or not node.type.dtype.is_float:
             nodes.append(node)
             continue

@@ -4,7 +4,8 @@ Requires float arrays: weights W[N, K] (out, in), activations X[T, K], Y = X W^T
 `QuantCodes` that `ir.formats.pack_weight` stores (dense, or under a sparse selection) and
 whose decoded values equal the fake-quantized weights exactly, plus the matching integer
 matmuls. Formulas follow the reference algorithms:
-- symmetric absmax int-b: qmax = 2^(b-1) - 1, s = max(max|x|, 1e-5) / qmax, q = round(x / s);
+- symmetric absmax int-b: qmax = 2^(b-1) - 1, s = max(max|x|, 1e-5) / qmax with an 11-bit
+  significand (`ir.dtypes.symmetric_scale`), q = round(x / s);
 - asymmetric min-max uint-b (GPTQ/AWQ): maxq = 2^b - 1, xmin = min(min x, 0), xmax =
   max(max x, 0) (both 0: -1, +1), s = (xmax - xmin) / maxq, z = round(-xmin / s),
   q = clamp(round(x / s) + z, 0, maxq);
@@ -19,12 +20,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from sparseflow.ir.dtypes import DType
+from sparseflow.ir.dtypes import DType, symmetric_scale
 from sparseflow.ir.errors import InputError
 from sparseflow.ir.formats import PackedWeight, QuantCodes, pack_weight
 from sparseflow.ir.types import QuantParams, QuantScheme
 
-ABSMAX_FLOOR = 1e-5  # smallest absmax a scale is computed from (reference primitives)
 SMOOTH_FLOOR = 1e-5  # SmoothQuant's floor for weight maxima and smoothing factors
 
 
@@ -39,8 +39,7 @@ def as_matrix(x: np.ndarray, what: str) -> np.ndarray:
 def symmetric_quantize(x: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
     """Quantize each row of `x` to signed int-`bits` by absmax; return (codes, f32 scales)."""
     qmax = 2 ** (bits - 1) - 1
-    absmax = np.maximum(np.abs(x).max(axis=-1), ABSMAX_FLOOR)
-    scale = (absmax / qmax).astype(np.float32)
+    scale = symmetric_scale(np.abs(x).max(axis=-1), qmax)
     codes = np.clip(np.round(x / scale[..., None]), -qmax, qmax)
     return codes.astype(np.int8 if bits <= 8 else np.int32), scale
 

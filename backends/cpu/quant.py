@@ -15,11 +15,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sparseflow.ir.dtypes import symmetric_scale
 from sparseflow.ir.errors import InputError
 
-# Symmetric int8: qmax = 2^(8-1) - 1, and max|x| is clamped to >= 1e-5 (refs/quantization.md).
+# Symmetric int8: qmax = 2^(8-1) - 1; scales are `symmetric_scale`'s (refs/quantization.md).
 INT8_QMAX = 127
-ABSMAX_FLOOR = 1e-5
 # Asymmetric uint4: maxq = 2^4 - 1 (refs/quantization.md, GPTQ/AWQ convention).
 UINT4_MAXQ = 15
 
@@ -77,8 +77,7 @@ def quantize_int8_rows(a: np.ndarray, qmax: int = INT8_QMAX) -> tuple[np.ndarray
     int8; qmax = 7 gives int4 activation codes); return (q, scale per row)."""
     _check(a.ndim == 2, "quantize_int8_rows: need a 2-D array")
     _check(1 <= qmax <= INT8_QMAX, f"quantize_int8_rows: qmax {qmax} outside 1..{INT8_QMAX}")
-    absmax = np.maximum(np.abs(a).max(axis=1, initial=0.0), ABSMAX_FLOOR)
-    scale = (absmax / qmax).astype(np.float32)
+    scale = symmetric_scale(np.abs(a).max(axis=1, initial=0.0), qmax)
     q = np.clip(np.rint(a / scale[:, None]), -qmax, qmax).astype(np.int8)
     return q, scale
 

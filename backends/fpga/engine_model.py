@@ -69,6 +69,14 @@ def wrap_int32(values: np.ndarray) -> np.ndarray:
     return np.where(v >= 1 << 31, v - (1 << 32), v).astype(np.int32)
 
 
+def dequantize(sums: np.ndarray, scales: np.ndarray) -> np.ndarray:
+    """Return int32 `sums` x f32 `scales` (broadcast) rounded once to f32, as the DEQUANT
+    unit's int-by-float multiplier does: a token scale x row scale product is exact in f32
+    (11-bit significands, `ir.dtypes.symmetric_scale`), so this equals the exact dot
+    product of the dequantized operands rounded once, what the reference computes."""
+    return (np.asarray(sums, np.float64) * np.asarray(scales, np.float64)).astype(np.float32)
+
+
 @dataclass(frozen=True)
 class ChainParams:
     """Describe one sparse DSP chain; reject impossible configurations with InputError."""

@@ -26,6 +26,7 @@ from sparseflow.backends.fpga.engine_model import (
     DENSE_N,
     EngineBuffers,
     EngineParams,
+    dequantize,
     execute_matrix,
     load_linear,
     plan_linear,
@@ -139,7 +140,7 @@ class FunctionalRunner:
                 rows, ks = slice(t.row0, t.row0 + t.rows), slice(t.k0, t.k0 + t.k)
                 acc = engine_matmul(engine, placement.n, x_codes[:, ks], codes[rows, ks])
                 group_scale = scales[rows, t.k0 // placement.k_group]
-                y[:, rows] += acc.astype(np.float32) * x_scale[:, None] * group_scale[None, :]
+                y[:, rows] += dequantize(acc, x_scale[:, None] * group_scale[None, :])
             return self._round(y).reshape(*x.shape[:-1], placement.rows)
 
         return kernel
@@ -157,17 +158,17 @@ class FunctionalRunner:
                     cache_codes, cache_scale = int_codes(b[bh])  # exact: INT8 rows
                     q_codes, q_scale = int_codes(self._round(a[bh]))
                     acc = engine_matmul(engine, DENSE_N, q_codes, cache_codes)
-                    out[bh] = acc * q_scale[:, None] * cache_scale[None, :]
+                    out[bh] = dequantize(acc, q_scale[:, None] * cache_scale[None, :])
                 elif static is not None:  # one value scale per layer: p codes x v codes exactly
                     p_codes, p_scale = int_codes(self._round(a[bh]))
                     v_codes = np.rint(b[bh] / static).astype(np.int64)
                     acc = engine_matmul(engine, DENSE_N, p_codes, v_codes.T)
-                    out[bh] = acc * p_scale[:, None] * static
+                    out[bh] = dequantize(acc, p_scale[:, None] * static)
                 else:  # per-row value scales fold into the probabilities before quantizing
                     cache_codes, cache_scale = int_codes(b[bh])
                     p_codes, p_scale = int_codes(self._round(a[bh]) * cache_scale[None, :])
                     acc = engine_matmul(engine, DENSE_N, p_codes, cache_codes.T)
-                    out[bh] = acc * p_scale[:, None]
+                    out[bh] = dequantize(acc, p_scale[:, None])
             return self._round(out)
 
         return kernel

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from sparseflow.ir.dims import eval_dim
-from sparseflow.ir.dtypes import DType
+from sparseflow.ir.dtypes import DType, symmetric_scale
 from sparseflow.ir.errors import GraphError, InputError
 from sparseflow.ir.ops import Op, all_ops, get_op, storage_bytes
 from sparseflow.ir.types import (
@@ -118,6 +118,38 @@ def test_softmax_layernorm_rmsnorm_match_formulas():
     np.testing.assert_allclose(ln, expect, rtol=1e-4, atol=1e-5)
     rms = run("rmsnorm", x, w, eps=1e-6)
     np.testing.assert_allclose(rms, x / np.sqrt((x**2).mean(-1, keepdims=True) + 1e-6) * w, 1e-5)
+
+
+def test_softmax_of_a_row_ignores_masked_padding():
+    """A decode bucket's SFU softmax runs over the bucket's keys (the masked ones -inf), the
+    reference over the position's: the probabilities must not depend on the padding (a
+    float32 row sum changed in 4 of 10 rows with 26 zeros appended)."""
+    rng = np.random.default_rng(2)
+    for keys in (3, 100, 166, 300):
+        x = rng.standard_normal((20, keys)).astype(np.float32) * 4
+        padded = np.concatenate([x, np.full((20, 26), -np.inf, np.float32)], axis=1)
+        assert np.array_equal(run("softmax", padded, axis=-1)[:, :keys], run("softmax", x, axis=-1))
+
+
+def test_symmetric_scales_have_eleven_significant_bits():
+    rng = np.random.default_rng(3)
+    absmax = np.abs(rng.standard_normal(4000) * 10.0 ** rng.integers(-4, 4, 4000))
+    absmax = absmax.astype(np.float32)
+    scale = symmetric_scale(absmax, 127)
+    mantissa, exponent = np.frexp(np.maximum(absmax, np.float32(1e-5)) / np.float32(127))
+    expected = np.ldexp(np.round(mantissa * 2**11) / 2**11, exponent).astype(np.float32)
+    assert scale.dtype == np.float32 and np.array_equal(scale, expected)
+    assert np.all(np.abs(scale / (absmax / 127) - 1)[absmax > 1e-5] <= 2.0**-11)
+    # what 11 bits buy: code x scale and scale x scale are exact in float32
+    codes = rng.integers(-127, 128, 4000)
+    exact = codes.astype(np.float64) * scale.astype(np.float64)
+    assert np.array_equal((codes * scale).astype(np.float64), exact)
+    square = scale.astype(np.float64) * scale[::-1].astype(np.float64)
+    assert np.array_equal((scale * scale[::-1]).astype(np.float64), square)
+    # ... which a float32 scale does not give
+    plain = (absmax / np.float32(127)).astype(np.float32)
+    plain_square = plain.astype(np.float64) * plain[::-1].astype(np.float64)
+    assert not np.array_equal((plain * plain[::-1]).astype(np.float64), plain_square)
 
 
 def test_gelu_matches_math_erf():

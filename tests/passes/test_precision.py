@@ -56,11 +56,15 @@ def test_static_value_scale_is_calibrated_once_and_shared():
     assert str(decode.node("past_v.0").type).endswith("q=int8:tensor")
 
 
-def test_scale_factors_are_held_in_fp16():
-    """The SFU multiplies by an FP16 immediate: 1/sqrt(32) becomes its nearest FP16 value."""
-    config = replace(BUILTINS["tiny-llama"], name="hd32", num_heads=2, num_kv_heads=2, head_dim=32)
+def test_scale_factors_and_norm_eps_are_held_in_fp16():
+    """The SFU holds the scale factor and the norm eps as FP16 immediates: 1/sqrt(32) and
+    LLaMA's eps 1e-6 (an FP16 subnormal, 1.0133e-6) become their nearest FP16 values."""
+    config = replace(BUILTINS["tiny-llama"], name="hd32", num_heads=2, num_kv_heads=2, head_dim=32,
+                     norm_eps=1e-6)  # fmt: skip
     recipe = recipe_from_dict({"passes": [{"pass": "round_activations"}]}, "test.yaml")
     graph = recipe.apply(build_graph(config, "prefill"))
     factors = [float(n.attr("factor")) for n in graph.nodes_of(Op.SCALE)]
     exact = np.float32(1 / np.sqrt(32))
     assert factors and all(f == float(np.float16(exact)) != float(exact) for f in factors)
+    eps = [float(n.attr("eps")) for n in graph.nodes_of(Op.RMSNORM)]
+    assert eps and all(e == float(np.float16(1e-6)) != 1e-6 for e in eps)

@@ -29,8 +29,11 @@ def _weights(shape: tuple[int, int], seed: int = 0) -> np.ndarray:
 
 
 def _symmetric_reference(row: np.ndarray, bits: int) -> tuple[np.ndarray, float]:
+    """Codes and scale: max(absmax, 1e-5) / qmax with its significand rounded to 11 bits
+    (half to even), through frexp rather than the bit arithmetic of `symmetric_scale`."""
     qmax = 2 ** (bits - 1) - 1
-    s = np.float32(max(float(np.abs(row).max()), 1e-5) / qmax)
+    mantissa, exponent = np.frexp(np.float32(max(float(np.abs(row).max()), 1e-5) / qmax))
+    s = np.float32(np.ldexp(np.round(mantissa * 2**11) / 2**11, exponent))
     return np.clip(np.round(row / s), -qmax, qmax), s
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from sparseflow.backends.fpga import isa
-from sparseflow.backends.fpga.engine_model import N_CODES
+from sparseflow.backends.fpga.engine_model import N_CODES, dequantize
 from sparseflow.backends.fpga.iss.memory import Access
 from sparseflow.ir.ops import Op
 from sparseflow.passes.quantize import symmetric_quantize
@@ -169,7 +169,7 @@ def _dequant(m, core: int, insn: isa.Sfu, access: Access) -> None:
     acc = acc.transpose(0, 2, 1, 3, 4).reshape(2 * pairs, -1)[:rows, :length]
     token = _rows(m, access, insn.aux_addr, 1, rows, F32)[0]
     row = _rows(m, access, insn.in2_addr, 1, length, F32)[0]
-    y = acc.astype(np.float32) * token[:, None] * row[None, :]
+    y = dequantize(acc, token[:, None] * row[None, :])
     if S(insn.op) == S.DEQUANT_BIAS:
         bias_addr = insn.in2_addr + -(-length // (WORD // 4))
         y = _rows(m, access, bias_addr, 1, length, F16)[0][None, :] + y

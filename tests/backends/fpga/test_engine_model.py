@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 
 from sparseflow.backends.fpga import engine_model as em
+from sparseflow.ir.dtypes import symmetric_scale
 from sparseflow.ir.errors import InputError
+from sparseflow.ir.ops_linear import exact_dot
 
 CHAIN_CASES = [(2, 2, 8), (4, 4, 4), (6, 16, 8), (8, 2, 8), (16, 4, 4), (32, 8, 8)]
 
@@ -149,3 +151,20 @@ def test_bad_ops_are_rejected() -> None:
         em.load_linear(engine, em.EngineBuffers.zeros(engine), op, np.ones((1, 16)), dense_w)
     with pytest.raises(InputError, match="k=20"):
         em.plan_linear(engine, 4, 1, 2, 20)
+
+
+def test_dequantized_sums_equal_the_exact_dot_of_dequantized_operands() -> None:
+    """DEQUANT multiplies the int32 sum once by (token scale x row scale): with 11-bit scales
+    that is the exact dot product of the dequantized operands rounded once, which the
+    reference computes (`exact_dot`); with float32 scales, two roundings apart it is not."""
+    rng = np.random.default_rng(4)
+    x = rng.integers(-127, 128, (16, 768))
+    w = rng.integers(-7, 8, (512, 768))
+    absmax_x = rng.random(16).astype(np.float32) * 8 + 0.01
+    absmax_w = rng.random(512).astype(np.float32) * 0.2 + 0.001
+    sums = x @ w.T
+    for scale, equal in ((symmetric_scale, True), (lambda a, q: (a / q).astype(np.float32), False)):
+        sx, sw = scale(absmax_x, 127), scale(absmax_w, 7)
+        expected = exact_dot(x * sx[:, None], w * sw[:, None])
+        got = em.dequantize(sums, sx[:, None] * sw[None, :])
+        assert np.array_equal(got, expected) == equal

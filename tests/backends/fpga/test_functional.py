@@ -22,9 +22,8 @@ from sparseflow.ir.models.zoo import build_graph
 from sparseflow.passes.recipe import load_recipe
 
 # The flightllm graph carries every rounding point of the accelerator (INT8 attention
-# operands, a static value-cache scale, FP16 special functions), so only the float32 rounding
-# of scaled sums differs (docs/fpga_compiler.md): the issue's bound.
-REL_ERROR_BOUND = 1e-3
+# operands, a static value-cache scale, FP16 special functions) and both sides round each
+# op's result once (docs/fpga_compiler.md): the logits are equal, not close.
 
 
 def error_vs_reference(prefill: Graph, decode: Graph) -> tuple[FpgaCompiled, float]:
@@ -53,7 +52,7 @@ def test_tiny_llama_logits_track_the_reference() -> None:
     _, error = error_vs_reference(
         load_model("tiny-llama", "prefill"), load_model("tiny-llama", "decode")
     )
-    assert 0 < error < REL_ERROR_BOUND
+    assert error == 0.0  # bit for bit: one rounding per op on both sides
 
 
 @pytest.mark.parametrize("family", ["gpt2", "opt-125m"])
@@ -71,15 +70,16 @@ def test_biased_tied_models_track_the_reference(family: str) -> None:
     ops = {int(op) for t in tables for op in t["op"][t["opcode"] == isa.Opcode.SFU]}
     assert isa.SfuOp.DEQUANT_BIAS in ops
     assert (isa.SfuOp.RELU in ops) == (config.activation == "relu")
-    assert error < REL_ERROR_BOUND
+    assert error == 0.0
 
 
 def test_a_full_width_opt_tracks_the_reference() -> None:
     """OPT-125m's width (768, 12 heads) in 2 layers: with a float32-BLAS reference, sums a few
-    ulps off the exact ones moved INT8 codes by one and the logits by 4e-3."""
+    ulps off the exact ones moved INT8 codes by one and the logits by 4e-3; with float32
+    scales, the engine's two roundings of each sum did the same at 12 layers."""
     config = dataclasses.replace(
         BUILTINS["opt-125m"], name="opt-768x2", vocab_size=512, num_layers=2, max_positions=128,
         random_seed=1,
     )  # fmt: skip
     _, error = error_vs_reference(build_graph(config, "prefill"), build_graph(config, "decode"))
-    assert error < REL_ERROR_BOUND
+    assert error == 0.0

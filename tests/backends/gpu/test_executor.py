@@ -18,6 +18,7 @@ from sparseflow.backends.gpu.plan import GpuKernel, plan_graph
 from sparseflow.backends.registry import CompileRequest, compile_model
 from sparseflow.backends.runner import generate, prompt_ids, rel_error
 from sparseflow.hw_models.loader import load_hw
+from sparseflow.ir.dtypes import symmetric_scale
 from sparseflow.ir.errors import InputError
 from sparseflow.ir.formats import PackedWeight
 from sparseflow.ir.graph import Graph
@@ -167,7 +168,7 @@ def test_token_codes_recover_the_quantize_codes_exactly() -> None:
         held = Op.QUANTIZE.reference([x.astype(np.float32)], {"bits": bits})
         codes, scale = token_codes(held, bits)
         qmax = 2 ** (bits - 1) - 1
-        scale_ref = np.maximum(np.abs(x).max(axis=1), np.float32(1e-5)) / qmax
+        scale_ref = symmetric_scale(np.abs(x).max(axis=1), qmax)
         expected = np.clip(np.round(x / scale_ref[:, None]), -qmax, qmax)
         np.testing.assert_array_equal(codes, expected)
         np.testing.assert_allclose(codes * scale[:, None], held, rtol=1e-6)
