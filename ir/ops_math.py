@@ -273,6 +273,16 @@ class Cast:
         return round_to_dtype(xs[0], parse_dtype(str(a["dtype"])))
 
 
+# Smallest positive value of each rounded float type (its least subnormal).
+TINIEST = {DType.F16: 2.0**-24, DType.BF16: 2.0**-133}
+
+
+def positive_in_dtype(value: float, dtype: DType) -> float:
+    """Return positive `value` rounded to `dtype`, at least that type's smallest positive
+    value: a norm eps below FP16's range (BERT's 1e-12) is held as 2^-24, not as 0."""
+    return max(float(round_to_dtype(np.float32(value), dtype)), TINIEST.get(dtype, 2.0**-149))
+
+
 def round_to_dtype(x: np.ndarray, dtype: DType) -> np.ndarray:
     """Return float32 `x` rounded to the nearest value of `dtype` (ties to even)."""
     x = np.asarray(x, dtype=np.float32)

@@ -6,7 +6,8 @@ named `<node>.<dtype>` that its readers read instead (a graph output keeps its n
 rounded value; its computation is renamed `<name>.unrounded`); float weights
 read by non-linear ops (norm gains, biases) are stored rounded to `dtype`, and so are the
 constant factor of a `scale` and the eps of a norm (the SFU holds them as FP16 immediates:
-LLaMA's eps 1e-6 is 1.0133e-6 there). A backend whose
+LLaMA's eps 1e-6 is 1.0133e-6 there, and an eps below FP16's range, BERT's 1e-12, is its
+smallest subnormal 2^-24 rather than 0). A backend whose
 special-function unit computes in FP16 (FlightLLM's SFU) then matches the reference exactly.
 
 IR before -> after (dtype f16):
@@ -26,15 +27,13 @@ from sparseflow.ir.dtypes import DType, parse_dtype
 from sparseflow.ir.graph import Graph, infer_types
 from sparseflow.ir.node import Node, make_attrs
 from sparseflow.ir.ops import Op
-from sparseflow.ir.ops_math import round_to_dtype
+from sparseflow.ir.ops_math import positive_in_dtype, round_to_dtype
 from sparseflow.passes.manager import PassContext, register_pass
 
 # Ops whose outputs are never rounded: sources, integer values, and ops that only move values.
 KEEP = {Op.INPUT, Op.WEIGHT, Op.QUANTIZE, Op.CAST}
 KEEP |= {Op.RESHAPE, Op.TRANSPOSE, Op.REPEAT_KV, Op.KV_APPEND, Op.CONCAT, Op.SLICE}
 ROUNDED_WEIGHT_ROLES = ("norm", "bias")
-# The constant attribute of an op that the SFU holds as an immediate of the datapath's dtype.
-IMMEDIATES = {Op.SCALE: "factor", Op.RMSNORM: "eps", Op.LAYERNORM: "eps"}
 
 
 @dataclass(frozen=True)
@@ -65,10 +64,12 @@ def round_activations(
         if node.op is Op.WEIGHT and node.attr("role") in ROUNDED_WEIGHT_ROLES:
             node = replace(node, type=node.type.with_(dtype=dtype))
             rounded_weights[node.name] = _rounded(graph, ctx, node.name, dtype)
-        constant = IMMEDIATES.get(node.op)
-        if constant is not None:
-            value = float(round_to_dtype(np.float32(node.attr(constant)), dtype))
-            node = replace(node, attrs=make_attrs({**node.attr_dict, constant: value}))
+        if node.op is Op.SCALE:
+            factor = float(round_to_dtype(np.float32(node.attr("factor")), dtype))
+            node = replace(node, attrs=make_attrs({**node.attr_dict, "factor": factor}))
+        if node.op in (Op.RMSNORM, Op.LAYERNORM):
+            eps = positive_in_dtype(float(node.attr("eps")), dtype)
+            node = replace(node, attrs=make_attrs({**node.attr_dict, "eps": eps}))
         if node.op in KEEP or not node.type.dtype.is_float:
             nodes.append(node)
             continue

@@ -54,11 +54,13 @@ from sparseflow.backends.fpga.layout import (
 from sparseflow.backends.fpga.lower_attention import AttentionLowering
 from sparseflow.backends.fpga.program import BufferPlan, HbmLayout, WeightPlacement, WeightTile
 from sparseflow.backends.fpga.sfu_alloc import SfuAllocator
+from sparseflow.ir.dtypes import DType
 from sparseflow.ir.errors import InputError
 from sparseflow.ir.formats import FLIGHTLLM_BLOCK
 from sparseflow.ir.graph import Graph
 from sparseflow.ir.node import Node
 from sparseflow.ir.ops import Op
+from sparseflow.ir.ops_math import positive_in_dtype
 
 SFU_OPS = {
     Op.RMSNORM: isa.SfuOp.RMSNORM,
@@ -390,7 +392,7 @@ class Lowering(AttentionLowering):
         values, weights = self.split_inputs(node)
         cores = list(range(self.cores))
         self.reads(values, cores)
-        eps = fp16_bits(float(node.attr("eps")))
+        eps = fp16_bits(positive_in_dtype(float(node.attr("eps")), DType.F16))
         for core in cores:
             tables = [self.table_load(core, w) for w in weights]
             ins = [self.local(v, core) for v in values]

@@ -68,3 +68,12 @@ def test_scale_factors_and_norm_eps_are_held_in_fp16():
     assert factors and all(f == float(np.float16(exact)) != float(exact) for f in factors)
     eps = [float(n.attr("eps")) for n in graph.nodes_of(Op.RMSNORM)]
     assert eps and all(e == float(np.float16(1e-6)) != 1e-6 for e in eps)
+
+
+def test_an_eps_below_fp16_is_its_smallest_subnormal():
+    """BERT's LayerNorm eps 1e-12 is 0 in FP16; the SFU holds 2^-24 instead (never 0)."""
+    config = replace(BUILTINS["tiny-llama"], name="eps12", norm_eps=1e-12)
+    recipe = recipe_from_dict({"passes": [{"pass": "round_activations"}]}, "test.yaml")
+    graph = recipe.apply(build_graph(config, "prefill"))
+    eps = {float(n.attr("eps")) for n in graph.nodes_of(Op.RMSNORM)}
+    assert eps == {2.0**-24} and float(np.float16(1e-12)) == 0
