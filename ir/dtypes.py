@@ -80,8 +80,14 @@ def symmetric_scale(absmax: np.ndarray | float, qmax: int) -> np.ndarray:
     accelerator and the reference then compute the same number, not two roundings apart.
     """
     scale = np.asarray(np.maximum(absmax, np.float32(ABSMAX_FLOOR)) / qmax, np.float32)
-    drop = 23 - (SCALE_SIGNIFICAND_BITS - 1)
-    bits = scale.view(np.uint32)
+    return round_significand(scale, SCALE_SIGNIFICAND_BITS)
+
+
+def round_significand(x: np.ndarray, bits: int) -> np.ndarray:
+    """Return float32 `x` rounded (to nearest, ties to even) to a `bits`-bit significand,
+    keeping f32's exponent range (bits 8: bfloat16's values)."""
+    drop = 24 - bits  # significand bits of f32 (23 stored + the implicit one) dropped
+    raw = np.asarray(x, np.float32).view(np.uint32)
     half = np.uint32((1 << (drop - 1)) - 1)
-    rounded = bits + half + ((bits >> np.uint32(drop)) & np.uint32(1))
-    return (rounded & np.uint32(~((1 << drop) - 1) & 0xFFFFFFFF)).view(np.float32)
+    rounded = raw + half + ((raw >> np.uint32(drop)) & np.uint32(1))
+    return (rounded & np.uint32(0xFFFFFFFF << drop & 0xFFFFFFFF)).view(np.float32)

@@ -91,11 +91,12 @@ def exact_dot(x: np.ndarray, w: np.ndarray) -> np.ndarray:
     """Return x [M, K] @ w [N, K]^T accumulated in float64 and rounded once to float32.
 
     Products of float32 numbers are exact in float64 and their sums nearly so, so the result
-    is the exact dot product of the operands rounded once, whatever the summation order; an
-    accelerator summing integer codes exactly comes within a rounding or two of it. A float32
-    BLAS misses some sums by a few ulps (its order is its own), and after the FP16 rounding
-    and INT8 quantization of the next layer's input such a miss can move a code by one: in a
-    768-wide 12-layer INT8 graph those moves alone changed the logits by 1e-2.
+    is the exact dot product of the operands rounded once, whatever the summation order: what
+    an accelerator summing integer codes exactly and dequantizing once computes
+    (`ir.dtypes.symmetric_scale`). A float32 BLAS misses some sums by a few ulps (its order
+    is its own), and after the FP16 rounding and INT8 quantization of the next layer's input
+    such a miss can move a code by one: in a 768-wide 12-layer INT8 graph those moves alone
+    changed the logits by 1e-2.
     """
     x64 = np.asarray(x, np.float64)
     out = np.empty((x.shape[0], w.shape[0]), np.float32)
@@ -130,10 +131,10 @@ class Matmul:
 
     @staticmethod
     def reference(xs: list[np.ndarray], a: AttrDict) -> np.ndarray:
-        x, y = (v.astype(np.float32) for v in xs)
+        x, y = (np.asarray(v, np.float32).astype(np.float64) for v in xs)
         if a.get("transpose_b", False):
             y = np.swapaxes(y, -1, -2)
-        return np.matmul(x.astype(np.float64), y.astype(np.float64)).astype(np.float32)
+        return np.matmul(x, y).astype(np.float32)
 
 
 def rope_tables(positions: np.ndarray, rotary_dim: int, theta: float) -> tuple[np.ndarray, ...]:

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from sparseflow.ir.dims import Dim, same_dim
-from sparseflow.ir.dtypes import DType, parse_dtype, symmetric_scale
+from sparseflow.ir.dtypes import DType, parse_dtype, round_significand, symmetric_scale
 from sparseflow.ir.ops import (
     AttrDict,
     Cost,
@@ -290,7 +290,5 @@ def round_to_dtype(x: np.ndarray, dtype: DType) -> np.ndarray:
         with np.errstate(over="ignore"):  # beyond 65504 is +-inf in FP16, as the hardware's
             return x.astype(np.float16).astype(np.float32)
     if dtype is DType.BF16:
-        bits = x.view(np.uint32)
-        rounded = bits + np.uint32(0x7FFF) + ((bits >> np.uint32(16)) & np.uint32(1))
-        return (rounded & np.uint32(0xFFFF0000)).view(np.float32)
+        return round_significand(x, 8)
     return x.copy()
